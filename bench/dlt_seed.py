@@ -1,0 +1,27 @@
+"""Runs the seed configuration with dlt 1.31 (the reference) against a running mock API.
+
+usage: dlt_seed.py CONFIG.yaml BASE_URL TOKEN DUCKDB_PATH
+
+dlt rejects the seed's `stop_condition`, so it is removed; everything else is the seed as is.
+"""
+import sys
+
+import yaml
+import dlt
+from dlt.sources.rest_api import rest_api_source
+
+config_path, base_url, token, db_path = sys.argv[1:5]
+cfg = yaml.safe_load(open(config_path))
+cfg["client"]["base_url"] = base_url
+cfg["client"]["auth"]["token"] = token
+for r in cfg["resources"]:
+    r["endpoint"]["paginator"].pop("stop_condition", None)
+
+pipeline = dlt.pipeline(
+    pipeline_name="bench_dlt",
+    destination=dlt.destinations.duckdb(db_path),
+    dataset_name="bench_dataset",
+    pipelines_dir=db_path + ".pipelines",
+)
+info = pipeline.run(rest_api_source(cfg))
+print(info)

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""resttap's benchmark: the transfer floor, resttap and dlt 1.31 on the same mock API, same run.
+
+usage: python3 bench/run.py [--sizes 10000,100000,1000000] [--dlt-max 100000]
+
+For each N the mock serves N records of feedback_records and suggestions and N/10 of the four
+other resources, 100 per page, pre-rendered, with keep-alive. Measured for each tool: wall time,
+CPU time (user+sys), peak RSS (of that process alone, from wait4) and records/s. Printed and
+written to bench-results/<UTC time>.md.
+"""
+import argparse
+import datetime
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", pathlib.Path.home() / ".cache/resttap-target"))
+BIN = TARGET / "release/resttap"
+VENV = TARGET / "dlt-venv"
+TOKEN = "bench-token"
+CONFIG = ROOT / "examples/analytics-api.yaml"
+
+
+def measure(cmd, env=None, cwd=None):
+    """Runs cmd; returns (wall s, cpu s, peak RSS MB, stdout, stderr, exit code)."""
+    import time
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, out.read(), err.read(), p.returncode
+
+
+def ensure_dlt():
+    py = VENV / "bin/python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    if subprocess.run([str(py), "-c", "import dlt, yaml; assert dlt.__version__ == '1.31.0'"], capture_output=True).returncode != 0:
+        subprocess.run([str(VENV / "bin/pip"), "install", "-q", "dlt[duckdb]==1.31.0", "pyyaml"], check=True)
+    return py
+
+
+def start_mock(n):
+    p = subprocess.Popen(
+        [str(BIN), "mock-api", "--records", str(n), "--page-size", "100", "--token", TOKEN, "--prerender"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = p.stdout.readline()
+    m = re.match(r"listening on (http://\S+)", line)
+    if not m:
+        p.kill()
+        raise SystemExit(f"mock did not start: {line!r}")
+    return p, m.group(1)
+
+
+def total_records(n):
+    return 2 * n + 4 * max(1, n // 10)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--dlt-max", type=int, default=100000, help="largest N dlt is run at")
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "resttap"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    sizes = [int(s) for s in args.sizes.split(",")]
+    py = ensure_dlt() if any(n <= args.dlt_max for n in sizes) else None
+    lines = [f"# resttap benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
+    lines += [f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; mock pre-rendered, 100 records/page", ""]
+    lines += ["| N | records | tool | wall s | CPU s | peak RSS MB | records/s |", "|---|---|---|---|---|---|---|"]
+    ratios = []
+    for n in sizes:
+        mock, url = start_mock(n)
+        recs = total_records(n)
+        results = {}
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {**os.environ, "API_KEY": TOKEN}
+                # warm the server's page cache and the OS, not measured
+                measure([str(BIN), "fetch-floor", "--base-url", url, "--token", TOKEN])
+                runs = [("floor", [str(BIN), "fetch-floor", "--base-url", url, "--token", TOKEN]),
+                        ("resttap", [str(BIN), "run", str(CONFIG), "--base-url", url, "--pipeline", "bench", "--destination", f"duckdb:{tmp}/r.duckdb"])]
+                if py and n <= args.dlt_max:
+                    runs.append(("dlt 1.31", [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, f"{tmp}/d.duckdb"]))
+                for name, cmd in runs:
+                    wall, cpu, rss, out, err, code = measure(cmd, env=env, cwd=tmp)
+                    if code != 0:
+                        raise SystemExit(f"{name} failed ({code}):\n{out}\n{err}")
+                    results[name] = (wall, cpu, rss)
+                    lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {recs / wall:,.0f} |")
+                    print(lines[-1], flush=True)
+        finally:
+            mock.kill()
+            mock.wait()
+        r = results["resttap"]
+        ratio = f"N={n}: resttap/floor wall {r[0] / results['floor'][0]:.2f}x"
+        if "dlt 1.31" in results:
+            d = results["dlt 1.31"]
+            ratio += f"; dlt/resttap wall {d[0] / r[0]:.0f}x, CPU {d[1] / r[1]:.0f}x, RSS {d[2] / r[2]:.0f}x"
+        ratios.append(ratio)
+    lines += [""] + [f"- {r}" for r in ratios]
+    text = "\n".join(lines) + "\n"
+    print("\n".join(ratios))
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.md"
+    path.write_text(text)
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,504 @@
+//! Loading a configuration file: parse, apply `resource_defaults` and dlt's shorthands, check
+//! every key strictly, resolve secrets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::{ConfigError, suggest};
+use crate::model::{AuthConfig, PaginatorConfig, RestApiConfig};
+use crate::secrets::{Piece, SecretSources, Secrets, parse_template, render};
+
+/// A loaded, validated configuration and its secrets.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The configuration, `resource_defaults` merged into every resource.
+    pub api: RestApiConfig,
+    /// The values of its `{secrets.NAME}` placeholders.
+    pub secrets: Secrets,
+}
+
+/// Options that change a configuration after it is read.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// Replaces `client.base_url` (e.g. to point a production config at a staging API).
+    pub base_url: Option<String>,
+}
+
+/// The file formats a configuration can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+    Toml,
+}
+
+impl Format {
+    /// The format for a file name, by extension.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            "toml" => Some(Format::Toml),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Format::Yaml => "YAML",
+            Format::Json => "JSON",
+            Format::Toml => "TOML",
+        }
+    }
+}
+
+/// Reads, checks and resolves the configuration at `path`.
+pub fn load_file(path: &Path, overrides: &Overrides, secrets: &SecretSources) -> Result<Config, ConfigError> {
+    let format = Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat { path: path.to_path_buf() })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    load_str(&text, format, path, overrides, secrets)
+}
+
+/// Like [`load_file`], for text already read; `path` is used in messages.
+pub fn load_str(
+    text: &str,
+    format: Format,
+    path: &Path,
+    overrides: &Overrides,
+    secret_sources: &SecretSources,
+) -> Result<Config, ConfigError> {
+    let syntax = |message: String| ConfigError::Syntax { path: path.to_path_buf(), format: format.name(), message };
+    let mut root: Value = match format {
+        Format::Json => serde_json::from_str(text).map_err(|e| syntax(e.to_string()))?,
+        Format::Yaml => serde_norway::from_str(text).map_err(|e| syntax(e.to_string()))?,
+        Format::Toml => toml::from_str(text).map_err(|e| syntax(e.to_string()))?,
+    };
+    let ctx = Ctx { path };
+    if !root.is_object() {
+        return Err(ctx.invalid("(top level)", "the configuration must be a mapping with `client` and `resources`"));
+    }
+    if let Some(url) = &overrides.base_url {
+        if let Some(client) = root.get_mut("client").and_then(Value::as_object_mut) {
+            client.insert("base_url".into(), Value::String(url.clone()));
+        }
+    }
+    prepare(&ctx, &mut root)?;
+
+    // Every placeholder must be known, and every secret must have a value, before any request.
+    let mut names = BTreeMap::new();
+    collect_placeholders(&ctx, &root, &mut String::new(), &mut names)?;
+    let secrets = secret_sources.resolve(&names)?;
+
+    let api: RestApiConfig = serde_path_to_error::deserialize(root.clone()).map_err(|e| ctx.from_serde(&root, e))?;
+    validate(&ctx, &api, &secrets)?;
+    Ok(Config { path: path.to_path_buf(), api, secrets })
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { path: self.path.to_path_buf(), key: key.to_string(), message: message.into(), suggestion: None }
+    }
+
+    /// Turns a serde error into one that names the key and suggests the nearest valid one.
+    fn from_serde(&self, root: &Value, e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+        let mut key = e.path().to_string();
+        if key == "." {
+            key = "(top level)".into();
+        }
+        let msg = e.inner().to_string();
+        let ticks: Vec<&str> = msg.split('`').skip(1).step_by(2).collect();
+        let (message, suggestion) = if let Some(rest) = msg.strip_prefix("unknown field ") {
+            let field = ticks.first().copied().unwrap_or_default();
+            if !(key == field || key.ends_with(&format!(".{field}"))) {
+                key = join_key(&key, field);
+            }
+            let valid = &ticks[1.min(ticks.len())..];
+            let _ = rest;
+            let list = if valid.is_empty() { "none".to_string() } else { valid.join(", ") };
+            (format!("unknown key `{field}` (valid keys here: {list})"), suggest(field, valid.iter().copied()))
+        } else if msg.starts_with("unknown variant ") {
+            let variant = ticks.first().copied().unwrap_or_default();
+            let valid = &ticks[1.min(ticks.len())..];
+            if lookup(root, &key).and_then(|v| v.get("type")).and_then(Value::as_str) == Some(variant) {
+                key = join_key(&key, "type");
+            }
+            (format!("unknown value `{variant}` (expected one of: {})", valid.join(", ")), suggest(variant, valid.iter().copied()))
+        } else if let Some(field) = msg.strip_prefix("missing field ") {
+            (format!("missing required key {field}"), None)
+        } else {
+            (msg.clone(), None)
+        };
+        ConfigError::Invalid { path: self.path.to_path_buf(), key, message, suggestion }
+    }
+}
+
+fn join_key(base: &str, field: &str) -> String {
+    if base.is_empty() || base == "." || base == "(top level)" { field.to_string() } else { format!("{base}.{field}") }
+}
+
+/// Finds the value at a key path like `resources[2].endpoint`.
+fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
+    let mut cur = root;
+    for part in key.split('.').filter(|p| !p.is_empty()) {
+        let (name, idx) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        if !name.is_empty() {
+            cur = cur.get(name)?;
+        }
+        if let Some(i) = idx {
+            cur = cur.get(i)?;
+        }
+    }
+    Some(cur)
+}
+
+/// Recursive merge: `over` wins; objects merge key by key, everything else is replaced.
+fn merge_into(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge_into(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// dlt's shorthands, expanded in place: resources given as a string, `endpoint` as a string,
+/// `paginator` as a string, `auth: {token: ...}`, `write_disposition` as a dict.
+fn expand_resource(ctx: &Ctx, key: &str, r: &mut Map<String, Value>) -> Result<(), ConfigError> {
+    if let Some(Value::String(p)) = r.get("endpoint") {
+        let p = p.clone();
+        r.insert("endpoint".into(), serde_json::json!({ "path": p }));
+    }
+    if let Some(Value::Object(ep)) = r.get_mut("endpoint") {
+        if let Some(p) = ep.get_mut("paginator") {
+            expand_paginator(p);
+        }
+        if let Some(a) = ep.get_mut("auth") {
+            expand_auth(a);
+        }
+    }
+    if let Some(Value::Object(wd)) = r.get("write_disposition").cloned() {
+        let disposition = wd.get("disposition").cloned().unwrap_or(Value::Null);
+        for k in wd.keys() {
+            if !["disposition", "strategy"].contains(&k.as_str()) {
+                return Err(ConfigError::Invalid {
+                    path: ctx.path.to_path_buf(),
+                    key: format!("{key}.write_disposition.{k}"),
+                    message: format!("unknown key `{k}` (valid keys here: disposition, strategy)"),
+                    suggestion: suggest(k, ["disposition", "strategy"]),
+                });
+            }
+        }
+        r.insert("write_disposition".into(), disposition);
+        if let Some(s) = wd.get("strategy") {
+            r.insert("merge_strategy".into(), s.clone());
+        }
+    }
+    Ok(())
+}
+
+fn expand_paginator(p: &mut Value) {
+    if let Value::String(s) = p {
+        *p = serde_json::json!({ "type": s.clone() });
+    }
+}
+
+fn expand_auth(a: &mut Value) {
+    if let Value::Object(m) = a {
+        if !m.contains_key("type") && m.contains_key("token") {
+            m.insert("type".into(), "bearer".into());
+        }
+    }
+}
+
+fn prepare(ctx: &Ctx, root: &mut Value) -> Result<(), ConfigError> {
+    let obj = root.as_object_mut().expect("checked object");
+    if let Some(client) = obj.get_mut("client").and_then(Value::as_object_mut) {
+        if let Some(p) = client.get_mut("paginator") {
+            expand_paginator(p);
+        }
+        if let Some(a) = client.get_mut("auth") {
+            expand_auth(a);
+        }
+    }
+    let defaults = obj.get("resource_defaults").cloned();
+    if let Some(d) = &defaults {
+        let Value::Object(dm) = d else {
+            return Err(ctx.invalid("resource_defaults", "must be a mapping of resource keys"));
+        };
+        if dm.contains_key("name") {
+            return Err(ctx.invalid("resource_defaults.name", "a default cannot set `name`"));
+        }
+        // Check the defaults on their own, so that an error names `resource_defaults`.
+        let mut probe = dm.clone();
+        probe.insert("name".into(), "resource_defaults".into());
+        expand_resource(ctx, "resource_defaults", &mut probe)?;
+        probe.entry("endpoint").or_insert_with(|| Value::Object(Map::new()));
+        let probe = Value::Object(probe);
+        if let Err(e) = serde_path_to_error::deserialize::<_, crate::model::Resource>(probe.clone()) {
+            return Err(match ctx.from_serde(&probe, e) {
+                ConfigError::Invalid { path, key, message, suggestion } => {
+                    ConfigError::Invalid { path, key: join_key("resource_defaults", &key), message, suggestion }
+                }
+                other => other,
+            });
+        }
+    }
+    let Some(resources) = obj.get_mut("resources") else { return Ok(()) };
+    let Value::Array(list) = resources else {
+        return Err(ctx.invalid("resources", "must be a list of resources"));
+    };
+    for (i, r) in list.iter_mut().enumerate() {
+        let key = format!("resources[{i}]");
+        if let Value::String(name) = r {
+            *r = serde_json::json!({ "name": name.clone(), "endpoint": { "path": name.clone() } });
+        }
+        let Value::Object(m) = r else {
+            return Err(ctx.invalid(&key, "a resource must be a name or a mapping with `name` and `endpoint`"));
+        };
+        expand_resource(ctx, &key, m)?;
+        if let Some(d) = &defaults {
+            let mut merged = d.clone();
+            if let Value::Object(dm) = &mut merged {
+                if let Some(Value::String(p)) = dm.get("endpoint").cloned() {
+                    dm.insert("endpoint".into(), serde_json::json!({ "path": p }));
+                }
+                // dlt: a write_disposition dict in the defaults becomes its parts too
+                let mut tmp = dm.clone();
+                expand_resource(ctx, "resource_defaults", &mut tmp)?;
+                *dm = tmp;
+            }
+            merge_into(&mut merged, Value::Object(std::mem::take(m)));
+            *r = merged;
+        }
+        if let Value::Object(m) = r {
+            if !m.contains_key("endpoint") {
+                if let Some(Value::String(name)) = m.get("name").cloned() {
+                    m.insert("endpoint".into(), serde_json::json!({ "path": name }));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn collect_placeholders(
+    ctx: &Ctx,
+    v: &Value,
+    key: &mut String,
+    names: &mut BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
+    match v {
+        Value::String(s) if s.contains('{') || s.contains('}') => {
+            // expressions and selectors are not templates
+            if key.ends_with("stop_condition") || key.ends_with("data_selector") {
+                return Ok(());
+            }
+            let pieces = parse_template(s).map_err(|m| ctx.invalid(key, m))?;
+            for p in pieces {
+                if let Piece::Placeholder(ns, name) = p {
+                    match ns.as_str() {
+                        "secrets" => {
+                            names.entry(name).or_insert_with(|| key.clone());
+                        }
+                        "resources" | "incremental" => {
+                            return Err(ctx.invalid(
+                                key,
+                                format!("`{{{ns}.{name}}}` placeholders are not supported by resttap yet"),
+                            ));
+                        }
+                        other => {
+                            return Err(ConfigError::Invalid {
+                                path: ctx.path.to_path_buf(),
+                                key: key.clone(),
+                                message: format!("unknown placeholder namespace `{other}` in `{{{other}.{name}}}`"),
+                                suggestion: suggest(other, ["secrets", "resources", "incremental"]).map(|s| format!("{{{s}.{name}}}")),
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Value::Object(m) => {
+            for (k, child) in m {
+                let len = key.len();
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+                collect_placeholders(ctx, child, key, names)?;
+                key.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Array(a) => {
+            for (i, child) in a.iter().enumerate() {
+                let len = key.len();
+                key.push_str(&format!("[{i}]"));
+                collect_placeholders(ctx, child, key, names)?;
+                key.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Converts dlt's JSONPath shorthand (`forums`, `data.items`) to RFC 9535 (`$.forums`).
+pub fn to_jsonpath(selector: &str) -> String {
+    let s = selector.trim();
+    if s.starts_with('$') {
+        s.to_string()
+    } else if s.starts_with('[') {
+        format!("${s}")
+    } else {
+        format!("$.{s}")
+    }
+}
+
+fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), ConfigError> {
+    if let Some(cond) = p.stop_condition() {
+        resttap_expr::Expr::parse(cond).map_err(|e| ctx.invalid(&format!("{key}.stop_condition"), e.to_string()))?;
+    }
+    match p {
+        PaginatorConfig::Cursor { cursor_param, cursor_body_path, has_more_path, cursor_path, .. } => {
+            if cursor_param.is_some() && cursor_body_path.is_some() {
+                return Err(ctx.invalid(key, "set either `cursor_param` or `cursor_body_path`, not both"));
+            }
+            if cursor_body_path.is_some() {
+                return Err(ctx.invalid(&format!("{key}.cursor_body_path"), "is not supported by resttap yet"));
+            }
+            for (k, path) in [("cursor_path", Some(cursor_path)), ("has_more_path", has_more_path.as_ref())] {
+                if let Some(path) = path {
+                    serde_json_path::JsonPath::parse(&to_jsonpath(path))
+                        .map_err(|e| ctx.invalid(&format!("{key}.{k}"), format!("invalid JSONPath `{path}`: {e}")))?;
+                }
+            }
+            Ok(())
+        }
+        PaginatorConfig::JsonLink { .. } | PaginatorConfig::HeaderLink { .. } | PaginatorConfig::SinglePage {} => Ok(()),
+        other => Err(ctx.invalid(
+            &format!("{key}.type"),
+            format!("paginator type `{}` is not supported by resttap yet (supported: cursor, json_link, header_link, single_page)", other.type_name()),
+        )),
+    }
+}
+
+fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {
+    match a {
+        AuthConfig::Oauth2ClientCredentials { .. } => {
+            Err(ctx.invalid(&format!("{key}.type"), "auth type `oauth2_client_credentials` is not supported by resttap yet"))
+        }
+        AuthConfig::ApiKey { location: crate::model::ApiKeyLocation::Cookie, .. } => {
+            Err(ctx.invalid(&format!("{key}.location"), "api_key location `cookie` is not supported by resttap yet"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), ConfigError> {
+    let base = render(&api.client.base_url, secrets);
+    match url::Url::parse(base.expose()) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+        Ok(u) => return Err(ctx.invalid("client.base_url", format!("must be an http or https URL, not `{}:`", u.scheme()))),
+        Err(e) => {
+            let shown = if base.is_secret() { "(from a secret)".to_string() } else { format!("`{}`", base.expose()) };
+            return Err(ctx.invalid("client.base_url", format!("{shown} is not a valid URL: {e}")));
+        }
+    }
+    if !(api.client.timeout > 0.0) {
+        return Err(ctx.invalid("client.timeout", "must be a positive number of seconds"));
+    }
+    let r = &api.client.retry;
+    if !(r.backoff_factor >= 0.0) || !(r.max_delay >= 0.0) {
+        return Err(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));
+    }
+    if let Some(p) = &api.client.paginator {
+        check_paginator(ctx, "client.paginator", p)?;
+    }
+    if let Some(a) = &api.client.auth {
+        check_auth(ctx, "client.auth", a)?;
+    }
+    if api.resources.is_empty() {
+        return Err(ctx.invalid("resources", "lists no resource"));
+    }
+    let mut seen = BTreeMap::new();
+    for (i, res) in api.resources.iter().enumerate() {
+        let key = format!("resources[{i}]");
+        if res.name.trim().is_empty() {
+            return Err(ctx.invalid(&format!("{key}.name"), "must not be empty"));
+        }
+        if let Some(j) = seen.insert(res.name.clone(), i) {
+            return Err(ctx.invalid(&format!("{key}.name"), format!("`{}` is also the name of resources[{j}]", res.name)));
+        }
+        let ep = &res.endpoint;
+        if let Some(p) = &ep.paginator {
+            check_paginator(ctx, &format!("{key}.endpoint.paginator"), p)?;
+        }
+        if let Some(a) = &ep.auth {
+            check_auth(ctx, &format!("{key}.endpoint.auth"), a)?;
+        }
+        if let Some(sel) = &ep.data_selector {
+            serde_json_path::JsonPath::parse(&to_jsonpath(sel)).map_err(|e| {
+                ctx.invalid(&format!("{key}.endpoint.data_selector"), format!("invalid JSONPath `{sel}`: {e}"))
+            })?;
+        }
+        for (k, v) in &ep.params {
+            if v.is_object() || v.is_array() {
+                return Err(ctx.invalid(
+                    &format!("{key}.endpoint.params.{k}"),
+                    "structured params (`type: resolve` / `type: incremental`) are not supported by resttap yet",
+                ));
+            }
+        }
+        let unsupported: [(&str, bool); 6] = [
+            ("endpoint.incremental", ep.incremental.is_some()),
+            ("endpoint.response_actions", ep.response_actions.is_some()),
+            ("endpoint.data", ep.data.is_some()),
+            ("processing_steps", res.processing_steps.is_some()),
+            ("include_from_parent", res.include_from_parent.is_some()),
+            ("columns", res.columns.is_some()),
+        ];
+        for (k, present) in unsupported {
+            if present {
+                return Err(ctx.invalid(&format!("{key}.{k}"), "is not supported by resttap yet"));
+            }
+        }
+        if !res.merge_key.is_empty() {
+            return Err(ctx.invalid(&format!("{key}.merge_key"), "is not supported by resttap yet"));
+        }
+        if let Some(s) = &res.merge_strategy {
+            if s != "delete-insert" {
+                return Err(ctx.invalid(
+                    &format!("{key}.write_disposition.strategy"),
+                    format!("merge strategy `{s}` is not supported by resttap yet (supported: delete-insert)"),
+                ));
+            }
+        }
+        if res.primary_key.iter().any(|k| k.trim().is_empty()) {
+            return Err(ctx.invalid(&format!("{key}.primary_key"), "column names must not be empty"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

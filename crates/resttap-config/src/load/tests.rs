@@ -1,0 +1,189 @@
+use super::*;
+use crate::model::{RetryConfig, WriteDisposition};
+
+fn sources() -> SecretSources {
+    let mut s = SecretSources { ignore_env: true, secrets_toml: Some("/nonexistent/secrets.toml".into()), ..Default::default() };
+    s.overrides.insert("api_key".into(), crate::Secret::new("t0ken"));
+    s
+}
+
+fn load(text: &str, format: Format) -> Result<Config, ConfigError> {
+    load_str(text, format, Path::new("test.yaml"), &Overrides::default(), &sources())
+}
+
+const SEED_YAML: &str = r#"
+client:
+  base_url: https://api.example.com
+  auth:
+    type: bearer
+    token: "{secrets.api_key}"
+resource_defaults:
+  primary_key: id
+  write_disposition: merge
+resources:
+  - name: forums
+    endpoint:
+      path: /v1/forums
+      data_selector: forums
+      paginator:
+        type: cursor
+        cursor_param: cursor
+        cursor_path: pagination.cursor
+        stop_condition: pagination.cursor is not defined
+  - name: suggestions
+    write_disposition: append
+    endpoint:
+      path: /v1/suggestions
+      data_selector: suggestions
+"#;
+
+fn invalid(text: &str) -> (String, String, Option<String>) {
+    match load(text, Format::Yaml) {
+        Err(ConfigError::Invalid { key, message, suggestion, .. }) => (key, message, suggestion),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn seed_config_loads_and_defaults_merge() {
+    let c = load(SEED_YAML, Format::Yaml).unwrap();
+    let r = &c.api.resources;
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0].primary_key, vec!["id"]);
+    assert_eq!(r[0].write_disposition, WriteDisposition::Merge);
+    assert_eq!(r[1].write_disposition, WriteDisposition::Append);
+    assert_eq!(r[1].primary_key, vec!["id"]);
+    assert_eq!(r[0].endpoint.paginator.as_ref().unwrap().stop_condition(), Some("pagination.cursor is not defined"));
+    assert_eq!(c.secrets.get("api_key").unwrap().expose(), "t0ken");
+    // the secret is not in the model, and Debug output of the whole config hides it
+    assert!(!format!("{c:?}").contains("t0ken"));
+}
+
+#[test]
+fn same_config_as_json_and_toml() {
+    let json = r#"{"client": {"base_url": "http://localhost:1/", "auth": {"token": "{secrets.api_key}"}},
+        "resources": ["forums", {"name": "x", "endpoint": "v1/x", "write_disposition": {"disposition": "merge", "strategy": "delete-insert"}, "primary_key": ["a", "b"]}]}"#;
+    let c = load(json, Format::Json).unwrap();
+    assert_eq!(c.api.resources[0].endpoint.path.as_deref(), Some("forums"));
+    assert_eq!(c.api.resources[1].endpoint.path.as_deref(), Some("v1/x"));
+    assert_eq!(c.api.resources[1].write_disposition, WriteDisposition::Merge);
+    assert_eq!(c.api.resources[1].primary_key, vec!["a", "b"]);
+    assert!(matches!(c.api.client.auth, Some(AuthConfig::Bearer { .. })));
+    let toml = r#"
+[client]
+base_url = "http://localhost:1"
+[client.paginator]
+type = "cursor"
+cursor_path = "next"
+[[resources]]
+name = "forums"
+endpoint = { path = "/v1/forums", data_selector = "forums" }
+"#;
+    let c = load(toml, Format::Toml).unwrap();
+    assert!(matches!(c.api.client.paginator, Some(PaginatorConfig::Cursor { .. })));
+}
+
+#[test]
+fn unknown_key_names_path_and_suggests() {
+    let text = SEED_YAML.replace("cursor_path: pagination.cursor", "cursor_pth: pagination.cursor");
+    let (key, message, suggestion) = invalid(&text);
+    assert_eq!(key, "resources[0].endpoint.paginator.cursor_pth");
+    assert!(message.contains("unknown key `cursor_pth`"), "{message}");
+    assert_eq!(suggestion.as_deref(), Some("cursor_path"));
+
+    let text = SEED_YAML.replace("data_selector: suggestions", "data_selecter: suggestions");
+    let (key, _, suggestion) = invalid(&text);
+    assert_eq!(key, "resources[1].endpoint.data_selecter");
+    assert_eq!(suggestion.as_deref(), Some("data_selector"));
+
+    let text = SEED_YAML.replace("type: cursor", "type: cursr");
+    let (key, message, suggestion) = invalid(&text);
+    assert_eq!(key, "resources[0].endpoint.paginator.type");
+    assert!(message.contains("unknown value `cursr`"), "{message}");
+    assert_eq!(suggestion.as_deref(), Some("cursor"));
+
+    let text = SEED_YAML.replace("primary_key: id", "primary_kee: id");
+    let (key, _, suggestion) = invalid(&text);
+    assert_eq!(key, "resource_defaults.primary_kee");
+    assert_eq!(suggestion.as_deref(), Some("primary_key"));
+
+    let text = SEED_YAML.replace("base_url:", "base_ur1:");
+    let (key, message, _) = invalid(&text);
+    assert_eq!(key, "client.base_ur1");
+    assert!(message.contains("valid keys here"), "{message}");
+}
+
+#[test]
+fn wrong_types_and_values() {
+    let (key, message, _) = invalid(&SEED_YAML.replace("write_disposition: append", "write_disposition: 7"));
+    assert_eq!(key, "resources[1].write_disposition");
+    assert!(message.contains("invalid type"), "{message}");
+    let (key, _, suggestion) = invalid(&SEED_YAML.replace("write_disposition: append", "write_disposition: apend"));
+    assert_eq!(key, "resources[1].write_disposition");
+    assert_eq!(suggestion.as_deref(), Some("append"));
+    let (key, message, _) = invalid(&SEED_YAML.replace("is not defined", "is not"));
+    assert_eq!(key, "resources[0].endpoint.paginator.stop_condition");
+    assert!(message.contains("column"), "{message}");
+    let (key, message, _) = invalid(&SEED_YAML.replace("data_selector: forums", "data_selector: \"forums[\""));
+    assert_eq!(key, "resources[0].endpoint.data_selector");
+    assert!(message.contains("invalid JSONPath"), "{message}");
+    let (key, _, _) = invalid(&SEED_YAML.replace("https://api.example.com", "not a url"));
+    assert_eq!(key, "client.base_url");
+    let (key, message, _) = invalid(&SEED_YAML.replace("name: suggestions", "name: forums"));
+    assert_eq!(key, "resources[1].name");
+    assert!(message.contains("resources[0]"));
+    let offset = "client:\n  base_url: http://x\n  paginator:\n    type: offset\n    limit: 10\nresources: [a]\n";
+    let (key, message, _) = invalid(offset);
+    assert_eq!(key, "client.paginator.type");
+    assert!(message.contains("not supported"), "{message}");
+}
+
+#[test]
+fn placeholders_are_checked() {
+    let (key, message, suggestion) = invalid(&SEED_YAML.replace("{secrets.api_key}", "{secret.api_key}"));
+    assert_eq!(key, "client.auth.token");
+    assert!(message.contains("namespace `secret`"), "{message}");
+    assert_eq!(suggestion.as_deref(), Some("{secrets.api_key}"));
+    let err = load(&SEED_YAML.replace("{secrets.api_key}", "{secrets.other_key}"), Format::Yaml).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("OTHER_KEY") && text.contains("client.auth.token") && text.contains("secrets.toml"), "{text}");
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let err = load("client: [", Format::Yaml).unwrap_err().to_string();
+    assert!(err.starts_with("test.yaml: invalid YAML"), "{err}");
+    let err = load("{", Format::Json).unwrap_err().to_string();
+    assert!(err.contains("invalid JSON") && err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn retry_is_configurable() {
+    let c = load(SEED_YAML, Format::Yaml).unwrap();
+    assert_eq!(c.api.client.retry, RetryConfig::default());
+    let text = SEED_YAML.replace("  auth:", "  retry:\n    max_retries: 5\n    backoff_factor: 0.5\n  auth:");
+    let c = load(&text, Format::Yaml).unwrap();
+    assert_eq!(c.api.client.retry.max_retries, 5);
+    assert_eq!(c.api.client.retry.statuses, vec![429, 500, 502, 503, 504]);
+    let (key, _, suggestion) = invalid(&SEED_YAML.replace("  auth:", "  retry:\n    max_retry: 5\n  auth:"));
+    assert_eq!(key, "client.retry.max_retry");
+    assert_eq!(suggestion.as_deref(), Some("max_retries"));
+}
+
+#[test]
+fn jsonpath_shorthand() {
+    assert_eq!(to_jsonpath("forums"), "$.forums");
+    assert_eq!(to_jsonpath("data.items"), "$.data.items");
+    assert_eq!(to_jsonpath("$"), "$");
+    assert_eq!(to_jsonpath("[*]"), "$[*]");
+}
+
+#[test]
+fn shipped_examples_agree_in_all_formats() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let load = |f: &str| format!("{:?}", load_file(&root.join(f), &Overrides::default(), &sources()).unwrap().api);
+    let yaml = load("analytics-api.yaml");
+    assert!(yaml.contains("pagination.cursor is not defined"));
+    assert_eq!(yaml, load("analytics-api.json"));
+    assert_eq!(yaml, load("analytics-api.toml"));
+}

@@ -1,0 +1,354 @@
+//! The configuration model: the same structure and key names as dlt's `rest_api_source` dict.
+//!
+//! Strings that may hold `{secrets.NAME}` placeholders are kept as written ([`Template`]); they
+//! are rendered with [`crate::Secrets`] only where a request is built, so no secret value is
+//! stored in this model.
+
+use std::collections::BTreeMap;
+
+pub use resttap_schema::WriteDisposition;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// A string as written in the config; may contain `{secrets.NAME}` placeholders.
+pub type Template = String;
+
+/// The whole configuration: `client`, `resource_defaults`, `resources`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestApiConfig {
+    pub client: ClientConfig,
+    /// Merged into every resource already; kept for display.
+    #[serde(default)]
+    pub resource_defaults: Option<Value>,
+    pub resources: Vec<Resource>,
+}
+
+/// `client`: where and how to send requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub base_url: Template,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    #[serde(default)]
+    pub paginator: Option<PaginatorConfig>,
+    /// resttap extension: the retry policy (defaults: the seed's policy).
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// resttap extension: seconds before a request times out (default 60, as dlt).
+    #[serde(default = "default_timeout")]
+    pub timeout: f64,
+}
+
+fn default_timeout() -> f64 {
+    60.0
+}
+
+/// `client.retry` (a resttap extension): which failures are retried and how long to wait.
+///
+/// The wait before retry `n` (1-based) is `backoff_factor * 2^(n-1)` seconds, capped at
+/// `max_delay`; a `Retry-After` header, when present, is used instead, capped the same way.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retries after the first attempt (default 3).
+    pub max_retries: u32,
+    /// Seconds; the base of the exponential backoff (default 2).
+    pub backoff_factor: f64,
+    /// Upper bound of one wait, in seconds (default 60).
+    pub max_delay: f64,
+    /// HTTP statuses that are retried (default 429, 500, 502, 503, 504). Connection errors and
+    /// timeouts are always retried.
+    pub statuses: Vec<u16>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self { max_retries: 3, backoff_factor: 2.0, max_delay: 60.0, statuses: vec![429, 500, 502, 503, 504] }
+    }
+}
+
+/// `auth`: how requests authenticate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: Template },
+    /// An API key in a header or query parameter.
+    ApiKey {
+        #[serde(default = "default_api_key_name")]
+        name: String,
+        api_key: Template,
+        #[serde(default)]
+        location: ApiKeyLocation,
+    },
+    /// HTTP basic auth.
+    HttpBasic { username: Template, password: Template },
+    /// OAuth2 client credentials (not supported yet).
+    Oauth2ClientCredentials {
+        access_token_url: Template,
+        client_id: Template,
+        client_secret: Template,
+        #[serde(default)]
+        access_token_request_data: Option<Value>,
+        #[serde(default)]
+        default_token_expiration: Option<u64>,
+    },
+}
+
+fn default_api_key_name() -> String {
+    "Authorization".into()
+}
+
+/// Where an API key goes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKeyLocation {
+    #[default]
+    Header,
+    Query,
+    Cookie,
+}
+
+/// `paginator`: how to get from one page to the next.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PaginatorConfig {
+    /// A cursor from the response body sent back as a query parameter.
+    Cursor {
+        #[serde(default = "default_cursor_path")]
+        cursor_path: String,
+        #[serde(default)]
+        cursor_param: Option<String>,
+        #[serde(default)]
+        cursor_body_path: Option<String>,
+        #[serde(default)]
+        stop_after_empty_page: bool,
+        #[serde(default)]
+        has_more_path: Option<String>,
+        /// resttap extension accepted on every paginator: stop when this is true for a response body.
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
+    /// The next page's URL from the response body.
+    JsonLink {
+        #[serde(default = "default_next_url_path")]
+        next_url_path: String,
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
+    /// The next page's URL from the `Link` header.
+    HeaderLink {
+        #[serde(default = "default_links_next_key")]
+        links_next_key: String,
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
+    /// A cursor from a response header (not supported yet).
+    HeaderCursor {
+        #[serde(default)]
+        cursor_key: Option<String>,
+        #[serde(default)]
+        cursor_param: Option<String>,
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
+    /// Offset and limit parameters (not supported yet).
+    Offset {
+        limit: u64,
+        #[serde(default)]
+        offset: Option<u64>,
+        #[serde(default)]
+        offset_param: Option<String>,
+        #[serde(default)]
+        limit_param: Option<String>,
+        #[serde(default)]
+        offset_body_path: Option<String>,
+        #[serde(default)]
+        limit_body_path: Option<String>,
+        #[serde(default)]
+        total_path: Option<String>,
+        #[serde(default)]
+        maximum_offset: Option<u64>,
+        #[serde(default)]
+        stop_after_empty_page: Option<bool>,
+        #[serde(default)]
+        has_more_path: Option<String>,
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
+    /// Page numbers (not supported yet).
+    PageNumber {
+        #[serde(default)]
+        base_page: Option<u64>,
+        #[serde(default)]
+        page: Option<u64>,
+        #[serde(default)]
+        page_param: Option<String>,
+        #[serde(default)]
+        page_body_path: Option<String>,
+        #[serde(default)]
+        total_path: Option<String>,
+        #[serde(default)]
+        maximum_page: Option<u64>,
+        #[serde(default)]
+        stop_after_empty_page: Option<bool>,
+        #[serde(default)]
+        has_more_path: Option<String>,
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
+    /// One request, no pagination.
+    SinglePage {},
+    /// Detect from the first response (not supported yet).
+    Auto {},
+}
+
+fn default_cursor_path() -> String {
+    "cursors.next".into()
+}
+fn default_next_url_path() -> String {
+    "next".into()
+}
+fn default_links_next_key() -> String {
+    "next".into()
+}
+
+impl PaginatorConfig {
+    /// The type name as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            PaginatorConfig::Cursor { .. } => "cursor",
+            PaginatorConfig::JsonLink { .. } => "json_link",
+            PaginatorConfig::HeaderLink { .. } => "header_link",
+            PaginatorConfig::HeaderCursor { .. } => "header_cursor",
+            PaginatorConfig::Offset { .. } => "offset",
+            PaginatorConfig::PageNumber { .. } => "page_number",
+            PaginatorConfig::SinglePage {} => "single_page",
+            PaginatorConfig::Auto {} => "auto",
+        }
+    }
+
+    /// The `stop_condition`, whatever the type.
+    pub fn stop_condition(&self) -> Option<&str> {
+        match self {
+            PaginatorConfig::Cursor { stop_condition, .. }
+            | PaginatorConfig::JsonLink { stop_condition, .. }
+            | PaginatorConfig::HeaderLink { stop_condition, .. }
+            | PaginatorConfig::HeaderCursor { stop_condition, .. }
+            | PaginatorConfig::Offset { stop_condition, .. }
+            | PaginatorConfig::PageNumber { stop_condition, .. } => stop_condition.as_deref(),
+            PaginatorConfig::SinglePage {} | PaginatorConfig::Auto {} => None,
+        }
+    }
+}
+
+/// HTTP methods dlt's REST API source sends.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    #[default]
+    Get,
+    Post,
+}
+
+/// `endpoint`: the request of a resource.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Relative to `client.base_url`, or an absolute URL. Defaults to the resource name.
+    #[serde(default)]
+    pub path: Option<Template>,
+    #[serde(default)]
+    pub method: Method,
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub json: Option<Value>,
+    #[serde(default)]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+    #[serde(default)]
+    pub paginator: Option<PaginatorConfig>,
+    /// JSONPath (RFC 9535; dlt's shorthand without `$` accepted) to the list of records.
+    #[serde(default)]
+    pub data_selector: Option<String>,
+    #[serde(default)]
+    pub response_actions: Option<Vec<Value>>,
+    #[serde(default)]
+    pub incremental: Option<Value>,
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// A column hint (`columns:` of a resource).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnHint {
+    #[serde(default)]
+    pub data_type: Option<String>,
+    #[serde(default)]
+    pub nullable: Option<bool>,
+    #[serde(default)]
+    pub primary_key: Option<bool>,
+}
+
+/// One resource: a table fed by one endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    pub name: String,
+    pub endpoint: Endpoint,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub primary_key: Vec<String>,
+    #[serde(default)]
+    pub write_disposition: WriteDisposition,
+    /// The merge strategy from `write_disposition: {disposition: merge, strategy: ...}`.
+    #[serde(default)]
+    pub merge_strategy: Option<String>,
+    #[serde(default)]
+    pub table_name: Option<String>,
+    #[serde(default)]
+    pub max_table_nesting: Option<u32>,
+    #[serde(default = "yes")]
+    pub selected: bool,
+    #[serde(default)]
+    pub columns: Option<BTreeMap<String, ColumnHint>>,
+    #[serde(default)]
+    pub include_from_parent: Option<Vec<String>>,
+    #[serde(default)]
+    pub processing_steps: Option<Vec<Value>>,
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub merge_key: Vec<String>,
+    /// Accepted for compatibility: resttap always fetches independent resources concurrently.
+    #[serde(default)]
+    pub parallelized: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a column name or a list of column names")]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+impl Resource {
+    /// The destination table name before naming normalization.
+    pub fn table(&self) -> &str {
+        self.table_name.as_deref().unwrap_or(&self.name)
+    }
+}

@@ -1,0 +1,414 @@
+//! The DuckDB destination.
+//!
+//! The dataset is a DuckDB schema (`<pipeline>_dataset` by default) in one database file. Rows
+//! are appended as Arrow batches into tables of a staging schema (`<dataset>_staging`, as dlt
+//! names it); the commit is one transaction that creates or evolves the dataset's tables, moves
+//! the staged rows in with set-based SQL (`append`, `replace`, or `merge` as delete-insert by
+//! primary key, keeping the last duplicate of a load and replacing nested rows of replaced
+//! parents), and records the load in `_dlt_loads`. DuckDB holds a file lock, so a second
+//! process cannot open the same file while a run is going on.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, ResourceLoad, TableReport};
+use resttap_normalize::TableBatch;
+use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
+
+/// dlt's own tables, left out of the user schema.
+const DLT_TABLES: [&str; 3] = ["_dlt_loads", "_dlt_version", "_dlt_pipeline_state"];
+
+/// Quotes an identifier for DuckDB.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The DuckDB type of a dlt type (as dlt's DuckDB destination maps it).
+pub fn sql_type(t: DataType) -> &'static str {
+    match t {
+        DataType::Text => "VARCHAR",
+        DataType::Bigint => "BIGINT",
+        DataType::Double => "DOUBLE",
+        DataType::Bool => "BOOLEAN",
+        DataType::Timestamp => "TIMESTAMP WITH TIME ZONE",
+        DataType::Json => "JSON",
+    }
+}
+
+fn from_sql_type(t: &str) -> Option<DataType> {
+    Some(match t {
+        "VARCHAR" => DataType::Text,
+        "BIGINT" => DataType::Bigint,
+        "DOUBLE" => DataType::Double,
+        "BOOLEAN" => DataType::Bool,
+        "TIMESTAMP WITH TIME ZONE" => DataType::Timestamp,
+        "JSON" => DataType::Json,
+        _ => return None,
+    })
+}
+
+/// A column as DuckDB reports it, for `resttap schema`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// DuckDB's type name, e.g. `TIMESTAMP WITH TIME ZONE`.
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// A table as DuckDB reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub rows: u64,
+    pub columns: Vec<ColumnInfo>,
+}
+
+fn werr(context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> LoadError {
+    let context = context.into();
+    move |e| LoadError::Write { context, message: e.to_string() }
+}
+
+/// A dataset in a DuckDB file.
+pub struct DuckDb {
+    conn: Connection,
+    path: PathBuf,
+    dataset: String,
+    staging: String,
+    /// Staged tables and their columns, in order.
+    staged: BTreeMap<String, Vec<Column>>,
+}
+
+impl std::fmt::Debug for DuckDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DuckDb").field("path", &self.path).field("dataset", &self.dataset).finish_non_exhaustive()
+    }
+}
+
+impl DuckDb {
+    /// Opens (or creates) the database file at `path` for dataset `dataset`.
+    pub fn open(path: &Path, dataset: &str) -> Result<Self, LoadError> {
+        let location = path.display().to_string();
+        let conn = Connection::open(path).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("lock") {
+                LoadError::Locked { location: location.clone(), message }
+            } else {
+                LoadError::Open { location: location.clone(), message }
+            }
+        })?;
+        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new() })
+    }
+
+    /// Opens an existing file read-only (for `resttap schema`); fails if it does not exist.
+    pub fn open_read_only(path: &Path, dataset: &str) -> Result<Self, LoadError> {
+        let location = path.display().to_string();
+        if !path.exists() {
+            return Err(LoadError::Open { location, message: "no such file; run `resttap run` first".into() });
+        }
+        let config = duckdb::Config::default()
+            .access_mode(duckdb::AccessMode::ReadOnly)
+            .map_err(|e| LoadError::Open { location: location.clone(), message: e.to_string() })?;
+        let conn = Connection::open_with_flags(path, config).map_err(|e| {
+            let message = e.to_string();
+            if message.contains("lock") { LoadError::Locked { location: location.clone(), message } } else { LoadError::Open { location: location.clone(), message } }
+        })?;
+        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new() })
+    }
+
+    /// The connection, for tests and `resttap schema`.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn q(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.dataset), ident(table))
+    }
+
+    fn qs(&self, table: &str) -> String {
+        format!("{}.{}", ident(&self.staging), ident(table))
+    }
+
+    /// Every table of the dataset with its columns (as DuckDB has them) and row count.
+    pub fn describe(&self) -> Result<Vec<TableInfo>, LoadError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT table_name, column_name, data_type, is_nullable = 'YES' FROM information_schema.columns \
+                 WHERE table_schema = ? ORDER BY table_name, ordinal_position",
+            )
+            .map_err(werr("reading the dataset's columns"))?;
+        let rows = stmt
+            .query_map([&self.dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?)))
+            .map_err(werr("reading the dataset's columns"))?;
+        let mut tables: Vec<TableInfo> = Vec::new();
+        for row in rows {
+            let (t, c, ty, nullable) = row.map_err(werr("reading the dataset's columns"))?;
+            if tables.last().is_none_or(|last| last.name != t) {
+                tables.push(TableInfo { name: t.clone(), rows: 0, columns: Vec::new() });
+            }
+            tables.last_mut().expect("pushed").columns.push(ColumnInfo { name: c, data_type: ty, nullable });
+        }
+        for t in &mut tables {
+            t.rows = self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {}", self.q(&t.name)), [], |r| r.get::<_, i64>(0))
+                .map_err(werr(format!("counting rows of {}", t.name)))? as u64;
+        }
+        Ok(tables)
+    }
+
+    fn create_table_sql(&self, qualified: &str, columns: &[Column], with_not_null: bool) -> String {
+        let defs: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} {}{}", ident(&c.name), sql_type(c.data_type), if with_not_null && !c.nullable { " NOT NULL" } else { "" }))
+            .collect();
+        format!("CREATE TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
+    }
+
+    /// Creates the dataset table or adds the columns it lacks.
+    fn evolve(&self, table: &Table, existing: &HashSet<String>) -> Result<(), LoadError> {
+        let ctx = format!("creating or evolving table {}.{}", self.dataset, table.name);
+        self.conn.execute_batch(&self.create_table_sql(&self.q(&table.name), &table.columns, true)).map_err(werr(&ctx))?;
+        for c in &table.columns {
+            if !existing.contains(&c.name) {
+                // a new column of an existing table: NULL for the rows it already has
+                let sql = format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}", self.q(&table.name), ident(&c.name), sql_type(c.data_type));
+                self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn existing_columns(&self) -> Result<BTreeMap<String, HashSet<String>>, LoadError> {
+        let mut out: BTreeMap<String, HashSet<String>> = BTreeMap::new();
+        for t in self.describe()? {
+            out.insert(t.name, t.columns.into_iter().map(|c| c.name).collect());
+        }
+        Ok(out)
+    }
+
+    fn staged_columns(&self, table: &str) -> Option<String> {
+        self.staged.get(table).map(|cs| cs.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", "))
+    }
+
+    fn count(&self, sql: &str, ctx: &str) -> Result<u64, LoadError> {
+        self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(werr(ctx))
+    }
+
+    /// Moves one resource's staged rows into the dataset; returns rows inserted per table.
+    fn apply(&self, res: &ResourceLoad, plan: &LoadPlan, dest: &BTreeMap<String, HashSet<String>>) -> Result<Vec<TableReport>, LoadError> {
+        let root = &res.root_table;
+        // every table of this resource in the dataset or staged: the root, then nested tables
+        let mut tables: Vec<&str> = vec![root.as_str()];
+        tables.extend(plan.schema.descendants(root).map(|t| t.name.as_str()));
+        let dest_children: Vec<&str> = tables[1..].iter().copied().filter(|t| dest.contains_key(*t)).collect();
+        let mut reports = Vec::new();
+        let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
+        let root_exists_before = dest.contains_key(root.as_str());
+        let merge = res.write_disposition == WriteDisposition::Merge && !res.primary_key.is_empty();
+        if res.write_disposition == WriteDisposition::Replace {
+            for t in tables.iter().filter(|t| dest.contains_key(**t) || self.staged.contains_key(**t)) {
+                self.conn.execute_batch(&format!("DELETE FROM {}", self.q(t))).map_err(werr(ctx("replacing rows")))?;
+            }
+        }
+        if merge && self.staged.contains_key(root) && root_exists_before {
+            let keys = res
+                .primary_key
+                .iter()
+                .map(|k| format!("s.{k} IS NOT DISTINCT FROM d.{k}", k = ident(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let matched = format!("EXISTS (SELECT 1 FROM {} s WHERE {keys})", self.qs(root));
+            for child in &dest_children {
+                let sql = format!(
+                    "DELETE FROM {} WHERE {} IN (SELECT d.{} FROM {} d WHERE {matched})",
+                    self.q(child),
+                    ident(cols::ROOT_ID),
+                    ident(cols::ID),
+                    self.q(root)
+                );
+                self.conn.execute_batch(&sql).map_err(werr(ctx("deleting nested rows of replaced records")))?;
+            }
+            let sql = format!("DELETE FROM {} d WHERE {matched}", self.q(root));
+            self.conn.execute_batch(&sql).map_err(werr(ctx("deleting replaced records")))?;
+        }
+        for t in &tables {
+            let Some(cols_sql) = self.staged_columns(t) else { continue };
+            let sql = if merge && *t == root.as_str() {
+                // duplicates within the load: the last one seen wins
+                let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+                format!(
+                    "INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {} QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY rowid DESC) = 1",
+                    self.q(t),
+                    self.qs(t)
+                )
+            } else if merge {
+                // nested rows of records that lost to a later duplicate are dropped with them
+                format!(
+                    "INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {} WHERE {} IN (SELECT {} FROM {} WHERE {} = '{}')",
+                    self.q(t),
+                    self.qs(t),
+                    ident(cols::ROOT_ID),
+                    ident(cols::ID),
+                    self.q(root),
+                    ident(cols::LOAD_ID),
+                    plan.load_id.replace('\'', "''")
+                )
+            } else {
+                format!("INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {}", self.q(t), self.qs(t))
+            };
+            let n = self.conn.execute(&sql, []).map_err(werr(ctx(&format!("inserting rows into {t}"))))?;
+            reports.push(TableReport { table: t.to_string(), rows: n as u64 });
+        }
+        Ok(reports)
+    }
+
+    fn commit_inner(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
+        let dest = self.existing_columns()?;
+        for t in &plan.schema.tables {
+            // a table no row was ever staged for (all values null so far) is not created
+            if !self.staged.contains_key(&t.name) && !dest.contains_key(&t.name) {
+                continue;
+            }
+            self.evolve(t, dest.get(&t.name).unwrap_or(&HashSet::new()))?;
+        }
+        let mut tables = Vec::new();
+        for res in &plan.resources {
+            tables.extend(self.apply(res, plan, &dest)?);
+        }
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (load_id VARCHAR NOT NULL, schema_name VARCHAR, status BIGINT NOT NULL, \
+                 inserted_at TIMESTAMP WITH TIME ZONE NOT NULL, schema_version_hash VARCHAR)",
+                self.q("_dlt_loads")
+            ))
+            .map_err(werr("creating _dlt_loads"))?;
+        let schema_json = serde_json::to_string(&plan.schema).expect("schema serializes");
+        let hash = version_hash(&schema_json);
+        self.conn
+            .execute(
+                &format!("INSERT INTO {} VALUES (?, ?, 0, now(), ?)", self.q("_dlt_loads")),
+                duckdb::params![plan.load_id, plan.schema_name, hash],
+            )
+            .map_err(werr("recording the load in _dlt_loads"))?;
+        self.conn
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (version BIGINT NOT NULL, engine_version BIGINT NOT NULL, \
+                 inserted_at TIMESTAMP WITH TIME ZONE NOT NULL, schema_name VARCHAR NOT NULL, version_hash VARCHAR NOT NULL, schema VARCHAR NOT NULL)",
+                self.q("_dlt_version")
+            ))
+            .map_err(werr("creating _dlt_version"))?;
+        let known = self.count(
+            &format!("SELECT count(*) FROM {} WHERE version_hash = '{}'", self.q("_dlt_version"), hash.replace('\'', "''")),
+            "reading _dlt_version",
+        )?;
+        if known == 0 {
+            let next = self.count(&format!("SELECT coalesce(max(version), 0) + 1 FROM {}", self.q("_dlt_version")), "reading _dlt_version")?;
+            self.conn
+                .execute(
+                    &format!("INSERT INTO {} VALUES (?, 11, now(), ?, ?, ?)", self.q("_dlt_version")),
+                    duckdb::params![next as i64, plan.schema_name, hash, schema_json],
+                )
+                .map_err(werr("recording the schema in _dlt_version"))?;
+        }
+        Ok(CommitReport { load_id: plan.load_id.clone(), tables })
+    }
+}
+
+/// A stable hash of a schema, for `_dlt_loads.schema_version_hash`.
+fn version_hash(schema_json: &str) -> String {
+    use base64::Engine;
+    use sha3::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha3::Sha3_256::digest(schema_json.as_bytes()))
+}
+
+impl Destination for DuckDb {
+    fn existing_schema(&mut self) -> Result<Schema, LoadError> {
+        let infos = self.describe()?;
+        let names: HashSet<String> = infos.iter().map(|t| t.name.clone()).collect();
+        let mut schema = Schema::default();
+        for info in infos {
+            if DLT_TABLES.contains(&info.name.as_str()) {
+                continue;
+            }
+            // a nested table's parent is the longest existing table its name extends
+            let parent = info.name.rmatch_indices("__").map(|(i, _)| &info.name[..i]).find(|p| names.contains(*p)).map(String::from);
+            let mut t = Table::new(info.name.clone(), parent);
+            for c in info.columns {
+                let Some(data_type) = from_sql_type(&c.data_type) else {
+                    tracing::warn!(table = %info.name, column = %c.name, r#type = %c.data_type, "column type not produced by resttap; new values go to variant columns");
+                    continue;
+                };
+                t.add_column(Column { name: c.name, data_type, nullable: c.nullable, primary_key: false });
+            }
+            schema.tables.push(t);
+        }
+        Ok(schema)
+    }
+
+    fn begin(&mut self, _load_id: &str) -> Result<(), LoadError> {
+        self.staged.clear();
+        self.conn
+            .execute_batch(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {ds}; DROP SCHEMA IF EXISTS {st} CASCADE; CREATE SCHEMA {st};",
+                ds = ident(&self.dataset),
+                st = ident(&self.staging)
+            ))
+            .map_err(werr("preparing the staging schema"))
+    }
+
+    fn stage(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
+        let ctx = format!("staging rows of table {}", batch.table);
+        match self.staged.get_mut(&batch.table) {
+            None => {
+                self.conn.execute_batch(&self.create_table_sql(&self.qs(&batch.table), &batch.columns, false)).map_err(werr(&ctx))?;
+                self.staged.insert(batch.table.clone(), batch.columns.clone());
+            }
+            Some(known) => {
+                let mut added = Vec::new();
+                for c in &batch.columns {
+                    if !known.iter().any(|k| k.name == c.name) {
+                        added.push(c.clone());
+                    }
+                }
+                for c in added {
+                    let sql = format!("ALTER TABLE {} ADD COLUMN {} {}", self.qs(&batch.table), ident(&c.name), sql_type(c.data_type));
+                    self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
+                    self.staged.get_mut(&batch.table).expect("present").push(c);
+                }
+            }
+        }
+        let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
+        let mut app = self.conn.appender_with_columns_to_db(&batch.table, &self.staging, &names).map_err(werr(&ctx))?;
+        app.append_record_batch(batch.batch.clone()).map_err(werr(&ctx))?;
+        app.flush().map_err(werr(&ctx))?;
+        Ok(())
+    }
+
+    fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
+        match self.commit_inner(plan) {
+            Ok(report) => {
+                self.conn.execute_batch("COMMIT").map_err(werr("committing the load"))?;
+                // staged rows are in the dataset now; free the space
+                let _ = self.conn.execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&self.staging)));
+                self.staged.clear();
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        let _ = self.conn.execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&self.staging)));
+        self.staged.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;

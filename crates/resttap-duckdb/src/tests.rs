@@ -1,0 +1,134 @@
+use std::sync::Arc;
+
+use resttap_normalize::{Normalizer, NormalizerConfig};
+use serde_json::{Value, json};
+
+use super::*;
+
+fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<CommitReport, LoadError> {
+    let load_id = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
+    let existing = db.existing_schema()?;
+    let mut n = Normalizer::new(
+        NormalizerConfig {
+            table: "items".into(),
+            write_disposition: wd,
+            primary_key: vec!["id".into()],
+            max_nesting: None,
+            load_id: Arc::from(load_id.as_str()),
+            batch_rows: 2,
+        },
+        &existing,
+    );
+    db.begin(&load_id)?;
+    let mut out = Vec::new();
+    for r in records {
+        n.push(r, &mut out).unwrap();
+    }
+    out.extend(n.finish());
+    for b in &out {
+        db.stage(b)?;
+    }
+    let plan = LoadPlan {
+        load_id,
+        schema_name: "rest_api".into(),
+        schema: n.schema().clone(),
+        resources: vec![ResourceLoad { resource: "items".into(), root_table: "items".into(), write_disposition: wd, primary_key: vec!["id".into()] }],
+    };
+    db.commit(&plan)
+}
+
+fn q<T: duckdb::types::FromSql>(db: &DuckDb, sql: &str) -> T {
+    db.connection().query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn rows(db: &DuckDb, sql: &str) -> Vec<String> {
+    let mut st = db.connection().prepare(sql).unwrap();
+    st.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn temp() -> (tempfile::TempDir, DuckDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = DuckDb::open(&dir.path().join("t.duckdb"), "ds").unwrap();
+    (dir, db)
+}
+
+#[test]
+fn merge_replaces_records_and_their_nested_rows_and_collapses_duplicates() {
+    let (_d, mut db) = temp();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a", "tags": ["x", "y"]}), json!({"id": 2, "v": "b", "tags": ["z"]})]).unwrap();
+    let report = load(
+        &mut db,
+        WriteDisposition::Merge,
+        &[
+            json!({"id": 2, "v": "b2", "tags": ["z2", "z3"]}),
+            json!({"id": 3, "v": "first", "tags": ["dropped"]}),
+            json!({"id": 3, "v": "last", "tags": ["kept"]}),
+        ],
+    )
+    .unwrap();
+    assert_eq!(report.tables, vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]);
+    assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=a", "2=b2", "3=last"]);
+    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["kept", "x", "y", "z2", "z3"]);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 2);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'ds_staging'"), 0);
+}
+
+#[test]
+fn replace_and_append() {
+    let (_d, mut db) = temp();
+    load(&mut db, WriteDisposition::Append, &[json!({"id": 1, "tags": ["x"]})]).unwrap();
+    load(&mut db, WriteDisposition::Append, &[json!({"id": 1, "tags": ["x"]})]).unwrap();
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 2);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 2);
+    load(&mut db, WriteDisposition::Replace, &[json!({"id": 5})]).unwrap();
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 1);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 0, "nested rows of replaced data go too");
+}
+
+#[test]
+fn new_columns_are_added_and_types_kept() {
+    let (_d, mut db) = temp();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "n": 1})]).unwrap();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 2, "n": "many", "extra": true})]).unwrap();
+    let cols = rows(&db, "SELECT column_name || ' ' || data_type FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position");
+    assert_eq!(cols, vec!["id BIGINT", "n BIGINT", "_dlt_load_id VARCHAR", "_dlt_id VARCHAR", "n__v_text VARCHAR", "extra BOOLEAN"]);
+    assert_eq!(q::<String>(&db, "SELECT n__v_text FROM ds.items WHERE id = 2"), "many");
+}
+
+#[test]
+fn a_failed_commit_changes_nothing() {
+    let (_d, mut db) = temp();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]).unwrap();
+    // stage rows whose column type conflicts with the dataset, bypassing the normalizer
+    let mut n = Normalizer::new(
+        NormalizerConfig { table: "items".into(), write_disposition: WriteDisposition::Merge, primary_key: vec!["id".into()], max_nesting: None, load_id: Arc::from("2"), batch_rows: 10 },
+        &Schema::default(),
+    );
+    n.push(&json!({"id": "not a number", "v": "b"}), &mut Vec::new()).unwrap();
+    db.begin("2").unwrap();
+    for b in n.finish() {
+        db.stage(&b).unwrap();
+    }
+    let plan = LoadPlan {
+        load_id: "2".into(),
+        schema_name: "rest_api".into(),
+        schema: n.schema().clone(),
+        resources: vec![ResourceLoad { resource: "items".into(), root_table: "items".into(), write_disposition: WriteDisposition::Merge, primary_key: vec!["id".into()] }],
+    };
+    let err = db.commit(&plan).unwrap_err();
+    assert!(err.to_string().contains("items"), "{err}");
+    assert_eq!(rows(&db, "SELECT v FROM ds.items"), vec!["a"]);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 1);
+}
+
+#[test]
+fn existing_schema_reads_types_and_nesting() {
+    let (_d, mut db) = temp();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "at": "2024-01-01T00:00:00Z", "o": {"l": [[1]]}})]).unwrap();
+    let s = db.existing_schema().unwrap();
+    let names: Vec<&str> = s.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["items", "items__o__l", "items__o__l__list"]);
+    assert_eq!(s.table("items__o__l__list").unwrap().parent.as_deref(), Some("items__o__l"));
+    assert_eq!(s.table("items").unwrap().column("at").unwrap().data_type, DataType::Timestamp);
+    assert!(!s.table("items").unwrap().column("id").unwrap().nullable);
+}

@@ -1,0 +1,347 @@
+//! Extraction of one resource: build the first request from the config, send it, parse the
+//! body once, select the records (dlt's `data_selector` rules), ask the paginator for the next
+//! request, and fetch that page while the caller processes this one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use resttap_config::{AuthConfig, ClientConfig, Resource, to_jsonpath};
+use resttap_http::{Client, HttpError, RequestSpec, Response, RetryNotice};
+use resttap_paginate::{Detected, Page as PageView, PaginateError, Paginator};
+use serde_json::Value;
+use serde_json_path::JsonPath;
+use tokio::task::JoinHandle;
+use url::Url;
+
+/// Why a resource could not be extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("resource `{resource}`: {source}")]
+    Http {
+        resource: String,
+        #[source]
+        source: HttpError,
+    },
+    /// A body is not valid JSON (for example a truncated page).
+    #[error("resource `{resource}`: the response from {url} is not valid JSON ({message}); it starts with: {excerpt}")]
+    Json { resource: String, url: String, message: String, excerpt: String },
+    #[error("resource `{resource}`: pagination of {url} failed: {source}")]
+    Paginate {
+        resource: String,
+        url: String,
+        #[source]
+        source: PaginateError,
+    },
+    /// The endpoint URL cannot be built.
+    #[error("resource `{resource}`: cannot build the URL from `client.base_url` and `endpoint.path`: {message}")]
+    Url { resource: String, message: String },
+}
+
+/// Live counters of one resource, shared with the progress display.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub pages: AtomicU64,
+    pub records: AtomicU64,
+    pub retries: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// One page of records.
+#[derive(Debug)]
+pub struct Page {
+    pub records: Vec<Value>,
+    /// The URL it came from (secrets redacted).
+    pub url: String,
+}
+
+/// dlt's `join_url`: the base with exactly one `/` before the path; an absolute path wins.
+pub fn join_url(base: &str, path: &str) -> Result<Url, String> {
+    if let Ok(abs) = Url::parse(path) {
+        if abs.has_host() {
+            return Ok(abs);
+        }
+    }
+    let joined = if path.is_empty() {
+        base.to_string()
+    } else {
+        format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    };
+    Url::parse(&joined).map_err(|e| format!("`{joined}`: {e}"))
+}
+
+/// The first request of a resource, from the client and endpoint config.
+pub fn first_request(client: &Client, cfg: &ClientConfig, res: &Resource) -> Result<RequestSpec, ExtractError> {
+    let uerr = |message: String| ExtractError::Url { resource: res.name.clone(), message };
+    let base = client.render(&cfg.base_url);
+    let path = client.render(res.endpoint.path.as_deref().unwrap_or(&res.name));
+    let url = join_url(base.expose(), path.expose()).map_err(|m| uerr(client.redactor().redact(&m)))?;
+    let mut req = RequestSpec { method: res.endpoint.method, url, query: Vec::new(), headers: Vec::new(), json: res.endpoint.json.clone() };
+    for (k, v) in cfg.headers.iter().chain(res.endpoint.headers.iter()) {
+        req.headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
+        req.headers.push((k.clone(), client.render(v)));
+    }
+    for (k, v) in &res.endpoint.params {
+        let text = match v {
+            Value::String(s) => client.render(s).expose().to_string(),
+            Value::Null => continue,
+            other => other.to_string(),
+        };
+        req.query.push((k.clone(), text));
+    }
+    let auth: Option<&AuthConfig> = res.endpoint.auth.as_ref().or(cfg.auth.as_ref());
+    if let Some(a) = auth {
+        client.apply_auth(a, &mut req).map_err(|source| ExtractError::Http { resource: res.name.clone(), source })?;
+    }
+    Ok(req)
+}
+
+/// How records are found in a body.
+enum Selector {
+    /// `$.a.b`: taken out of the body without copying.
+    Keys(Vec<String>),
+    /// Any other JSONPath.
+    Path(JsonPath),
+    /// Not configured: detected on the first page, as dlt does.
+    Detect,
+}
+
+impl Selector {
+    fn new(data_selector: Option<&str>) -> Selector {
+        let Some(sel) = data_selector else { return Selector::Detect };
+        let p = to_jsonpath(sel);
+        let rest = p.strip_prefix("$").unwrap_or(&p);
+        if rest.is_empty() {
+            return Selector::Keys(Vec::new());
+        }
+        let simple = rest.starts_with('.')
+            && rest[1..].split('.').all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'));
+        if simple {
+            Selector::Keys(rest[1..].split('.').map(String::from).collect())
+        } else {
+            Selector::Path(JsonPath::parse(&p).expect("data_selector validated by the config loader"))
+        }
+    }
+}
+
+/// dlt's `find_response_page_data`: the first list under a records-like key (`data`, `items`,
+/// `results`, ...) within three levels, else the first list, else the whole body.
+fn detect(body: &Value) -> Vec<String> {
+    const RECORD_KEYS: [&str; 11] = ["data", "items", "results", "entries", "records", "rows", "entities", "payload", "content", "objects", "values"];
+    fn lists(v: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if path.len() > 2 {
+            return;
+        }
+        if let Value::Object(m) = v {
+            for (k, child) in m {
+                path.push(k.clone());
+                if child.is_array() {
+                    out.push(path.clone());
+                } else if child.is_object() {
+                    lists(child, path, out);
+                }
+                path.pop();
+            }
+        }
+    }
+    let mut found = Vec::new();
+    lists(body, &mut Vec::new(), &mut found);
+    found
+        .iter()
+        .find(|p| p.last().is_some_and(|k| RECORD_KEYS.contains(&k.as_str())))
+        .or(found.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Takes the records out of `body` (dlt's `extract_response`: one match is the data, a list is
+/// the records, anything else one record; null or no match is an empty page).
+fn take_records(selector: &Selector, body: &mut Value) -> (Vec<Value>, bool) {
+    let data = match selector {
+        Selector::Keys(keys) => {
+            let mut cur = &mut *body;
+            for k in keys {
+                match cur.get_mut(k) {
+                    Some(next) => cur = next,
+                    None => return (Vec::new(), true),
+                }
+            }
+            cur.take()
+        }
+        Selector::Path(p) => {
+            let mut found: Vec<Value> = p.query(body).all().into_iter().cloned().collect();
+            match found.len() {
+                0 => return (Vec::new(), true),
+                1 => found.pop().expect("one"),
+                _ => Value::Array(found),
+            }
+        }
+        Selector::Detect => unreachable!("detected before use"),
+    };
+    match data {
+        Value::Array(a) => (a, false),
+        Value::Null => (Vec::new(), true),
+        other => (vec![other], false),
+    }
+}
+
+fn count_records(selector: &Selector, body: &Value) -> usize {
+    match selector {
+        Selector::Keys(keys) => keys.iter().try_fold(body, |cur, k| cur.get(k)).map_or(0, |v| match v {
+            Value::Array(a) => a.len(),
+            Value::Null => 0,
+            _ => 1,
+        }),
+        Selector::Path(p) => {
+            let found = p.query(body).all();
+            match found.as_slice() {
+                [] => 0,
+                [Value::Array(a)] => a.len(),
+                [Value::Null] => 0,
+                [_] => 1,
+                many => many.len(),
+            }
+        }
+        Selector::Detect => 0,
+    }
+}
+
+type Pending = JoinHandle<Result<Response, HttpError>>;
+
+/// The pages of one resource, fetched one ahead of the caller.
+pub struct Extractor {
+    resource: String,
+    client: Client,
+    selector: Selector,
+    paginator: Paginator,
+    next: Option<(RequestSpec, Pending)>,
+    counters: Arc<Counters>,
+    /// What auto-detection chose, once (paginator and data selector), for a warning.
+    pub detected: Vec<String>,
+}
+
+fn spawn_fetch(client: &Client, req: &RequestSpec, counters: &Arc<Counters>) -> Pending {
+    let client = client.clone();
+    let req = req.clone();
+    let counters = Arc::clone(counters);
+    tokio::spawn(async move {
+        let on_retry = |n: &RetryNotice| {
+            counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(url = %n.url, status = ?n.status, delay_ms = n.delay.as_millis() as u64, "retrying request {}", n.retry);
+        };
+        client.send(&req, &on_retry).await
+    })
+}
+
+impl Extractor {
+    /// Starts fetching the first page of `res`.
+    pub fn start(client: Client, cfg: &ClientConfig, res: &Resource, counters: Arc<Counters>) -> Result<Self, ExtractError> {
+        let req = first_request(&client, cfg, res)?;
+        let paginator_cfg = res.endpoint.paginator.as_ref().or(cfg.paginator.as_ref());
+        let pending = spawn_fetch(&client, &req, &counters);
+        Ok(Extractor {
+            resource: res.name.clone(),
+            selector: Selector::new(res.endpoint.data_selector.as_deref()),
+            paginator: Paginator::new(paginator_cfg),
+            next: Some((req, pending)),
+            client,
+            counters,
+            detected: Vec::new(),
+        })
+    }
+
+    /// The next page, or `None` after the last one.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, ExtractError> {
+        let Some((req, pending)) = self.next.take() else { return Ok(None) };
+        let resource = self.resource.clone();
+        let resp = match pending.await {
+            Ok(r) => r.map_err(|source| ExtractError::Http { resource: resource.clone(), source })?,
+            Err(join) => {
+                return Err(ExtractError::Http { resource, source: HttpError::Setup(format!("request task failed: {join}")) });
+            }
+        };
+        let shown = self.client.redactor().redact(resp.url.as_str());
+        let mut body: Value = serde_json::from_slice(&resp.body).map_err(|e| ExtractError::Json {
+            resource: resource.clone(),
+            url: shown.clone(),
+            message: e.to_string(),
+            excerpt: self.client.redactor().redact(&resttap_http::excerpt(&resp.body)),
+        })?;
+        if let Selector::Detect = self.selector {
+            let path = detect(&body);
+            let shown_path = if path.is_empty() { "$".to_string() } else { path.join(".") };
+            self.detected.push(format!("data_selector `{shown_path}`"));
+            self.selector = Selector::Keys(path);
+        }
+        let n = count_records(&self.selector, &body);
+        let mut detected: Option<Detected> = None;
+        let page = PageView { body: &body, headers: &resp.headers, records: n, url: &resp.url };
+        let next = self
+            .paginator
+            .next(&req, &page, &mut detected)
+            .map_err(|source| ExtractError::Paginate { resource: resource.clone(), url: shown.clone(), source })?;
+        if let Some(d) = detected {
+            self.detected.push(format!("paginator {}", d.0));
+        }
+        if let Some(next_req) = next {
+            let pending = spawn_fetch(&self.client, &next_req, &self.counters);
+            self.next = Some((next_req, pending));
+        }
+        let (records, empty_match) = take_records(&self.selector, &mut body);
+        if empty_match && self.counters.pages.load(Ordering::Relaxed) == 0 {
+            tracing::warn!(resource = %resource, url = %shown, "the data selector matched nothing or null: empty page");
+        }
+        self.counters.pages.fetch_add(1, Ordering::Relaxed);
+        self.counters.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(resp.body.len() as u64, Ordering::Relaxed);
+        Ok(Some(Page { records, url: shown }))
+    }
+}
+
+impl Drop for Extractor {
+    fn drop(&mut self) {
+        if let Some((_, pending)) = self.next.take() {
+            pending.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn join_url_like_dlt() {
+        assert_eq!(join_url("https://api.example.com", "/v1/forums").unwrap().as_str(), "https://api.example.com/v1/forums");
+        assert_eq!(join_url("https://api.example.com/api/", "v1/x").unwrap().as_str(), "https://api.example.com/api/v1/x");
+        assert_eq!(join_url("https://a.example", "https://b.example/x").unwrap().as_str(), "https://b.example/x");
+    }
+
+    #[test]
+    fn selectors() {
+        let mut body = json!({"forums": [{"id": 1}, {"id": 2}], "pagination": {}});
+        let s = Selector::new(Some("forums"));
+        assert_eq!(count_records(&s, &body), 2);
+        let (r, _) = take_records(&s, &mut body);
+        assert_eq!(r.len(), 2);
+        let mut body = json!({"data": {"item": {"id": 1}}});
+        let (r, _) = take_records(&Selector::new(Some("data.item")), &mut body);
+        assert_eq!(r, vec![json!({"id": 1})]);
+        let mut body = json!({"data": null});
+        assert_eq!(take_records(&Selector::new(Some("data")), &mut body), (vec![], true));
+        let mut body = json!([{"a": 1}, {"b": 2}]);
+        assert_eq!(take_records(&Selector::new(Some("$")), &mut body).0.len(), 2);
+        let mut body = json!({"d": [{"x": {"id": 1}}, {"x": {"id": 2}}]});
+        let s = Selector::new(Some("$.d[*].x"));
+        assert_eq!(count_records(&s, &body), 2);
+        assert_eq!(take_records(&s, &mut body).0, vec![json!({"id": 1}), json!({"id": 2})]);
+    }
+
+    #[test]
+    fn detection_prefers_record_keys() {
+        assert_eq!(detect(&json!({"meta": {"tags": []}, "results": [1]})), vec!["results"]);
+        assert_eq!(detect(&json!({"meta": {"tags": []}, "other": 1})), vec!["meta", "tags"]);
+        assert_eq!(detect(&json!([1, 2])), Vec::<String>::new());
+        assert_eq!(detect(&json!({"a": {"b": {"c": {"data": [1]}}}})), Vec::<String>::new());
+    }
+}

@@ -1,0 +1,327 @@
+//! The HTTP client of resttap: one connection pool, auth, retries with exponential backoff and
+//! `Retry-After`, and errors that name the URL (secrets redacted), the status and a body excerpt.
+
+mod redact;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use resttap_config::{ApiKeyLocation, AuthConfig, Method, Rendered, RetryConfig, Secrets, render};
+use url::Url;
+
+pub use redact::Redactor;
+pub use reqwest::StatusCode;
+/// Header types, re-exported so that paginators need not depend on reqwest.
+pub use reqwest::header as reqwest_header;
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub method: Method,
+    /// Without the query parameters below.
+    pub url: Url,
+    /// Query parameters, in order; replaced or extended by paginators.
+    pub query: Vec<(String, String)>,
+    /// Extra headers for this request (rendered; may hold secrets).
+    pub headers: Vec<(String, Rendered)>,
+    /// A JSON body.
+    pub json: Option<serde_json::Value>,
+}
+
+impl RequestSpec {
+    /// Sets query parameter `name`, replacing any earlier value.
+    pub fn set_query(&mut self, name: &str, value: String) {
+        self.query.retain(|(k, _)| k != name);
+        self.query.push((name.to_string(), value));
+    }
+
+    /// The full URL, query included.
+    pub fn full_url(&self) -> Url {
+        let mut u = self.url.clone();
+        if !self.query.is_empty() {
+            u.query_pairs_mut().extend_pairs(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        u
+    }
+}
+
+/// A response that was successful (2xx).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The URL that was requested, query included.
+    pub url: Url,
+}
+
+/// Why a request failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The server answered with a status that is not retried, or kept answering with one that is.
+    #[error("HTTP {status} from {url} after {attempts} attempt(s){}: {excerpt}", hint(*status))]
+    Status { url: String, status: u16, excerpt: String, attempts: u32 },
+    /// The request could not be sent or the response not read (connection refused, timeout, ...).
+    #[error("request to {url} failed after {attempts} attempt(s): {message}")]
+    Transport { url: String, message: String, attempts: u32 },
+    /// The client could not be built or a header is invalid.
+    #[error("invalid request setup: {0}")]
+    Setup(String),
+}
+
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => " (unauthorized: check the token or credentials in the config's `auth` and their secret)",
+        403 => " (forbidden: the credentials lack permission for this endpoint)",
+        404 => " (not found: check `client.base_url` and the endpoint `path`)",
+        _ => "",
+    }
+}
+
+impl HttpError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What happened before a retry, for progress reporting.
+#[derive(Debug, Clone)]
+pub struct RetryNotice {
+    /// 1-based retry number.
+    pub retry: u32,
+    /// The status that caused it, or `None` for a transport error.
+    pub status: Option<u16>,
+    /// How long resttap waits before it.
+    pub delay: Duration,
+    /// The URL, secrets redacted.
+    pub url: String,
+}
+
+/// The wait before retry `n` (1-based): `backoff_factor * 2^(n-1)` seconds, capped at `max_delay`.
+pub fn backoff_delay(policy: &RetryConfig, retry: u32) -> Duration {
+    let secs = policy.backoff_factor * 2f64.powi(retry.saturating_sub(1).min(30) as i32);
+    Duration::from_secs_f64(secs.min(policy.max_delay).max(0.0))
+}
+
+/// Parses a `Retry-After` value: seconds or an HTTP date; capped at `max_delay`.
+pub fn retry_after(value: &str, max_delay: f64, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let v = value.trim();
+    let secs = if let Ok(n) = v.parse::<f64>() {
+        n
+    } else {
+        let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+        (when.with_timezone(&chrono::Utc) - now).num_milliseconds() as f64 / 1000.0
+    };
+    Some(Duration::from_secs_f64(secs.clamp(0.0, max_delay.max(0.0))))
+}
+
+/// How much of a response body goes into an error message.
+const EXCERPT_CHARS: usize = 300;
+
+/// The start of a body as text, for error messages.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(EXCERPT_CHARS).collect();
+    if text.chars().count() > EXCERPT_CHARS {
+        s.push('…');
+    }
+    if s.trim().is_empty() { "(empty body)".into() } else { s }
+}
+
+/// An HTTP client bound to one configuration's auth, headers, retry policy and secrets.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    retry: RetryConfig,
+    redactor: Redactor,
+    secrets: Secrets,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("retry", &self.retry).finish_non_exhaustive()
+    }
+}
+
+fn install_crypto() {
+    // Several clients may race here; only the first install wins, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Client {
+    /// A client with the given policy. `secrets` are used to render auth and headers and are
+    /// scrubbed from every message.
+    pub fn new(retry: RetryConfig, timeout: Duration, secrets: Secrets) -> Result<Self, HttpError> {
+        install_crypto();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true)
+            .user_agent(concat!("resttap/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpError::Setup(e.to_string()))?;
+        Ok(Client { http, retry, redactor: Redactor::new(&secrets), secrets })
+    }
+
+    /// The redactor for this client's secrets.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Renders a template with this client's secrets.
+    pub fn render(&self, template: &str) -> Rendered {
+        render(template, &self.secrets)
+    }
+
+    /// Applies `auth` to a request spec (headers or query parameters).
+    pub fn apply_auth(&self, auth: &AuthConfig, req: &mut RequestSpec) -> Result<(), HttpError> {
+        match auth {
+            AuthConfig::Bearer { token } => {
+                let t = self.render(token);
+                req.headers.push(("Authorization".into(), Rendered::new(format!("Bearer {}", t.expose()), true)));
+            }
+            AuthConfig::ApiKey { name, api_key, location } => {
+                let key = self.render(api_key);
+                match location {
+                    ApiKeyLocation::Header => req.headers.push((name.clone(), key)),
+                    ApiKeyLocation::Query => req.query.push((name.clone(), key.expose().to_string())),
+                    ApiKeyLocation::Cookie => return Err(HttpError::Setup("api_key in a cookie is not supported".into())),
+                }
+            }
+            AuthConfig::HttpBasic { username, password } => {
+                use base64::Engine;
+                let raw = format!("{}:{}", self.render(username).expose(), self.render(password).expose());
+                let enc = base64::engine::general_purpose::STANDARD.encode(raw);
+                req.headers.push(("Authorization".into(), Rendered::new(format!("Basic {enc}"), true)));
+            }
+            AuthConfig::Oauth2ClientCredentials { .. } => {
+                return Err(HttpError::Setup("oauth2_client_credentials is not supported yet".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `req`, retrying as the policy says. `on_retry` is called before each wait.
+    pub async fn send(&self, req: &RequestSpec, on_retry: &(dyn Fn(&RetryNotice) + Sync)) -> Result<Response, HttpError> {
+        let url = req.full_url();
+        let shown = self.redactor.redact(url.as_str());
+        let mut headers = HeaderMap::new();
+        for (k, v) in &req.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| HttpError::Setup(format!("header name `{k}`: {e}")))?;
+            let mut value = HeaderValue::from_str(v.expose())
+                .map_err(|_| HttpError::Setup(format!("header `{k}` has a value that is not valid in HTTP")))?;
+            value.set_sensitive(v.is_secret() || name == reqwest::header::AUTHORIZATION);
+            headers.insert(name, value);
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let mut builder = match req.method {
+                Method::Get => self.http.get(url.clone()),
+                Method::Post => self.http.post(url.clone()),
+            }
+            .headers(headers.clone());
+            if let Some(j) = &req.json {
+                builder = builder.json(j);
+            }
+            let outcome = match builder.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let resp_headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(body) => Ok((status, resp_headers, body)),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let retries_left = attempt <= self.retry.max_retries;
+            match outcome {
+                Ok((status, resp_headers, body)) if status.is_success() => {
+                    return Ok(Response { status, headers: resp_headers, body, url });
+                }
+                Ok((status, resp_headers, body)) => {
+                    let code = status.as_u16();
+                    if !retries_left || !self.retry.statuses.contains(&code) {
+                        return Err(HttpError::Status {
+                            url: shown,
+                            status: code,
+                            excerpt: self.redactor.redact(&excerpt(&body)),
+                            attempts: attempt,
+                        });
+                    }
+                    let delay = resp_headers
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()))
+                        .unwrap_or_else(|| backoff_delay(&self.retry, attempt));
+                    on_retry(&RetryNotice { retry: attempt, status: Some(code), delay, url: shown.clone() });
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    if !retries_left {
+                        let mut message = self.redactor.redact(&error_chain(&e));
+                        if e.is_timeout() {
+                            message.push_str(" (timed out; raise `client.timeout` if the API is slow)");
+                        }
+                        return Err(HttpError::Transport { url: shown, message, attempts: attempt });
+                    }
+                    let delay = backoff_delay(&self.retry, attempt);
+                    on_retry(&RetryNotice { retry: attempt, status: None, delay, url: shown.clone() });
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// An error and its causes, joined: reqwest's top-level message alone rarely says what failed.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_exponential_with_factor_and_cap() {
+        let p = RetryConfig::default();
+        let d: Vec<f64> = (1..=4).map(|n| backoff_delay(&p, n).as_secs_f64()).collect();
+        assert_eq!(d, vec![2.0, 4.0, 8.0, 16.0]);
+        let capped = RetryConfig { max_delay: 5.0, ..RetryConfig::default() };
+        assert_eq!(backoff_delay(&capped, 3).as_secs_f64(), 5.0);
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(retry_after("3", 60.0, now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after("3600", 60.0, now), Some(Duration::from_secs(60)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 60.0, now), Some(Duration::from_secs(10)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:27:00 GMT", 60.0, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", 60.0, now), None);
+    }
+
+    #[test]
+    fn excerpts_are_bounded() {
+        assert_eq!(excerpt(b""), "(empty body)");
+        let long = "x".repeat(1000);
+        assert_eq!(excerpt(long.as_bytes()).chars().count(), EXCERPT_CHARS + 1);
+    }
+}

@@ -1,0 +1,85 @@
+//! Destinations: where normalized rows go, and the contract every destination keeps.
+//!
+//! A load has two phases. While resources are extracted, [`Destination::stage`] receives
+//! batches of rows and puts them somewhere the dataset's readers cannot see (staging tables).
+//! When every resource has been extracted without error, [`Destination::commit`] applies the
+//! whole load to the dataset in **one transaction**: table creation and evolution, `append`,
+//! `replace` or `merge` per resource, and the `_dlt_loads` record. A run that fails before or
+//! during commit leaves the dataset exactly as the last successful run left it; what it staged
+//! is discarded by [`Destination::abort`] or by the next [`Destination::begin`].
+
+use resttap_normalize::TableBatch;
+use resttap_schema::{Schema, WriteDisposition};
+
+/// What one resource contributes to a load.
+#[derive(Debug, Clone)]
+pub struct ResourceLoad {
+    /// The resource name, for messages.
+    pub resource: String,
+    /// Its root table.
+    pub root_table: String,
+    pub write_disposition: WriteDisposition,
+    /// Normalized primary key columns (empty: `merge` behaves as `append`).
+    pub primary_key: Vec<String>,
+}
+
+/// Everything [`Destination::commit`] needs.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// dlt's load id: the start time as Unix seconds with a fraction.
+    pub load_id: String,
+    /// `schema_name` in `_dlt_loads` (`rest_api`, as dlt's REST API source).
+    pub schema_name: String,
+    /// Every table the load may write, with all their columns (destination columns included),
+    /// parents before children.
+    pub schema: Schema,
+    pub resources: Vec<ResourceLoad>,
+}
+
+/// Rows committed to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableReport {
+    pub table: String,
+    /// Rows inserted by this load.
+    pub rows: u64,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitReport {
+    pub load_id: String,
+    pub tables: Vec<TableReport>,
+}
+
+/// Why a destination failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Another process holds the destination (for example another run of the same pipeline).
+    #[error("the destination {location} is in use by another process: {message}. Wait for the other run to finish; resttap does not write to a dataset two runs share")]
+    Locked { location: String, message: String },
+    /// The destination cannot be opened.
+    #[error("cannot open the destination {location}: {message}")]
+    Open { location: String, message: String },
+    /// A statement or write failed.
+    #[error("{context}: {message}")]
+    Write { context: String, message: String },
+}
+
+/// A place a dataset lives. Implementations: DuckDB (`resttap-duckdb`).
+pub trait Destination: Send {
+    /// The tables and columns the dataset already has (dlt's `_dlt_*` tables left out), so
+    /// that the normalizer keeps column types and sends changed types to variant columns.
+    fn existing_schema(&mut self) -> Result<Schema, LoadError>;
+
+    /// Starts a load: clears anything a failed run left staged.
+    fn begin(&mut self, load_id: &str) -> Result<(), LoadError>;
+
+    /// Stages one batch of rows. Nothing is visible in the dataset yet.
+    fn stage(&mut self, batch: &TableBatch) -> Result<(), LoadError>;
+
+    /// Applies everything staged, atomically.
+    fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError>;
+
+    /// Discards what was staged. Never touches the dataset.
+    fn abort(&mut self);
+}

@@ -1,0 +1,80 @@
+//! Command-line options of the mock server, shared by `resttap-mock` and `resttap mock-api`.
+
+use std::net::SocketAddr;
+
+use crate::{Faults, MockOptions};
+
+/// Serve the mock feedback API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MockArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Records in feedback_records and suggestions (the other four resources get a tenth).
+    #[arg(long, default_value_t = 1000)]
+    pub records: u64,
+    /// Records per page.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: u64,
+    /// The bearer token to accept.
+    #[arg(long, default_value = "demo-token")]
+    pub token: String,
+    /// Starting revision: each one changes about a fifth of the records and adds `growth` new ones.
+    #[arg(long, default_value_t = 0)]
+    pub revision: u64,
+    /// Records added to every resource per revision.
+    #[arg(long, default_value_t = 2)]
+    pub growth: u64,
+    /// Fail every Nth request to /v1/ (0: never), cycling through --fault-statuses.
+    #[arg(long, default_value_t = 0)]
+    pub fail_every: u64,
+    /// Statuses of injected failures.
+    #[arg(long, value_delimiter = ',', default_value = "429,500,502,503,504")]
+    pub fault_statuses: Vec<u16>,
+    /// Retry-After value sent with injected 429s.
+    #[arg(long, default_value = "0")]
+    pub retry_after: String,
+    /// Delay every /v1/ response by this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub slow_ms: u64,
+    /// Render every page before accepting requests (for benchmarks).
+    #[arg(long)]
+    pub prerender: bool,
+}
+
+impl MockArgs {
+    /// The server options these arguments describe.
+    pub fn options(&self) -> MockOptions {
+        MockOptions {
+            records: self.records,
+            page_size: self.page_size,
+            token: self.token.clone(),
+            revision: self.revision,
+            growth: self.growth,
+            faults: Faults {
+                fail_every: self.fail_every,
+                statuses: self.fault_statuses.clone(),
+                retry_after: Some(self.retry_after.clone()),
+                slow_ms: self.slow_ms,
+                always: 0,
+            },
+            prerender: self.prerender,
+        }
+    }
+
+    /// Binds, prints `listening on http://ADDR` on stdout (tests and scripts read it), and serves
+    /// until the process is stopped.
+    pub async fn run(&self) -> std::io::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.listen).await?;
+        let addr = listener.local_addr()?;
+        let opts = self.options();
+        let server = tokio::spawn(crate::serve(listener, opts));
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "listening on http://{addr}")?;
+            out.flush()?;
+        }
+        server.await.map_err(std::io::Error::other)?
+    }
+}

@@ -1,0 +1,18 @@
+//! A mock of the customer-feedback API that the seed configuration targets.
+//!
+//! It serves the six resources under `/v1/<resource>` with the seed's envelope
+//! (`{"<resource>": [...], "pagination": {"cursor": "...", "page_size": N, "total": T}}`, no
+//! `cursor` on the last page), checks a bearer token (401 otherwise), and can inject faults
+//! (429 with `Retry-After`, 5xx, slow responses). Records are deterministic (see [`data`]); the
+//! `revision` — set at start or through `POST /admin/revision/{n}` — changes some of them and
+//! adds new ones, so a second load can be checked against a changed API.
+//!
+//! Admin routes, for tests and benchmarks: `GET /admin/stats` (request and fault counters),
+//! `POST /admin/revision/{n}`, `PUT /admin/faults` (a JSON [`Faults`]).
+
+pub mod data;
+mod server;
+
+mod args;
+pub use args::MockArgs;
+pub use server::{Faults, MockOptions, Stats, serve, spawn};

@@ -1,0 +1,509 @@
+//! Records to relational rows, the way dlt's relational normalizer does it, written straight
+//! into Arrow column builders.
+//!
+//! - Nested objects flatten into `parent__child` columns; lists become nested tables
+//!   `<table>__<field>` (lists of scalars in a `value` column) with `_dlt_parent_id`,
+//!   `_dlt_list_idx` and `_dlt_id`, plus `_dlt_root_id` under `merge`. Root rows get
+//!   `_dlt_load_id` and `_dlt_id`. Columns appear in dlt's order.
+//! - `_dlt_id` of a root row is random (10 bytes, base64); of a nested row, the shake-128 digest
+//!   of `"{parent_id}_{table}_{index}"`, as in dlt, so nested ids are stable across loads.
+//! - Types come from JSON: integers `bigint`, floats `double`, booleans `bool`, ISO 8601
+//!   date-time strings `timestamp`, other strings `text`. A column is created by its first
+//!   non-null value. A later value that cannot be coerced to the column's type goes to a variant
+//!   column `<column>__v_<type>`, as dlt does: nothing is lost.
+
+mod timestamp;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use base64::Engine;
+use resttap_schema::naming::{PATH_SEPARATOR, normalize_identifier};
+use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
+use serde_json::{Map, Value};
+
+pub use timestamp::parse_timestamp;
+
+/// Rows of one table, ready to load: the columns they carry and their values.
+#[derive(Debug, Clone)]
+pub struct TableBatch {
+    /// The table.
+    pub table: String,
+    /// The columns of `batch`, in order, with their dlt types.
+    pub columns: Vec<Column>,
+    /// The values.
+    pub batch: RecordBatch,
+}
+
+/// Why a record cannot be normalized.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum NormalizeError {
+    /// A root record lacks a primary key column, or has it null.
+    #[error("a record of table `{table}` has no value for primary key column `{column}`: {excerpt}")]
+    MissingPrimaryKey { table: String, column: String, excerpt: String },
+}
+
+/// How one resource's records become rows.
+#[derive(Debug, Clone)]
+pub struct NormalizerConfig {
+    /// The root table's name (already normalized).
+    pub table: String,
+    pub write_disposition: WriteDisposition,
+    /// Primary key columns (already normalized).
+    pub primary_key: Vec<String>,
+    /// `max_table_nesting`: below this depth objects and lists stay whole, as `json`.
+    pub max_nesting: Option<u32>,
+    /// The load id written to `_dlt_load_id`.
+    pub load_id: Arc<str>,
+    /// Rows a table collects before it is handed over as a batch.
+    pub batch_rows: usize,
+}
+
+enum Builder {
+    Text(StringBuilder),
+    Bigint(Int64Builder),
+    Double(Float64Builder),
+    Bool(BooleanBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Json(StringBuilder),
+}
+
+impl Builder {
+    fn new(t: DataType) -> Builder {
+        match t {
+            DataType::Text => Builder::Text(StringBuilder::new()),
+            DataType::Bigint => Builder::Bigint(Int64Builder::new()),
+            DataType::Double => Builder::Double(Float64Builder::new()),
+            DataType::Bool => Builder::Bool(BooleanBuilder::new()),
+            DataType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            DataType::Json => Builder::Json(StringBuilder::new()),
+        }
+    }
+
+    fn append_null(&mut self) {
+        match self {
+            Builder::Text(b) | Builder::Json(b) => b.append_null(),
+            Builder::Bigint(b) => b.append_null(),
+            Builder::Double(b) => b.append_null(),
+            Builder::Bool(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Text(b) | Builder::Json(b) => Arc::new(b.finish()),
+            Builder::Bigint(b) => Arc::new(b.finish()),
+            Builder::Double(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Timestamp(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// The Arrow type resttap writes for a dlt type.
+pub fn arrow_type(t: DataType) -> ArrowType {
+    match t {
+        DataType::Text | DataType::Json => ArrowType::Utf8,
+        DataType::Bigint => ArrowType::Int64,
+        DataType::Double => ArrowType::Float64,
+        DataType::Bool => ArrowType::Boolean,
+        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+struct ColBuf {
+    column: Column,
+    builder: Builder,
+    len: usize,
+}
+
+struct TableBuf {
+    name: String,
+    cols: Vec<ColBuf>,
+    index: HashMap<String, usize>,
+    rows: usize,
+}
+
+impl TableBuf {
+    fn new(name: String) -> Self {
+        TableBuf { name, cols: Vec::new(), index: HashMap::new(), rows: 0 }
+    }
+
+    /// Appends `cell` to column `ci` in the current row, padding the rows it skipped with nulls.
+    fn append(&mut self, ci: usize, cell: Cell<'_>) {
+        let row = self.rows;
+        let c = &mut self.cols[ci];
+        if c.len > row {
+            return; // two keys normalized to the same name: the first one wins
+        }
+        while c.len < row {
+            c.builder.append_null();
+            c.len += 1;
+        }
+        append(&mut c.builder, cell);
+        c.len += 1;
+    }
+
+    fn flush(&mut self) -> Option<TableBatch> {
+        if self.rows == 0 {
+            return None;
+        }
+        let rows = self.rows;
+        let mut fields = Vec::with_capacity(self.cols.len());
+        let mut arrays = Vec::with_capacity(self.cols.len());
+        let mut columns = Vec::with_capacity(self.cols.len());
+        for c in &mut self.cols {
+            while c.len < rows {
+                c.builder.append_null();
+                c.len += 1;
+            }
+            fields.push(Field::new(&c.column.name, arrow_type(c.column.data_type), true));
+            arrays.push(c.builder.finish());
+            columns.push(c.column.clone());
+            c.len = 0;
+        }
+        self.rows = 0;
+        let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays).expect("columns padded to the same length");
+        Some(TableBatch { table: self.name.clone(), columns, batch })
+    }
+}
+
+/// A value ready for a column of a given type.
+enum Cell<'a> {
+    Str(&'a str),
+    Owned(String),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Ts(i64),
+}
+
+/// The type a value has on its own (with dlt's `iso_timestamp` detection for strings).
+fn natural_type(v: &Value) -> DataType {
+    match v {
+        Value::Bool(_) => DataType::Bool,
+        Value::Number(n) if n.is_i64() => DataType::Bigint,
+        // integers beyond i64 and floats
+        Value::Number(n) if n.is_u64() => DataType::Text,
+        Value::Number(_) => DataType::Double,
+        Value::String(s) if parse_timestamp(s).is_some() => DataType::Timestamp,
+        Value::String(_) => DataType::Text,
+        Value::Array(_) | Value::Object(_) => DataType::Json,
+        Value::Null => DataType::Text,
+    }
+}
+
+/// Python's `str()` of a float, which is what dlt writes when a float lands in a text column.
+fn py_float(f: f64) -> String {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 { format!("{f:.1}") } else { f.to_string() }
+}
+
+/// `value` as a cell of type `t`, or `None` when it cannot be coerced (dlt's coercion table).
+fn coerce(t: DataType, v: &Value) -> Option<Cell<'_>> {
+    Some(match (t, v) {
+        (DataType::Json, v) => Cell::Owned(v.to_string()),
+        (_, Value::Array(_) | Value::Object(_)) => return None,
+        (DataType::Text, Value::String(s)) => Cell::Str(s),
+        (DataType::Text, Value::Bool(b)) => Cell::Owned(if *b { "True".into() } else { "False".into() }),
+        (DataType::Text, Value::Number(n)) => Cell::Owned(match n.as_f64() {
+            Some(f) if !n.is_i64() && !n.is_u64() => py_float(f),
+            _ => n.to_string(),
+        }),
+        (DataType::Bigint, Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Cell::I64(i),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Cell::I64(f as i64),
+            _ => return None,
+        },
+        (DataType::Bigint, Value::String(s)) => Cell::I64(s.trim().parse().ok()?),
+        (DataType::Double, Value::Number(n)) => Cell::F64(n.as_f64()?),
+        (DataType::Double, Value::String(s)) => Cell::F64(s.trim().parse().ok()?),
+        (DataType::Bool, Value::Bool(b)) => Cell::Bool(*b),
+        (DataType::Bool, Value::Number(n)) => Cell::Bool(n.as_f64()? != 0.0),
+        (DataType::Bool, Value::String(s)) => Cell::Bool(match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "y" | "1" | "on" => true,
+            "false" | "no" | "n" | "0" | "off" => false,
+            _ => return None,
+        }),
+        (DataType::Timestamp, Value::String(s)) => Cell::Ts(parse_timestamp(s)?),
+        (DataType::Timestamp, Value::Number(n)) => {
+            let secs = n.as_f64()?;
+            if !secs.is_finite() || secs.abs() > 1e13 {
+                return None;
+            }
+            Cell::Ts((secs * 1e6).round() as i64)
+        }
+        _ => return None,
+    })
+}
+
+fn append(b: &mut Builder, cell: Cell<'_>) {
+    match (b, cell) {
+        (Builder::Text(b) | Builder::Json(b), Cell::Str(s)) => b.append_value(s),
+        (Builder::Text(b) | Builder::Json(b), Cell::Owned(s)) => b.append_value(s),
+        (Builder::Bigint(b), Cell::I64(i)) => b.append_value(i),
+        (Builder::Double(b), Cell::F64(f)) => b.append_value(f),
+        (Builder::Bool(b), Cell::Bool(x)) => b.append_value(x),
+        (Builder::Timestamp(b), Cell::Ts(t)) => b.append_value(t),
+        (b, _) => b.append_null(),
+    }
+}
+
+/// Turns one resource's records into batches of rows for its tables.
+pub struct Normalizer {
+    cfg: NormalizerConfig,
+    schema: Schema,
+    bufs: Vec<TableBuf>,
+    buf_index: HashMap<String, usize>,
+    names: HashMap<String, String>,
+    merge: bool,
+    records: u64,
+}
+
+/// A list found while flattening: its table path and items.
+type ListAt<'a> = (Vec<String>, &'a [Value]);
+
+impl Normalizer {
+    /// A normalizer for one resource. `existing` is what the destination already holds, so that
+    /// column types stay as they are and changed types go to variant columns.
+    pub fn new(cfg: NormalizerConfig, existing: &Schema) -> Self {
+        let mut schema = Schema::default();
+        for t in &existing.tables {
+            if t.name == cfg.table || t.name.starts_with(&format!("{}{PATH_SEPARATOR}", cfg.table)) {
+                let mut t = t.clone();
+                t.reindex();
+                schema.tables.push(t);
+            }
+        }
+        let merge = cfg.write_disposition == WriteDisposition::Merge;
+        Normalizer { cfg, schema, bufs: Vec::new(), buf_index: HashMap::new(), names: HashMap::new(), merge, records: 0 }
+    }
+
+    /// Records normalized so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// The tables and columns this resource has produced so far, with those it started with.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    fn name(&mut self, key: &str) -> String {
+        if let Some(n) = self.names.get(key) {
+            return n.clone();
+        }
+        let n = if key.trim().is_empty() { "_empty".to_string() } else { normalize_identifier(key) };
+        self.names.insert(key.to_string(), n.clone());
+        n
+    }
+
+    fn buf(&mut self, table: &str, parent: Option<&str>) -> usize {
+        if let Some(i) = self.buf_index.get(table) {
+            return *i;
+        }
+        if self.schema.table(table).is_none() {
+            self.schema.tables.push(Table::new(table, parent.map(String::from)));
+        }
+        let i = self.bufs.len();
+        self.bufs.push(TableBuf::new(table.to_string()));
+        self.buf_index.insert(table.to_string(), i);
+        i
+    }
+
+    /// Writes `value` into column `col` of the current row of buffer `bi`; creates the column
+    /// (or a variant column) as dlt would.
+    fn put(&mut self, bi: usize, col: &str, value: &Value, not_null: bool) {
+        if value.is_null() {
+            return;
+        }
+        // fast path: a column this batch already has, and a value of its type
+        if let Some(&ci) = self.bufs[bi].index.get(col) {
+            if let Some(cell) = coerce(self.bufs[bi].cols[ci].column.data_type, value) {
+                self.bufs[bi].append(ci, cell);
+                return;
+            }
+        }
+        let buf = &mut self.bufs[bi];
+        let table = self.schema.table_mut(&buf.name).expect("table registered with its buffer");
+        let (col_name, dtype) = match table.column(col).map(|c| c.data_type) {
+            Some(t) if coerce(t, value).is_some() => (col.to_string(), t),
+            Some(_) => {
+                let vt = natural_type(value);
+                let vt = if vt == DataType::Timestamp { DataType::Text } else { vt };
+                let variant = format!("{col}{PATH_SEPARATOR}v_{}", vt.dlt_name());
+                match table.column(&variant).map(|c| c.data_type) {
+                    Some(t) if coerce(t, value).is_some() => (variant, t),
+                    Some(_) => return, // dlt fails here; resttap keeps the rest of the row
+                    None => (variant, vt),
+                }
+            }
+            None => (col.to_string(), natural_type(value)),
+        };
+        if table.column(&col_name).is_none() {
+            let pk = !table.is_nested() && self.cfg.primary_key.iter().any(|k| *k == col_name);
+            table.add_column(Column { name: col_name.clone(), data_type: dtype, nullable: !(pk || not_null), primary_key: pk });
+        }
+        let ci = match buf.index.get(&col_name) {
+            Some(i) => *i,
+            None => {
+                let column = table.column(&col_name).expect("just added").clone();
+                let mut builder = Builder::new(dtype);
+                for _ in 0..buf.rows {
+                    builder.append_null();
+                }
+                buf.cols.push(ColBuf { column, builder, len: buf.rows });
+                buf.index.insert(col_name, buf.cols.len() - 1);
+                buf.cols.len() - 1
+            }
+        };
+        buf.append(ci, coerce(dtype, value).expect("checked coercible"));
+    }
+
+    fn end_row(&mut self, bi: usize) {
+        self.bufs[bi].rows += 1;
+    }
+
+    /// Is `name` in `table` to be kept whole as json (nesting limit or an existing json column)?
+    fn keep_whole(&self, table: &str, name: &str, level: i64) -> bool {
+        level <= 0 || self.schema.table(table).and_then(|t| t.column(name)).is_some_and(|c| c.data_type == DataType::Json)
+    }
+
+    /// dlt's `_flatten`: scalars of `obj` and its nested objects (depth first, last object
+    /// first, as dlt's stack does) with their `__` names, and the lists found on the way.
+    fn flatten<'v>(&mut self, table: &str, obj: &'v Map<String, Value>, level: i64) -> (Vec<(String, &'v Value)>, Vec<ListAt<'v>>) {
+        let mut out = Vec::with_capacity(obj.len());
+        let mut lists = Vec::new();
+        let mut stack: Vec<(&Map<String, Value>, i64, Vec<String>)> = vec![(obj, level, Vec::new())];
+        while let Some((cur, lvl, path)) = stack.pop() {
+            for (k, v) in cur {
+                let nk = self.name(k);
+                let full = if path.is_empty() { nk.clone() } else { format!("{}{PATH_SEPARATOR}{nk}", path.join(PATH_SEPARATOR)) };
+                match v {
+                    Value::Object(m) if !self.keep_whole(table, &full, lvl) => {
+                        let mut p = path.clone();
+                        p.push(nk);
+                        stack.push((m, lvl - 1, p));
+                    }
+                    Value::Array(a) if !self.keep_whole(table, &full, lvl) => {
+                        let mut p = path.clone();
+                        p.push(nk);
+                        lists.push((p, a.as_slice()));
+                    }
+                    _ => out.push((full, v)),
+                }
+            }
+        }
+        (out, lists)
+    }
+
+    /// Normalizes one record of the resource. Returns the batches of tables that are full.
+    pub fn push(&mut self, record: &Value, out: &mut Vec<TableBatch>) -> Result<(), NormalizeError> {
+        let wrapped;
+        let obj = match record {
+            Value::Object(m) => m,
+            other => {
+                // dlt wraps non-objects as {"value": ...}
+                let mut m = Map::new();
+                m.insert(cols::VALUE.into(), other.clone());
+                wrapped = m;
+                &wrapped
+            }
+        };
+        let root = self.cfg.table.clone();
+        let level = self.cfg.max_nesting.map_or(1000, i64::from);
+        let (fields, lists) = self.flatten(&root, obj, level);
+        for k in self.cfg.primary_key.clone() {
+            if !fields.iter().any(|(n, v)| *n == k && !v.is_null()) {
+                let mut excerpt: String = record.to_string().chars().take(200).collect();
+                if excerpt.len() >= 200 {
+                    excerpt.push('…');
+                }
+                return Err(NormalizeError::MissingPrimaryKey { table: root, column: k, excerpt });
+            }
+        }
+        let bi = self.buf(&root, None);
+        for (name, v) in &fields {
+            self.put(bi, name, v, false);
+        }
+        let load_id = Value::String(self.cfg.load_id.to_string());
+        self.put(bi, cols::LOAD_ID, &load_id, true);
+        let id = random_id();
+        self.put(bi, cols::ID, &Value::String(id.clone()), true);
+        self.end_row(bi);
+        let root_id = if self.merge { Some(id.clone()) } else { None };
+        for (path, items) in lists {
+            self.list(&root, &path, items, &id, root_id.as_deref(), level - 1);
+        }
+        self.records += 1;
+        for b in &mut self.bufs {
+            if b.rows >= self.cfg.batch_rows {
+                out.extend(b.flush());
+            }
+        }
+        Ok(())
+    }
+
+    fn list(&mut self, parent_table: &str, path: &[String], items: &[Value], parent_id: &str, root_id: Option<&str>, level: i64) {
+        let table = format!("{parent_table}{PATH_SEPARATOR}{}", path.join(PATH_SEPARATOR));
+        let bi = self.buf(&table, Some(parent_table));
+        for (idx, item) in items.iter().enumerate() {
+            let id = nested_id(parent_id, &table, idx);
+            let mut child_lists = Vec::new();
+            let wrapped;
+            match item {
+                Value::Object(m) => {
+                    let (fields, lists) = self.flatten(&table, m, level);
+                    for (name, v) in &fields {
+                        self.put(bi, name, v, false);
+                    }
+                    child_lists = lists;
+                }
+                Value::Array(a) => {
+                    // a list in a list: dlt wraps it as {"list": [...]}, one table deeper
+                    wrapped = a.as_slice();
+                    child_lists.push((vec!["list".to_string()], wrapped));
+                }
+                scalar => self.put(bi, cols::VALUE, scalar, false),
+            }
+            if let Some(r) = root_id {
+                self.put(bi, cols::ROOT_ID, &Value::String(r.to_string()), true);
+            }
+            self.put(bi, cols::PARENT_ID, &Value::String(parent_id.to_string()), true);
+            self.put(bi, cols::LIST_IDX, &Value::from(idx as i64), true);
+            self.put(bi, cols::ID, &Value::String(id.clone()), true);
+            self.end_row(bi);
+            let next_level = if matches!(item, Value::Array(_)) { level - 1 } else { level };
+            for (p, sub) in child_lists {
+                self.list(&table, &p, sub, &id, root_id, next_level - 1);
+            }
+        }
+    }
+
+    /// Hands over every row still buffered.
+    pub fn finish(&mut self) -> Vec<TableBatch> {
+        self.bufs.iter_mut().filter_map(TableBuf::flush).collect()
+    }
+}
+
+/// dlt's `uniq_id_base64(10)`: 10 random bytes, base64 without padding.
+fn random_id() -> String {
+    let bytes: [u8; 10] = rand::random();
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+/// dlt's `digest128(f"{parent_row_id}_{table}_{idx}", 10)`: shake-128, 10 bytes, base64.
+pub fn nested_id(parent_id: &str, table: &str, idx: usize) -> String {
+    use sha3::digest::{ExtendableOutput, Update, XofReader};
+    let mut h = sha3::Shake128::default();
+    h.update(format!("{parent_id}_{table}_{idx}").as_bytes());
+    let mut out = [0u8; 10];
+    h.finalize_xof().read(&mut out);
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+use super::*;
+use arrow::array::{Array, AsArray};
+use serde_json::json;
+
+fn cfg(wd: WriteDisposition) -> NormalizerConfig {
+    NormalizerConfig {
+        table: "forums".into(),
+        write_disposition: wd,
+        primary_key: vec!["id".into()],
+        max_nesting: None,
+        load_id: Arc::from("1700000000.1"),
+        batch_rows: 10_000,
+    }
+}
+
+fn names(b: &TableBatch) -> Vec<String> {
+    b.columns.iter().map(|c| format!("{}:{}{}", c.name, c.data_type, if c.nullable { "" } else { " NN" })).collect()
+}
+
+fn by_table(batches: &[TableBatch], t: &str) -> TableBatch {
+    batches.iter().find(|b| b.table == t).unwrap_or_else(|| panic!("no table {t}")).clone()
+}
+
+#[test]
+fn flattens_like_dlt_with_nested_tables() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    let rec = json!({
+        "id": 1, "name": "F", "description": null, "isPublic": true,
+        "created_at": "2024-01-01T00:00:00Z",
+        "settings": {"default_status": "open", "moderation": {"enabled": false, "level": 2}, "allow_anonymous": true},
+        "tags": ["a", "b"],
+        "stats": {"vote_total": 1.5},
+        "archived_at": null,
+        "labels": [{"id": 7, "name": "x", "sub": [1]}]
+    });
+    let mut out = Vec::new();
+    n.push(&rec, &mut out).unwrap();
+    assert!(out.is_empty());
+    let batches = n.finish();
+    let root = by_table(&batches, "forums");
+    // dlt pops nested objects last-in first-out: stats before settings, moderation last
+    assert_eq!(
+        names(&root),
+        vec![
+            "id:bigint NN", "name:text", "is_public:bool", "created_at:timestamp", "stats__vote_total:double",
+            "settings__default_status:text", "settings__allow_anonymous:bool", "settings__moderation__enabled:bool",
+            "settings__moderation__level:bigint", "_dlt_load_id:text NN", "_dlt_id:text NN"
+        ]
+    );
+    let tags = by_table(&batches, "forums__tags");
+    assert_eq!(names(&tags), vec!["value:text", "_dlt_root_id:text NN", "_dlt_parent_id:text NN", "_dlt_list_idx:bigint NN", "_dlt_id:text NN"]);
+    assert_eq!(tags.batch.num_rows(), 2);
+    let root_id = root.batch.column(10).as_string::<i32>().value(0).to_string();
+    assert_eq!(root_id.len(), 14);
+    let t = tags.batch.column(1).as_string::<i32>();
+    assert_eq!(t.value(0), root_id);
+    assert_eq!(tags.batch.column(4).as_string::<i32>().value(1), nested_id(&root_id, "forums__tags", 1));
+    let sub = by_table(&batches, "forums__labels__sub");
+    assert_eq!(sub.batch.column(1).as_string::<i32>().value(0), root_id, "root id propagates to every depth");
+    let labels = by_table(&batches, "forums__labels");
+    assert_eq!(sub.batch.column(2).as_string::<i32>().value(0), labels.batch.column(5).as_string::<i32>().value(0));
+    assert_eq!(n.schema().table("forums__labels__sub").unwrap().parent.as_deref(), Some("forums__labels"));
+}
+
+#[test]
+fn nested_id_matches_dlt_digest128() {
+    // python: dlt.common.utils.digest128("abc_forums__tags_0", 10)
+    assert_eq!(nested_id("abc", "forums__tags", 0), "eUJfyaNS1T1d0Q");
+}
+
+#[test]
+fn append_has_no_root_id_and_columns_appear_when_first_non_null() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Append), &Schema::default());
+    let mut out = Vec::new();
+    n.push(&json!({"id": 1, "seen": null, "tags": ["x"]}), &mut out).unwrap();
+    n.push(&json!({"id": 2, "seen": "2024-05-01T10:00:00+02:00"}), &mut out).unwrap();
+    let batches = n.finish();
+    let root = by_table(&batches, "forums");
+    assert_eq!(names(&root), vec!["id:bigint NN", "_dlt_load_id:text NN", "_dlt_id:text NN", "seen:timestamp"]);
+    let seen = root.batch.column(3);
+    assert!(seen.is_null(0));
+    assert_eq!(seen.as_primitive::<arrow::datatypes::TimestampMicrosecondType>().value(1), 1_714_550_400_000_000);
+    assert!(!by_table(&batches, "forums__tags").columns.iter().any(|c| c.name == "_dlt_root_id"));
+}
+
+#[test]
+fn values_that_do_not_fit_go_to_variant_columns() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    let mut out = Vec::new();
+    for rec in [json!({"id": 1, "n": 5, "ts": "2024-01-01T00:00:00Z", "s": "x", "f": 1.5}),
+                json!({"id": 2, "n": "1k+", "ts": "not a date", "s": 3, "f": 2}),
+                json!({"id": 3, "n": 7.0, "ts": "2024-01-02T00:00:00Z", "s": true, "f": "2.5"})] {
+        n.push(&rec, &mut out).unwrap();
+    }
+    let root = by_table(&n.finish(), "forums");
+    let cols = names(&root);
+    assert!(cols.contains(&"n__v_text:text".to_string()), "{cols:?}");
+    assert!(cols.contains(&"ts__v_text:text".to_string()), "{cols:?}");
+    let get = |name: &str| root.batch.column(root.columns.iter().position(|c| c.name == name).unwrap()).clone();
+    assert_eq!(get("n__v_text").as_string::<i32>().value(1), "1k+");
+    assert_eq!(get("n").as_primitive::<arrow::datatypes::Int64Type>().value(2), 7);
+    assert_eq!(get("s").as_string::<i32>().value(1), "3");
+    assert_eq!(get("s").as_string::<i32>().value(2), "True");
+    assert_eq!(get("f").as_primitive::<arrow::datatypes::Float64Type>().value(2), 2.5);
+}
+
+#[test]
+fn existing_destination_types_win() {
+    let mut existing = Schema::default();
+    let mut t = Table::new("forums", None);
+    t.add_column(Column { name: "score".into(), data_type: DataType::Bigint, nullable: true, primary_key: false });
+    existing.tables.push(t);
+    existing.tables.push(Table::new("other", None));
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &existing);
+    assert!(n.schema().table("other").is_none());
+    n.push(&json!({"id": 1, "score": 1.5}), &mut Vec::new()).unwrap();
+    let root = by_table(&n.finish(), "forums");
+    assert!(names(&root).contains(&"score__v_double:double".to_string()));
+}
+
+#[test]
+fn missing_primary_key_is_an_error() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    let err = n.push(&json!({"name": "no id"}), &mut Vec::new()).unwrap_err();
+    assert!(matches!(err, NormalizeError::MissingPrimaryKey { ref column, .. } if column == "id"));
+}
+
+#[test]
+fn batches_are_emitted_when_full_and_nesting_limit_keeps_json() {
+    let mut c = cfg(WriteDisposition::Append);
+    c.batch_rows = 2;
+    c.max_nesting = Some(0);
+    let mut n = Normalizer::new(c, &Schema::default());
+    let mut out = Vec::new();
+    for i in 0..5 {
+        n.push(&json!({"id": i, "obj": {"a": 1}, "list": [1, 2]}), &mut out).unwrap();
+    }
+    assert_eq!(out.len(), 2);
+    assert_eq!(out.iter().map(|b| b.batch.num_rows()).sum::<usize>(), 4);
+    let rest = n.finish();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(names(&rest[0]), vec!["id:bigint NN", "obj:json", "list:json", "_dlt_load_id:text NN", "_dlt_id:text NN"]);
+    assert_eq!(rest[0].batch.column(1).as_string::<i32>().value(0), r#"{"a":1}"#);
+}
+
+#[test]
+fn lists_of_lists_and_scalars_records() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Append), &Schema::default());
+    n.push(&json!({"id": 1, "m": [[1, 2], [3]]}), &mut Vec::new()).unwrap();
+    let b = n.finish();
+    assert_eq!(by_table(&b, "forums__m").batch.num_rows(), 2);
+    assert_eq!(by_table(&b, "forums__m__list").batch.num_rows(), 3);
+}

@@ -1,0 +1,249 @@
+//! Paginators: each looks at a response and says which request fetches the next page, or that
+//! there is none. They follow dlt's semantics; every type also honours resttap's
+//! `stop_condition`, and none can loop forever: a cursor or URL seen before is an error.
+
+use std::collections::HashSet;
+
+use resttap_config::{PaginatorConfig, to_jsonpath};
+use resttap_expr::Expr;
+use resttap_http::RequestSpec;
+use serde_json::Value;
+use serde_json_path::JsonPath;
+use url::Url;
+
+/// What a paginator sees of one response.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// The parsed body.
+    pub body: &'a Value,
+    /// The response headers.
+    pub headers: &'a resttap_http::reqwest_header::HeaderMap,
+    /// How many records the page held.
+    pub records: usize,
+    /// The URL requested, query included.
+    pub url: &'a Url,
+}
+
+/// Why pagination cannot go on.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PaginateError {
+    /// The API sent a cursor or next-page URL it had sent before: following it would loop.
+    #[error("the API returned the {what} `{value}` a second time after {pages} page(s); stopping instead of looping forever")]
+    Repeated { what: &'static str, value: String, pages: usize },
+    /// A `has_more_path` is missing or not a boolean.
+    #[error("`{path}` in the response is {found}, expected a boolean")]
+    HasMore { path: String, found: String },
+    /// A next-page URL cannot be resolved.
+    #[error("invalid next page URL `{0}`")]
+    BadUrl(String),
+}
+
+/// A compiled paginator.
+pub struct Paginator {
+    kind: Kind,
+    stop: Option<Expr>,
+    seen: HashSet<String>,
+    pages: usize,
+}
+
+enum Kind {
+    Cursor { path: JsonPath, param: String, has_more: Option<(String, JsonPath)>, stop_after_empty_page: bool },
+    JsonLink { path: JsonPath },
+    HeaderLink { rel: String },
+    Single,
+    /// Not decided yet: the first response chooses (dlt's auto-detection).
+    Auto,
+}
+
+/// What auto-detection chose, for the warning a person sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected(pub String);
+
+fn compile(path: &str) -> JsonPath {
+    // paths were validated with the config; an invalid one here is a bug
+    JsonPath::parse(&to_jsonpath(path)).expect("JSONPath validated by the config loader")
+}
+
+fn first<'a>(path: &JsonPath, doc: &'a Value) -> Option<&'a Value> {
+    path.query(doc).all().into_iter().next()
+}
+
+/// A value as dlt treats it for "is there a next page": null, false, 0, "" and [] mean no.
+fn falsy(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+fn as_param(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The URL with `rel` in a `Link` header (RFC 8288), if any.
+fn link_header(headers: &resttap_http::reqwest_header::HeaderMap, rel: &str) -> Option<String> {
+    for value in headers.get_all("link") {
+        let Ok(text) = value.to_str() else { continue };
+        for part in text.split(',') {
+            let mut pieces = part.split(';');
+            let target = pieces.next()?.trim();
+            let target = target.strip_prefix('<')?.strip_suffix('>')?;
+            for p in pieces {
+                let p = p.trim();
+                if let Some(v) = p.strip_prefix("rel=") {
+                    if v.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case(rel)) {
+                        return Some(target.to_string());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+/// dlt's search for a next-page link in a body: a key named `next` holding a string, or a
+/// dict with `href`/`url`, up to any depth.
+fn find_next_path(v: &Value, path: &mut Vec<String>) -> Option<String> {
+    let Value::Object(m) = v else { return None };
+    for (k, child) in m {
+        if k.eq_ignore_ascii_case("next") {
+            match child {
+                Value::Object(inner) => {
+                    for (ik, iv) in inner {
+                        if (ik.eq_ignore_ascii_case("href") || ik.eq_ignore_ascii_case("url")) && (iv.is_string() || iv.is_number()) {
+                            path.extend([k.clone(), ik.clone()]);
+                            return Some(path.join("."));
+                        }
+                    }
+                }
+                Value::String(_) | Value::Number(_) => {
+                    path.push(k.clone());
+                    return Some(path.join("."));
+                }
+                _ => {}
+            }
+        }
+        if child.is_object() {
+            path.push(k.clone());
+            if let Some(found) = find_next_path(child, path) {
+                return Some(found);
+            }
+            path.pop();
+        }
+    }
+    None
+}
+
+impl Paginator {
+    /// Builds the paginator for a config (`None`: auto-detect from the first response).
+    pub fn new(config: Option<&PaginatorConfig>) -> Paginator {
+        let kind = match config {
+            None | Some(PaginatorConfig::Auto {}) => Kind::Auto,
+            Some(PaginatorConfig::Cursor { cursor_path, cursor_param, has_more_path, stop_after_empty_page, .. }) => Kind::Cursor {
+                path: compile(cursor_path),
+                param: cursor_param.clone().unwrap_or_else(|| "cursor".into()),
+                has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
+                stop_after_empty_page: *stop_after_empty_page,
+            },
+            Some(PaginatorConfig::JsonLink { next_url_path, .. }) => Kind::JsonLink { path: compile(next_url_path) },
+            Some(PaginatorConfig::HeaderLink { links_next_key, .. }) => Kind::HeaderLink { rel: links_next_key.clone() },
+            Some(_) => Kind::Single,
+        };
+        let stop = config.and_then(PaginatorConfig::stop_condition).map(|c| Expr::parse(c).expect("stop_condition validated by the config loader"));
+        Paginator { kind, stop, seen: HashSet::new(), pages: 0 }
+    }
+
+    /// The request for the page after `page`, or `None` when it was the last one. The first
+    /// call of an auto-detecting paginator may return what it chose in `detected`.
+    pub fn next(&mut self, current: &RequestSpec, page: &Page<'_>, detected: &mut Option<Detected>) -> Result<Option<RequestSpec>, PaginateError> {
+        self.pages += 1;
+        if let Kind::Auto = self.kind {
+            let (kind, what) = if let Some(_) = link_header(page.headers, "next") {
+                (Kind::HeaderLink { rel: "next".into() }, "header_link (a `Link: rel=\"next\"` header)".to_string())
+            } else if let Some(p) = find_next_path(page.body, &mut Vec::new()) {
+                let what = format!("json_link (next_url_path `{p}`)");
+                (Kind::JsonLink { path: compile(&p) }, what)
+            } else {
+                (Kind::Single, "single_page (no next-page link in the first response)".to_string())
+            };
+            *detected = Some(Detected(what));
+            self.kind = kind;
+        }
+        let (seen, pages) = (&mut self.seen, self.pages);
+        let next = match &self.kind {
+            Kind::Auto | Kind::Single => None,
+            Kind::Cursor { path, param, has_more, stop_after_empty_page } => {
+                let cursor = first(path, page.body).filter(|v| !falsy(v)).map(as_param);
+                let mut more = cursor.is_some();
+                if *stop_after_empty_page && page.records == 0 {
+                    more = false;
+                } else if let Some((raw, hp)) = has_more {
+                    more = match first(hp, page.body) {
+                        Some(Value::Bool(b)) => *b,
+                        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
+                        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
+                        other => {
+                            return Err(PaginateError::HasMore {
+                                path: raw.clone(),
+                                found: other.map_or("missing".to_string(), |v| format!("`{v}`")),
+                            });
+                        }
+                    } && cursor.is_some();
+                }
+                match cursor {
+                    Some(c) if more => {
+                        check_new(seen, pages, "cursor", &c)?;
+                        let mut req = current.clone();
+                        req.set_query(param, c);
+                        Some(req)
+                    }
+                    _ => None,
+                }
+            }
+            Kind::JsonLink { path } => match first(path, page.body).filter(|v| !falsy(v)).map(as_param) {
+                Some(link) => Some(follow(seen, pages, current, page.url, &link)?),
+                None => None,
+            },
+            Kind::HeaderLink { rel } => match link_header(page.headers, rel) {
+                Some(link) => Some(follow(seen, pages, current, page.url, &link)?),
+                None => None,
+            },
+        };
+        if next.is_some() {
+            if let Some(stop) = &self.stop {
+                if stop.eval_bool(page.body) {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(next)
+    }
+
+}
+
+fn check_new(seen: &mut HashSet<String>, pages: usize, what: &'static str, value: &str) -> Result<(), PaginateError> {
+    if !seen.insert(value.to_string()) {
+        return Err(PaginateError::Repeated { what, value: value.to_string(), pages });
+    }
+    Ok(())
+}
+
+fn follow(seen: &mut HashSet<String>, pages: usize, current: &RequestSpec, base: &Url, link: &str) -> Result<RequestSpec, PaginateError> {
+    let url = base.join(link).map_err(|_| PaginateError::BadUrl(link.to_string()))?;
+    check_new(seen, pages, "next page URL", url.as_str())?;
+    let mut req = current.clone();
+    req.url = url;
+    // the link carries its own query; earlier params would be appended twice
+    req.query.clear();
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+use super::*;
+use resttap_config::Method;
+use resttap_http::reqwest_header::{HeaderMap, HeaderValue};
+use serde_json::json;
+
+fn req(url: &str) -> RequestSpec {
+    RequestSpec { method: Method::Get, url: Url::parse(url).unwrap(), query: vec![("limit".into(), "10".into())], headers: vec![], json: None }
+}
+
+fn cursor(stop: Option<&str>) -> PaginatorConfig {
+    PaginatorConfig::Cursor {
+        cursor_path: "pagination.cursor".into(),
+        cursor_param: Some("cursor".into()),
+        cursor_body_path: None,
+        stop_after_empty_page: false,
+        has_more_path: None,
+        stop_condition: stop.map(String::from),
+    }
+}
+
+fn step(p: &mut Paginator, r: &RequestSpec, body: Value, headers: &HeaderMap) -> Result<Option<RequestSpec>, PaginateError> {
+    let url = r.full_url();
+    let page = Page { body: &body, headers, records: 1, url: &url };
+    p.next(r, &page, &mut None)
+}
+
+#[test]
+fn cursor_follows_until_missing_or_empty() {
+    let h = HeaderMap::new();
+    let mut p = Paginator::new(Some(&cursor(None)));
+    let r0 = req("http://api/v1/x");
+    let r1 = step(&mut p, &r0, json!({"pagination": {"cursor": "abc"}}), &h).unwrap().unwrap();
+    assert_eq!(r1.full_url().as_str(), "http://api/v1/x?limit=10&cursor=abc");
+    let r2 = step(&mut p, &r1, json!({"pagination": {"cursor": 42}}), &h).unwrap().unwrap();
+    assert_eq!(r2.full_url().as_str(), "http://api/v1/x?limit=10&cursor=42");
+    assert!(step(&mut p, &r2, json!({"pagination": {"cursor": ""}}), &h).unwrap().is_none());
+    assert!(step(&mut Paginator::new(Some(&cursor(None))), &r0, json!({"pagination": {}}), &h).unwrap().is_none());
+    assert!(step(&mut Paginator::new(Some(&cursor(None))), &r0, json!({"pagination": {"cursor": null}}), &h).unwrap().is_none());
+}
+
+#[test]
+fn stop_condition_stops_even_with_a_cursor() {
+    let h = HeaderMap::new();
+    let mut p = Paginator::new(Some(&cursor(Some("pagination.last == true"))));
+    let r0 = req("http://api/v1/x");
+    assert!(step(&mut p, &r0, json!({"pagination": {"cursor": "a", "last": false}}), &h).unwrap().is_some());
+    assert!(step(&mut p, &r0, json!({"pagination": {"cursor": "b", "last": true}}), &h).unwrap().is_none());
+}
+
+#[test]
+fn repeated_cursor_is_an_error() {
+    let h = HeaderMap::new();
+    let mut p = Paginator::new(Some(&cursor(None)));
+    let r0 = req("http://api/v1/x");
+    let r1 = step(&mut p, &r0, json!({"pagination": {"cursor": "same"}}), &h).unwrap().unwrap();
+    let err = step(&mut p, &r1, json!({"pagination": {"cursor": "same"}}), &h).unwrap_err();
+    assert!(matches!(err, PaginateError::Repeated { pages: 2, .. }), "{err:?}");
+}
+
+#[test]
+fn has_more_and_empty_page() {
+    let h = HeaderMap::new();
+    let cfg = PaginatorConfig::Cursor {
+        cursor_path: "next".into(),
+        cursor_param: None,
+        cursor_body_path: None,
+        stop_after_empty_page: false,
+        has_more_path: Some("more".into()),
+        stop_condition: None,
+    };
+    let r0 = req("http://api/x");
+    let mut p = Paginator::new(Some(&cfg));
+    let r1 = step(&mut p, &r0, json!({"next": "c1", "more": true}), &h).unwrap().unwrap();
+    assert!(r1.full_url().as_str().ends_with("cursor=c1"));
+    assert!(step(&mut p, &r1, json!({"next": "c2", "more": "false"}), &h).unwrap().is_none());
+    let err = step(&mut Paginator::new(Some(&cfg)), &r0, json!({"next": "c1"}), &h).unwrap_err();
+    assert!(matches!(err, PaginateError::HasMore { .. }));
+}
+
+#[test]
+fn json_link_resolves_relative_and_clears_params() {
+    let h = HeaderMap::new();
+    let cfg = PaginatorConfig::JsonLink { next_url_path: "links.next".into(), stop_condition: None };
+    let mut p = Paginator::new(Some(&cfg));
+    let r0 = req("http://api/v1/items");
+    let r1 = step(&mut p, &r0, json!({"links": {"next": "/v1/items?page=2"}}), &h).unwrap().unwrap();
+    assert_eq!(r1.full_url().as_str(), "http://api/v1/items?page=2");
+    assert!(step(&mut p, &r1, json!({"links": {"next": null}}), &h).unwrap().is_none());
+}
+
+#[test]
+fn header_link_and_auto_detection() {
+    let mut h = HeaderMap::new();
+    h.insert("link", HeaderValue::from_static("<http://api/x?page=2>; rel=\"next\", <http://api/x?page=9>; rel=\"last\""));
+    let r0 = req("http://api/x");
+    let mut p = Paginator::new(None);
+    let url = r0.full_url();
+    let body = json!([1, 2]);
+    let mut detected = None;
+    let r1 = p.next(&r0, &Page { body: &body, headers: &h, records: 2, url: &url }, &mut detected).unwrap().unwrap();
+    assert_eq!(r1.full_url().as_str(), "http://api/x?page=2");
+    assert!(detected.unwrap().0.starts_with("header_link"));
+
+    let mut p = Paginator::new(None);
+    let mut detected = None;
+    let body = json!({"data": [1], "meta": {"next": {"href": "http://api/x?p=2"}}});
+    let r1 = p.next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut detected).unwrap().unwrap();
+    assert_eq!(r1.full_url().as_str(), "http://api/x?p=2");
+    assert_eq!(detected.unwrap().0, "json_link (next_url_path `meta.next.href`)");
+
+    let mut p = Paginator::new(None);
+    let mut detected = None;
+    let body = json!({"data": [1]});
+    assert!(p.next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut detected).unwrap().is_none());
+    assert!(detected.unwrap().0.starts_with("single_page"));
+}

@@ -1,0 +1,238 @@
+//! The `resttap` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use resttap::pipeline::{self, DestinationSpec, RunError, RunOptions};
+use resttap::progress::Progress;
+use resttap::report;
+use resttap_config::{ConfigError, Overrides, SecretSources};
+
+#[derive(Parser)]
+#[command(name = "resttap", version, about = "Load REST APIs into DuckDB from a dlt rest_api_source configuration")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// Pipeline name [default for `run`: the config file's name without extension].
+    #[arg(long)]
+    pipeline: Option<String>,
+    /// `duckdb` (the file <pipeline>.duckdb) or `duckdb:PATH`.
+    #[arg(long, default_value = "duckdb")]
+    destination: String,
+    /// Dataset (DuckDB schema) name [default: <pipeline>_dataset].
+    #[arg(long)]
+    dataset: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Extract every resource of CONFIG and load it, in one transaction.
+    Run {
+        /// The configuration: a .yaml/.yml, .json or .toml file with dlt's rest_api_source structure.
+        config: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// Use this base URL instead of the config's `client.base_url`.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Resources fetched at the same time.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Print the destination's tables with their columns, types and nullability.
+    Schema {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the bundled mock feedback API (for demos, tests and benchmarks).
+    MockApi {
+        #[command(flatten)]
+        args: resttap_mock::MockArgs,
+    },
+    /// Benchmark floor: fetch every page of the mock API's six resources, following cursors,
+    /// and discard them (no parsing, no loading).
+    #[command(hide = true)]
+    FetchFloor {
+        #[arg(long)]
+        base_url: String,
+        #[arg(long)]
+        token: String,
+    },
+    /// Serve the mock API on a free port and load the seed configuration into demo.duckdb.
+    Demo {
+        /// Records in the two large resources.
+        #[arg(long, default_value_t = 1000)]
+        records: u64,
+        /// Where to write.
+        #[arg(long, default_value = "demo.duckdb")]
+        output: PathBuf,
+    },
+}
+
+/// The seed configuration shipped in examples/, used by `resttap demo`.
+const SEED_CONFIG: &str = include_str!("../../../examples/analytics-api.yaml");
+
+fn print_error(e: &dyn std::error::Error) {
+    let mut msg = format!("error: {e}");
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !msg.contains(&s) {
+            msg.push_str(&format!("\n  caused by: {s}"));
+        }
+        cur = c.source();
+    }
+    eprintln!("{msg}");
+}
+
+fn target(t: &Target, default_pipeline: Option<&str>) -> Result<(String, String, DestinationSpec), String> {
+    let pipeline = t.pipeline.clone().or(default_pipeline.map(String::from)).ok_or("--pipeline is required")?;
+    let dataset = t.dataset.clone().unwrap_or_else(|| pipeline::default_dataset(&pipeline));
+    let dest = DestinationSpec::parse(&t.destination, &pipeline)?;
+    Ok((pipeline, dataset, dest))
+}
+
+async fn run_and_report(config: resttap_config::Config, opts: RunOptions) -> ExitCode {
+    let mut progress = None;
+    let result = pipeline::run(config, opts, |p| progress = Some(Progress::start(p))).await;
+    if let Some(p) = progress {
+        p.finish();
+    }
+    match result {
+        Ok(summary) => {
+            for d in &summary.detections {
+                eprintln!("warning: {d}");
+            }
+            print!("{}", report::summary(&summary));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            print_error(&e);
+            if !matches!(e, RunError::Load(resttap_load::LoadError::Locked { .. })) {
+                eprintln!("nothing was committed: the dataset is as the last successful run left it");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_error(e: ConfigError) -> ExitCode {
+    print_error(&e);
+    ExitCode::from(2)
+}
+
+async fn main_inner(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run { config, target: t, base_url, concurrency } => {
+            let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
+            let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
+                Ok(x) => x,
+                Err(m) => {
+                    eprintln!("error: {m}");
+                    return ExitCode::from(2);
+                }
+            };
+            let cfg = match resttap_config::load_file(&config, &Overrides { base_url }, &SecretSources::default()) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            run_and_report(cfg, RunOptions { pipeline, dataset, destination, concurrency, batch_rows: 16_384 }).await
+        }
+        Command::Schema { target: t, json } => {
+            let (_, dataset, destination) = match target(&t, None) {
+                Ok(x) => x,
+                Err(m) => {
+                    eprintln!("error: {m}");
+                    return ExitCode::from(2);
+                }
+            };
+            let DestinationSpec::DuckDb(path) = destination;
+            let tables = match resttap_duckdb::DuckDb::open_read_only(&path, &dataset).and_then(|d| d.describe()) {
+                Ok(t) => t,
+                Err(e) => {
+                    print_error(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            if tables.is_empty() {
+                eprintln!("error: {} has no dataset `{dataset}` (or it has no tables); check --pipeline and --dataset", path.display());
+                return ExitCode::FAILURE;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tables).expect("serializable"));
+            } else {
+                print!("{}", report::schema_table(&tables));
+            }
+            ExitCode::SUCCESS
+        }
+        Command::MockApi { args } => match args.run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                print_error(&e);
+                ExitCode::FAILURE
+            }
+        },
+        Command::FetchFloor { base_url, token } => match resttap::floor::fetch_all(&base_url, &token).await {
+            Ok((pages, bytes)) => {
+                println!("fetched {pages} pages, {bytes} bytes");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                print_error(&e);
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { records, output } => {
+            let opts = resttap_mock::MockOptions { records, ..Default::default() };
+            let token = opts.token.clone();
+            let (addr, _server) = match resttap_mock::spawn("127.0.0.1:0".parse().expect("valid address"), opts).await {
+                Ok(x) => x,
+                Err(e) => {
+                    print_error(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            eprintln!("mock API serving on http://{addr}");
+            let mut secrets = SecretSources::default();
+            secrets.overrides.insert("api_key".into(), resttap_config::Secret::new(token));
+            let overrides = Overrides { base_url: Some(format!("http://{addr}")) };
+            let cfg = match resttap_config::load_str(
+                SEED_CONFIG,
+                resttap_config::Format::Yaml,
+                Path::new("examples/analytics-api.yaml"),
+                &overrides,
+                &secrets,
+            ) {
+                Ok(c) => c,
+                Err(e) => return config_error(e),
+            };
+            let opts = RunOptions {
+                pipeline: "demo".into(),
+                dataset: pipeline::default_dataset("demo"),
+                destination: DestinationSpec::DuckDb(output),
+                concurrency: 8,
+                batch_rows: 16_384,
+            };
+            run_and_report(cfg, opts).await
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTTAP_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(main_inner(cli))
+}

@@ -1,0 +1,48 @@
+//! What the command line prints: the run summary and `resttap schema`.
+
+use std::fmt::Write as _;
+
+use resttap_duckdb::TableInfo;
+
+use crate::pipeline::RunSummary;
+
+/// The end-of-run summary: per table, the rows this load inserted, and the load id.
+pub fn summary(s: &RunSummary) -> String {
+    let mut out = String::new();
+    let width = s.report.tables.iter().map(|t| t.table.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(out, "{:<width$}  {:>10}", "table", "rows");
+    let mut total = 0;
+    for t in &s.report.tables {
+        let _ = writeln!(out, "{:<width$}  {:>10}", t.table, t.rows);
+        total += t.rows;
+    }
+    let records: u64 = s.resources.iter().map(|r| r.2).sum();
+    let pages: u64 = s.resources.iter().map(|r| r.1).sum();
+    let retries: u64 = s.resources.iter().map(|r| r.3).sum();
+    let secs = s.elapsed.as_secs_f64();
+    let _ = writeln!(out, "{:<width$}  {:>10}", "total", total);
+    let _ = writeln!(
+        out,
+        "loaded {records} records from {pages} pages ({retries} retries) of {} resources into {} (dataset {}) in {secs:.2} s",
+        s.resources.len(),
+        s.destination,
+        s.dataset
+    );
+    let _ = writeln!(out, "load id {}", s.load_id);
+    out
+}
+
+/// `resttap schema` as a table.
+pub fn schema_table(tables: &[TableInfo]) -> String {
+    let mut out = String::new();
+    for t in tables {
+        let _ = writeln!(out, "{} ({} rows)", t.name, t.rows);
+        let w = t.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let tw = t.columns.iter().map(|c| c.data_type.len()).max().unwrap_or(0);
+        for c in &t.columns {
+            let _ = writeln!(out, "  {:<w$}  {:<tw$}  {}", c.name, c.data_type, if c.nullable { "NULL" } else { "NOT NULL" });
+        }
+        out.push('\n');
+    }
+    out
+}

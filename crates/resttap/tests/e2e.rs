@@ -1,0 +1,258 @@
+//! End-to-end tests: the real binary, the seed configuration, the mock API, a DuckDB file.
+
+mod common;
+
+use common::*;
+
+const RECORDS: u64 = 250;
+
+const TABLES: [&str; 6] = ["forums", "external_accounts", "external_users", "features", "feedback_records", "suggestions"];
+
+#[test]
+fn seed_config_loads_every_resource_with_dlt_tables_and_types() {
+    let mock = Mock::start(&["--records", &RECORDS.to_string()]);
+    let s = Scratch::new();
+    let out = run(&seed_config(), &mock, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("load id "), "{stdout}");
+    let c = open(&s.db());
+    for t in TABLES {
+        let want = resttap_mock::data::record_count(t, RECORDS, 0, 2) as i64;
+        assert_eq!(count(&c, &format!("SELECT count(*) FROM t_dataset.{t}")), want, "{t}");
+        assert_eq!(count(&c, &format!("SELECT count(DISTINCT id) FROM t_dataset.{t}")), want, "{t}");
+        assert!(stdout.contains(&format!("\n{t} ")) || stdout.starts_with(t), "summary lists {t}: {stdout}");
+    }
+    for (table, resource, field) in [
+        ("forums__tags", "forums", "tags"),
+        ("external_accounts__domains", "external_accounts", "domains"),
+        ("external_users__roles", "external_users", "roles"),
+        ("features__linked_suggestion_ids", "features", "linked_suggestion_ids"),
+        ("feedback_records__labels", "feedback_records", "labels"),
+        ("suggestions__categories", "suggestions", "categories"),
+    ] {
+        assert_eq!(count(&c, &format!("SELECT count(*) FROM t_dataset.{table}")), list_rows(resource, RECORDS, 0, 2, field), "{table}");
+    }
+    // nested rows point at their parent and root
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM t_dataset.forums__tags t LEFT JOIN t_dataset.forums f ON t._dlt_parent_id = f._dlt_id WHERE f._dlt_id IS NULL OR t._dlt_root_id <> f._dlt_id"),
+        0
+    );
+    let ty = |t: &str, col: &str| -> (String, String) {
+        c.query_row(
+            "SELECT data_type, is_nullable FROM information_schema.columns WHERE table_schema='t_dataset' AND table_name=? AND column_name=?",
+            [t, col],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap_or_else(|e| panic!("{t}.{col}: {e}"))
+    };
+    assert_eq!(ty("forums", "id"), ("BIGINT".into(), "NO".into()));
+    assert_eq!(ty("forums", "updated_at").0, "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(ty("forums", "settings__moderation__level").0, "BIGINT");
+    assert_eq!(ty("external_accounts", "mrr").0, "DOUBLE");
+    assert_eq!(ty("external_accounts", "external_id").0, "VARCHAR");
+    assert_eq!(ty("suggestions", "is_public").0, "BOOLEAN");
+    assert_eq!(ty("forums__tags", "_dlt_list_idx"), ("BIGINT".into(), "NO".into()));
+    assert_eq!(ty("forums__tags", "_dlt_root_id"), ("VARCHAR".into(), "NO".into()));
+    // a field that is always null creates no column
+    assert_eq!(count(&c, "SELECT count(*) FROM information_schema.columns WHERE table_name='forums' AND column_name='archived_at'"), 0);
+    // the same instant whatever offset the API wrote
+    let first = resttap_mock::data::record("forums", 1, 0);
+    let iso = first["updated_at"].as_str().unwrap();
+    assert_eq!(count(&c, &format!("SELECT count(*) FROM t_dataset.forums WHERE id = 1 AND updated_at = '{iso}'::TIMESTAMPTZ")), 1);
+    // unicode survives
+    let body = resttap_mock::data::record("feedback_records", 5, 0)["body"].as_str().unwrap().to_string();
+    let got: String = c.query_row("SELECT body FROM t_dataset.feedback_records WHERE id = 5", [], |r| r.get(0)).unwrap();
+    assert_eq!(got, body);
+    // one load recorded, as dlt records it
+    let (status, schema): (i64, String) =
+        c.query_row("SELECT status, schema_name FROM t_dataset._dlt_loads", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!((status, schema.as_str()), (0, "rest_api"));
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forums WHERE _dlt_load_id = (SELECT load_id FROM t_dataset._dlt_loads)"), 25);
+}
+
+#[test]
+fn second_run_after_changes_merges_without_duplicates() {
+    let mock = Mock::start(&["--records", &RECORDS.to_string()]);
+    let s = Scratch::new();
+    assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    mock.set_revision(2);
+    let out = run(&seed_config(), &mock, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let c = open(&s.db());
+    for t in TABLES {
+        let want = resttap_mock::data::record_count(t, RECORDS, 2, 2) as i64;
+        assert_eq!(count(&c, &format!("SELECT count(*) FROM t_dataset.{t}")), want, "{t}");
+        assert_eq!(count(&c, &format!("SELECT count(DISTINCT id) FROM t_dataset.{t}")), want, "{t}");
+    }
+    // changed records hold the new values
+    let changed = (1..=20).find(|id| resttap_mock::data::changed_in(*id, 2)).unwrap();
+    let want = resttap_mock::data::record("suggestions", changed, 2)["title"].as_str().unwrap().to_string();
+    let got: String = c.query_row(&format!("SELECT title FROM t_dataset.suggestions WHERE id = {changed}"), [], |r| r.get(0)).unwrap();
+    assert_eq!(got, want);
+    // nested rows of changed records were replaced, not added to
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forums__tags"), list_rows("forums", RECORDS, 2, 2, "tags"));
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.feedback_records__labels"), list_rows("feedback_records", RECORDS, 2, 2, "labels"));
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forums__tags t LEFT JOIN t_dataset.forums f ON t._dlt_root_id = f._dlt_id WHERE f._dlt_id IS NULL"), 0);
+    // a value that no longer fits its column went to a variant column
+    let v: String = c.query_row("SELECT employee_count__v_text FROM t_dataset.external_accounts WHERE id = 3", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, "1k+");
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 2);
+    // the same data as one clean run at revision 2
+    let fresh = Scratch::new();
+    assert_ok(&run(&seed_config(), &mock, &fresh.db(), TOKEN, &[]));
+    let f = open(&fresh.db());
+    for t in TABLES.iter().chain(["forums__tags", "suggestions__categories"].iter()) {
+        assert_eq!(fingerprint(&c, t), fingerprint(&f, t), "{t}");
+    }
+}
+
+#[test]
+fn injected_429_and_5xx_are_retried_and_the_data_is_the_same() {
+    let mock = Mock::start(&["--records", "300", "--fail-every", "3"]);
+    let s = Scratch::new();
+    let config = s.seed_with_client("  retry:\n    backoff_factor: 0.02\n");
+    let out = run(&config, &mock, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let stats = mock.stats();
+    assert!(stats["faults"].as_u64().unwrap() >= 5, "{stats}");
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains(&format!("({} retries)", stats["faults"])), "{stdout}");
+    mock.set_faults("{}");
+    let clean = Scratch::new();
+    assert_ok(&run(&config, &mock, &clean.db(), TOKEN, &[]));
+    let (a, b) = (open(&s.db()), open(&clean.db()));
+    for t in TABLES {
+        assert_eq!(fingerprint(&a, t), fingerprint(&b, t), "{t}");
+    }
+}
+
+#[test]
+fn wrong_token_fails_naming_401_and_url_and_leaves_destination_as_it_was() {
+    let mock = Mock::start(&["--records", "100"]);
+    let s = Scratch::new();
+    assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    let before = fingerprint(&open(&s.db()), "suggestions");
+    let out = run(&seed_config(), &mock, &s.db(), "wrong-token-value", &[]);
+    assert!(!out.status.success());
+    let (stdout, stderr) = text(&out);
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    assert!(stderr.contains(&format!("{}/v1/", mock.url)), "{stderr}");
+    assert!(stderr.contains("missing or invalid bearer token"), "body excerpt: {stderr}");
+    assert!(stderr.contains("nothing was committed"), "{stderr}");
+    assert!(!stderr.contains("wrong-token-value") && !stdout.contains("wrong-token-value"), "{stderr}");
+    let c = open(&s.db());
+    assert_eq!(fingerprint(&c, "suggestions"), before);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
+    assert_eq!(count(&c, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 't_dataset_staging'"), 0);
+}
+
+#[test]
+fn errors_that_outlast_retries_fail_with_status_url_and_excerpt() {
+    let mock = Mock::start(&["--records", "100"]);
+    mock.set_faults(r#"{"always": 503}"#);
+    let s = Scratch::new();
+    let config = s.seed_with_client("  retry:\n    backoff_factor: 0.01\n");
+    let out = run(&config, &mock, &s.db(), TOKEN, &[]);
+    assert!(!out.status.success());
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("HTTP 503") && stderr.contains("after 4 attempt(s)"), "{stderr}");
+    assert!(stderr.contains("injected fault"), "{stderr}");
+    assert!(stderr.contains("resource `"), "{stderr}");
+    // nothing was loaded
+    let c = duckdb::Connection::open(s.db()).unwrap();
+    assert_eq!(count(&c, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 't_dataset'"), 0);
+}
+
+#[test]
+fn malformed_config_fails_before_any_request() {
+    let mock = Mock::start(&[]);
+    let s = Scratch::new();
+    let text_cfg = std::fs::read_to_string(seed_config()).unwrap().replacen("cursor_path:", "cursor_pth:", 1);
+    let bad = s.write("bad.yaml", &text_cfg);
+    let out = run(&bad, &mock, &s.db(), TOKEN, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("resources[0].endpoint.paginator.cursor_pth"), "{stderr}");
+    assert!(stderr.contains("did you mean `cursor_path`?"), "{stderr}");
+    let bad_expr = s.write("expr.yaml", &std::fs::read_to_string(seed_config()).unwrap().replacen("is not defined", "is not", 1));
+    let out = run(&bad_expr, &mock, &s.db(), TOKEN, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("stop_condition") && text(&out).1.contains("column"), "{}", text(&out).1);
+    let missing = std::process::Command::new(bin())
+        .args(["run", seed_config().to_str().unwrap(), "--base-url", &mock.url, "--destination"])
+        .arg(format!("duckdb:{}", s.db().display()))
+        .env_remove("API_KEY")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let (_, stderr) = text(&missing);
+    assert!(stderr.contains("API_KEY") && stderr.contains(".dlt/secrets.toml") && stderr.contains("client.auth.token"), "{stderr}");
+    assert_eq!(mock.requests(), 0, "a config error stops resttap before any request");
+}
+
+#[test]
+fn secrets_toml_is_read_and_secrets_never_leak() {
+    let mock = Mock::start(&["--records", "50"]);
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path(".dlt")).unwrap();
+    std::fs::write(s.path(".dlt/secrets.toml"), format!("api_key = \"{TOKEN}\"\n")).unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["run", seed_config().to_str().unwrap(), "--base-url", &mock.url, "--pipeline", "t", "--destination"])
+        .arg(format!("duckdb:{}", s.db().display()))
+        .env_remove("API_KEY")
+        .env("RESTTAP_LOG", "debug")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let (stdout, stderr) = text(&out);
+    assert!(!stdout.contains(TOKEN) && !stderr.contains(TOKEN), "token printed:\n{stderr}");
+    let bytes = std::fs::read(s.db()).unwrap();
+    assert!(!bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()), "token stored in the database");
+}
+
+#[test]
+fn schema_command_prints_tables_columns_types() {
+    let mock = Mock::start(&["--records", "120"]);
+    let s = Scratch::new();
+    assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    let out = std::process::Command::new(bin())
+        .args(["schema", "--pipeline", "t", "--json", "--destination"])
+        .arg(format!("duckdb:{}", s.db().display()))
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let tables: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shape: Vec<String> = tables
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["name"].as_str().unwrap().starts_with("_dlt_"))
+        .flat_map(|t| {
+            let name = t["name"].as_str().unwrap().to_string();
+            t["columns"].as_array().unwrap().iter().map(move |c| {
+                format!("{name}.{} {}{}", c["name"].as_str().unwrap(), c["data_type"].as_str().unwrap(), if c["nullable"].as_bool().unwrap() { "" } else { " NOT NULL" })
+            })
+        })
+        .collect();
+    insta::assert_snapshot!("seed_schema", shape.join("\n"));
+    let plain = std::process::Command::new(bin())
+        .args(["schema", "--pipeline", "t", "--destination"])
+        .arg(format!("duckdb:{}", s.db().display()))
+        .output()
+        .unwrap();
+    assert_ok(&plain);
+    let (table, _) = text(&plain);
+    assert!(table.contains("forums (12 rows)") && table.contains("TIMESTAMP WITH TIME ZONE") && table.contains("NOT NULL"), "{table}");
+}
+
+#[test]
+fn demo_runs_end_to_end() {
+    let s = Scratch::new();
+    let out = std::process::Command::new(bin()).args(["demo", "--records", "200", "--output"]).arg(s.path("demo.duckdb")).output().unwrap();
+    assert_ok(&out);
+    let c = open(&s.path("demo.duckdb"));
+    assert_eq!(count(&c, "SELECT count(*) FROM demo_dataset.suggestions"), 200);
+}
