@@ -394,12 +394,48 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
             }
             Ok(())
         }
-        PaginatorConfig::JsonLink { .. } | PaginatorConfig::HeaderLink { .. } | PaginatorConfig::SinglePage {} => Ok(()),
-        other => Err(ctx.invalid(
-            &format!("{key}.type"),
-            format!("paginator type `{}` is not supported by resttap yet (supported: cursor, json_link, header_link, single_page)", other.type_name()),
-        )),
+        PaginatorConfig::Offset { offset_body_path, limit_body_path, total_path, maximum_offset, stop_after_empty_page, has_more_path, limit, .. } => {
+            if offset_body_path.is_some() || limit_body_path.is_some() {
+                return Err(ctx.invalid(&format!("{key}.offset_body_path"), "body paths are not supported by resttap yet"));
+            }
+            if *limit == 0 {
+                return Err(ctx.invalid(&format!("{key}.limit"), "must be at least 1"));
+            }
+            check_range(ctx, key, total_path, maximum_offset, *stop_after_empty_page, has_more_path)
+        }
+        PaginatorConfig::PageNumber { page_body_path, total_path, maximum_page, stop_after_empty_page, has_more_path, .. } => {
+            if page_body_path.is_some() {
+                return Err(ctx.invalid(&format!("{key}.page_body_path"), "is not supported by resttap yet"));
+            }
+            check_range(ctx, key, total_path, maximum_page, *stop_after_empty_page, has_more_path)
+        }
+        PaginatorConfig::JsonLink { next_url_path: p, .. } => {
+            serde_json_path::JsonPath::parse(&to_jsonpath(p))
+                .map_err(|e| ctx.invalid(&format!("{key}.next_url_path"), format!("invalid JSONPath `{p}`: {e}")))?;
+            Ok(())
+        }
+        PaginatorConfig::HeaderLink { .. } | PaginatorConfig::HeaderCursor { .. } | PaginatorConfig::SinglePage {} | PaginatorConfig::Auto {} => Ok(()),
     }
+}
+
+/// dlt's rule for offset and page-number paginators: something must end the pagination.
+fn check_range(
+    ctx: &Ctx,
+    key: &str,
+    total_path: &Option<String>,
+    maximum: &Option<u64>,
+    stop_after_empty_page: bool,
+    has_more_path: &Option<String>,
+) -> Result<(), ConfigError> {
+    if total_path.is_none() && maximum.is_none() && has_more_path.is_none() && !stop_after_empty_page {
+        return Err(ctx.invalid(key, "one of `total_path`, a maximum, `has_more_path` or `stop_after_empty_page: true` must end the pagination"));
+    }
+    for (k, p) in [("total_path", total_path), ("has_more_path", has_more_path)] {
+        if let Some(p) = p {
+            serde_json_path::JsonPath::parse(&to_jsonpath(p)).map_err(|e| ctx.invalid(&format!("{key}.{k}"), format!("invalid JSONPath `{p}`: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {

@@ -147,55 +147,58 @@ pub enum PaginatorConfig {
         #[serde(default)]
         stop_condition: Option<String>,
     },
-    /// A cursor from a response header (not supported yet).
+    /// A cursor from a response header.
     HeaderCursor {
-        #[serde(default)]
-        cursor_key: Option<String>,
-        #[serde(default)]
-        cursor_param: Option<String>,
+        #[serde(default = "default_next")]
+        cursor_key: String,
+        #[serde(default = "default_cursor_param")]
+        cursor_param: String,
         #[serde(default)]
         stop_condition: Option<String>,
     },
-    /// Offset and limit parameters (not supported yet).
+    /// Offset and limit parameters.
     Offset {
         limit: u64,
         #[serde(default)]
-        offset: Option<u64>,
-        #[serde(default)]
-        offset_param: Option<String>,
-        #[serde(default)]
-        limit_param: Option<String>,
+        offset: u64,
+        #[serde(default = "default_offset_param")]
+        offset_param: String,
+        #[serde(default = "default_limit_param")]
+        limit_param: String,
         #[serde(default)]
         offset_body_path: Option<String>,
         #[serde(default)]
         limit_body_path: Option<String>,
-        #[serde(default)]
+        /// Where the total number of items is; `null` for none (default `total`).
+        #[serde(default = "default_total_path")]
         total_path: Option<String>,
         #[serde(default)]
         maximum_offset: Option<u64>,
-        #[serde(default)]
-        stop_after_empty_page: Option<bool>,
+        #[serde(default = "yes")]
+        stop_after_empty_page: bool,
         #[serde(default)]
         has_more_path: Option<String>,
         #[serde(default)]
         stop_condition: Option<String>,
     },
-    /// Page numbers (not supported yet).
+    /// Page numbers.
     PageNumber {
         #[serde(default)]
-        base_page: Option<u64>,
+        base_page: u64,
+        /// The first page to request (default `base_page`).
         #[serde(default)]
         page: Option<u64>,
-        #[serde(default)]
-        page_param: Option<String>,
+        #[serde(default = "default_page_param")]
+        page_param: String,
         #[serde(default)]
         page_body_path: Option<String>,
-        #[serde(default)]
+        /// Where the total number of pages is; `null` for none (default `total`).
+        #[serde(default = "default_total_path")]
         total_path: Option<String>,
         #[serde(default)]
         maximum_page: Option<u64>,
-        #[serde(default)]
-        stop_after_empty_page: Option<bool>,
+        #[serde(default = "yes")]
+        stop_after_empty_page: bool,
         #[serde(default)]
         has_more_path: Option<String>,
         #[serde(default)]
@@ -215,6 +218,24 @@ fn default_next_url_path() -> String {
 }
 fn default_links_next_key() -> String {
     "next".into()
+}
+fn default_next() -> String {
+    "next".into()
+}
+fn default_cursor_param() -> String {
+    "cursor".into()
+}
+fn default_offset_param() -> String {
+    "offset".into()
+}
+fn default_limit_param() -> String {
+    "limit".into()
+}
+fn default_page_param() -> String {
+    "page".into()
+}
+fn default_total_path() -> Option<String> {
+    Some("total".into())
 }
 
 impl PaginatorConfig {

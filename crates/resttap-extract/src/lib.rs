@@ -235,13 +235,15 @@ fn spawn_fetch(client: &Client, req: &RequestSpec, counters: &Arc<Counters>) -> 
 impl Extractor {
     /// Starts fetching the first page of `res`.
     pub fn start(client: Client, cfg: &ClientConfig, res: &Resource, counters: Arc<Counters>) -> Result<Self, ExtractError> {
-        let req = first_request(&client, cfg, res)?;
+        let mut req = first_request(&client, cfg, res)?;
         let paginator_cfg = res.endpoint.paginator.as_ref().or(cfg.paginator.as_ref());
+        let paginator = Paginator::new(paginator_cfg);
+        paginator.init(&mut req);
         let pending = spawn_fetch(&client, &req, &counters);
         Ok(Extractor {
             resource: res.name.clone(),
             selector: Selector::new(res.endpoint.data_selector.as_deref()),
-            paginator: Paginator::new(paginator_cfg),
+            paginator,
             next: Some((req, pending)),
             client,
             counters,

@@ -33,6 +33,9 @@ pub enum PaginateError {
     /// A `has_more_path` is missing or not a boolean.
     #[error("`{path}` in the response is {found}, expected a boolean")]
     HasMore { path: String, found: String },
+    /// `total_path` is missing or not a number.
+    #[error("`{path}` in the response is {found}, expected the total as a number (set `total_path: null` if the API sends none)")]
+    Total { path: String, found: String },
     /// A next-page URL cannot be resolved.
     #[error("invalid next page URL `{0}`")]
     BadUrl(String),
@@ -50,9 +53,43 @@ enum Kind {
     Cursor { path: JsonPath, param: String, has_more: Option<(String, JsonPath)>, stop_after_empty_page: bool },
     JsonLink { path: JsonPath },
     HeaderLink { rel: String },
+    HeaderCursor { key: String, param: String },
+    /// Offset or page number: a number that grows by `step` per page.
+    Range(Range),
     Single,
     /// Not decided yet: the first response chooses (dlt's auto-detection).
     Auto,
+}
+
+struct Range {
+    param: String,
+    /// `limit` for offsets: sent with every request.
+    limit: Option<(String, u64)>,
+    current: u64,
+    step: u64,
+    base_index: u64,
+    maximum: Option<u64>,
+    total: Option<(String, JsonPath)>,
+    stop_after_empty_page: bool,
+    has_more: Option<(String, JsonPath)>,
+}
+
+impl Range {
+    fn apply(&self, value: u64, req: &mut RequestSpec) {
+        req.set_query(&self.param, value.to_string());
+        if let Some((name, limit)) = &self.limit {
+            req.set_query(name, limit.to_string());
+        }
+    }
+}
+
+fn has_more_at(raw: &str, path: &JsonPath, body: &Value) -> Result<bool, PaginateError> {
+    match first(path, body) {
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        other => Err(PaginateError::HasMore { path: raw.to_string(), found: other.map_or("missing".to_string(), |v| format!("`{v}`")) }),
+    }
 }
 
 /// What auto-detection chose, for the warning a person sees.
@@ -154,10 +191,46 @@ impl Paginator {
             },
             Some(PaginatorConfig::JsonLink { next_url_path, .. }) => Kind::JsonLink { path: compile(next_url_path) },
             Some(PaginatorConfig::HeaderLink { links_next_key, .. }) => Kind::HeaderLink { rel: links_next_key.clone() },
-            Some(_) => Kind::Single,
+            Some(PaginatorConfig::HeaderCursor { cursor_key, cursor_param, .. }) => {
+                Kind::HeaderCursor { key: cursor_key.clone(), param: cursor_param.clone() }
+            }
+            Some(PaginatorConfig::Offset { limit, offset, offset_param, limit_param, total_path, maximum_offset, stop_after_empty_page, has_more_path, .. }) => {
+                Kind::Range(Range {
+                    param: offset_param.clone(),
+                    limit: Some((limit_param.clone(), *limit)),
+                    current: *offset,
+                    step: *limit,
+                    base_index: 0,
+                    maximum: *maximum_offset,
+                    total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
+                    stop_after_empty_page: *stop_after_empty_page,
+                    has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
+                })
+            }
+            Some(PaginatorConfig::PageNumber { base_page, page, page_param, total_path, maximum_page, stop_after_empty_page, has_more_path, .. }) => {
+                Kind::Range(Range {
+                    param: page_param.clone(),
+                    limit: None,
+                    current: page.unwrap_or(*base_page),
+                    step: 1,
+                    base_index: *base_page,
+                    maximum: *maximum_page,
+                    total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
+                    stop_after_empty_page: *stop_after_empty_page,
+                    has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
+                })
+            }
+            Some(PaginatorConfig::SinglePage {}) => Kind::Single,
         };
         let stop = config.and_then(PaginatorConfig::stop_condition).map(|c| Expr::parse(c).expect("stop_condition validated by the config loader"));
         Paginator { kind, stop, seen: HashSet::new(), pages: 0 }
+    }
+
+    /// Sets what the first request needs (the offset and limit, or the page number).
+    pub fn init(&self, req: &mut RequestSpec) {
+        if let Kind::Range(r) = &self.kind {
+            r.apply(r.current, req);
+        }
     }
 
     /// The request for the page after `page`, or `None` when it was the last one. The first
@@ -185,17 +258,7 @@ impl Paginator {
                 if *stop_after_empty_page && page.records == 0 {
                     more = false;
                 } else if let Some((raw, hp)) = has_more {
-                    more = match first(hp, page.body) {
-                        Some(Value::Bool(b)) => *b,
-                        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => true,
-                        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => false,
-                        other => {
-                            return Err(PaginateError::HasMore {
-                                path: raw.clone(),
-                                found: other.map_or("missing".to_string(), |v| format!("`{v}`")),
-                            });
-                        }
-                    } && cursor.is_some();
+                    more = has_more_at(raw, hp, page.body)? && cursor.is_some();
                 }
                 match cursor {
                     Some(c) if more => {
@@ -205,6 +268,46 @@ impl Paginator {
                         Some(req)
                     }
                     _ => None,
+                }
+            }
+            Kind::HeaderCursor { key, param } => {
+                match page.headers.get(key.as_str()).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+                    Some(c) => {
+                        let c = c.to_string();
+                        check_new(seen, pages, "cursor", &c)?;
+                        let mut req = current.clone();
+                        req.set_query(param, c);
+                        Some(req)
+                    }
+                    None => None,
+                }
+            }
+            Kind::Range(r) => {
+                if r.stop_after_empty_page && page.records == 0 {
+                    None
+                } else {
+                    let total = match &r.total {
+                        None => None,
+                        Some((raw, path)) => Some(match first(path, page.body) {
+                            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().expect("checked"),
+                            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => s.trim().parse().expect("checked"),
+                            other => {
+                                return Err(PaginateError::Total { path: raw.clone(), found: other.map_or("missing".into(), |v| format!("`{v}`")) });
+                            }
+                        }),
+                    };
+                    let next_value = r.current + r.step;
+                    let mut more = !(total.is_some_and(|t| next_value >= t + r.base_index) || r.maximum.is_some_and(|m| next_value >= m));
+                    if let Some((raw, path)) = &r.has_more {
+                        more = has_more_at(raw, path, page.body)?;
+                    }
+                    if more {
+                        let mut req = current.clone();
+                        r.apply(next_value, &mut req);
+                        Some(req)
+                    } else {
+                        None
+                    }
                 }
             }
             Kind::JsonLink { path } => match first(path, page.body).filter(|v| !falsy(v)).map(as_param) {
@@ -217,6 +320,9 @@ impl Paginator {
             },
         };
         if next.is_some() {
+            if let Kind::Range(r) = &mut self.kind {
+                r.current += r.step;
+            }
             if let Some(stop) = &self.stop {
                 if stop.eval_bool(page.body) {
                     return Ok(None);

@@ -114,3 +114,86 @@ fn header_link_and_auto_detection() {
     assert!(p.next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut detected).unwrap().is_none());
     assert!(detected.unwrap().0.starts_with("single_page"));
 }
+
+fn page(p: &mut Paginator, r: &RequestSpec, body: Value, records: usize) -> Result<Option<RequestSpec>, PaginateError> {
+    let url = r.full_url();
+    let h = HeaderMap::new();
+    p.next(r, &Page { body: &body, headers: &h, records, url: &url }, &mut None)
+}
+
+fn offset(total_path: Option<&str>, maximum_offset: Option<u64>, stop_after_empty_page: bool) -> PaginatorConfig {
+    PaginatorConfig::Offset {
+        limit: 10,
+        offset: 0,
+        offset_param: "offset".into(),
+        limit_param: "limit".into(),
+        offset_body_path: None,
+        limit_body_path: None,
+        total_path: total_path.map(String::from),
+        maximum_offset,
+        stop_after_empty_page,
+        has_more_path: None,
+        stop_condition: None,
+    }
+}
+
+#[test]
+fn offset_with_total() {
+    let mut p = Paginator::new(Some(&offset(Some("total"), None, true)));
+    let mut r = RequestSpec { query: vec![], ..req("http://api/x") };
+    p.init(&mut r);
+    assert_eq!(r.full_url().as_str(), "http://api/x?offset=0&limit=10");
+    let r1 = page(&mut p, &r, json!({"total": 25}), 10).unwrap().unwrap();
+    assert_eq!(r1.full_url().as_str(), "http://api/x?offset=10&limit=10");
+    let r2 = page(&mut p, &r1, json!({"total": 25}), 10).unwrap().unwrap();
+    assert_eq!(r2.full_url().as_str(), "http://api/x?offset=20&limit=10");
+    assert!(page(&mut p, &r2, json!({"total": 25}), 5).unwrap().is_none());
+    let err = page(&mut Paginator::new(Some(&offset(Some("total"), None, true))), &r, json!({}), 10).unwrap_err();
+    assert!(matches!(err, PaginateError::Total { .. }));
+}
+
+#[test]
+fn offset_with_maximum_or_empty_page() {
+    let mut p = Paginator::new(Some(&offset(None, Some(20), false)));
+    let r = req("http://api/x");
+    let r1 = page(&mut p, &r, json!({}), 10).unwrap().unwrap();
+    assert!(page(&mut p, &r1, json!({}), 10).unwrap().is_none());
+    let mut p = Paginator::new(Some(&offset(None, None, true)));
+    let r1 = page(&mut p, &r, json!({}), 10).unwrap().unwrap();
+    assert!(page(&mut p, &r1, json!({}), 0).unwrap().is_none());
+}
+
+#[test]
+fn page_number_counts_from_base_page_with_total_pages() {
+    let cfg = PaginatorConfig::PageNumber {
+        base_page: 1,
+        page: None,
+        page_param: "page".into(),
+        page_body_path: None,
+        total_path: Some("meta.pages".into()),
+        maximum_page: None,
+        stop_after_empty_page: true,
+        has_more_path: None,
+        stop_condition: None,
+    };
+    let mut p = Paginator::new(Some(&cfg));
+    let mut r = RequestSpec { query: vec![], ..req("http://api/x") };
+    p.init(&mut r);
+    assert_eq!(r.full_url().as_str(), "http://api/x?page=1");
+    let r2 = page(&mut p, &r, json!({"meta": {"pages": 2}}), 5).unwrap().unwrap();
+    assert_eq!(r2.full_url().as_str(), "http://api/x?page=2");
+    assert!(page(&mut p, &r2, json!({"meta": {"pages": 2}}), 5).unwrap().is_none());
+}
+
+#[test]
+fn header_cursor() {
+    let cfg = PaginatorConfig::HeaderCursor { cursor_key: "X-Next".into(), cursor_param: "after".into(), stop_condition: None };
+    let mut p = Paginator::new(Some(&cfg));
+    let r = RequestSpec { query: vec![], ..req("http://api/x") };
+    let mut h = HeaderMap::new();
+    h.insert("x-next", HeaderValue::from_static("c2"));
+    let url = r.full_url();
+    let r1 = p.next(&r, &Page { body: &json!({}), headers: &h, records: 1, url: &url }, &mut None).unwrap().unwrap();
+    assert_eq!(r1.full_url().as_str(), "http://api/x?after=c2");
+    assert!(p.next(&r1, &Page { body: &json!({}), headers: &HeaderMap::new(), records: 1, url: &url }, &mut None).unwrap().is_none());
+}

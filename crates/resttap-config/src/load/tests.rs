@@ -132,9 +132,13 @@ fn wrong_types_and_values() {
     let (key, message, _) = invalid(&SEED_YAML.replace("name: suggestions", "name: forums"));
     assert_eq!(key, "resources[1].name");
     assert!(message.contains("resources[0]"));
-    let offset = "client:\n  base_url: http://x\n  paginator:\n    type: offset\n    limit: 10\nresources: [a]\n";
+    let offset = "client:\n  base_url: http://x\n  paginator:\n    type: offset\n    limit: 10\n    total_path: null\n    stop_after_empty_page: false\nresources: [a]\n";
     let (key, message, _) = invalid(offset);
-    assert_eq!(key, "client.paginator.type");
+    assert_eq!(key, "client.paginator");
+    assert!(message.contains("must end the pagination"), "{message}");
+    let oauth = "client:\n  base_url: http://x\n  auth:\n    type: oauth2_client_credentials\n    access_token_url: http://x/t\n    client_id: a\n    client_secret: b\nresources: [a]\n";
+    let (key, message, _) = invalid(oauth);
+    assert_eq!(key, "client.auth.type");
     assert!(message.contains("not supported"), "{message}");
 }
 
