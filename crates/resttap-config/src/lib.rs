@@ -18,8 +18,9 @@ mod error;
 mod load;
 pub mod model;
 mod secrets;
+pub mod steps;
 
 pub use error::{ConfigError, suggest};
 pub use load::{Config, Format, Overrides, load_file, load_str, to_jsonpath};
 pub use model::*;
-pub use secrets::{Rendered, Secret, SecretSources, Secrets, env_var_name, render};
+pub use secrets::{Rendered, Secret, SecretSources, Secrets, env_var_name, render, render_with};

@@ -187,6 +187,7 @@ fn expand_resource(ctx: &Ctx, key: &str, r: &mut Map<String, Value>) -> Result<(
         r.insert("endpoint".into(), serde_json::json!({ "path": p }));
     }
     if let Some(Value::Object(ep)) = r.get_mut("endpoint") {
+        expand_legacy_incremental(ctx, key, ep)?;
         if let Some(p) = ep.get_mut("paginator") {
             expand_paginator(p);
         }
@@ -212,6 +213,32 @@ fn expand_resource(ctx: &Ctx, key: &str, r: &mut Map<String, Value>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// dlt's legacy form `params: {name: {type: incremental, cursor_path: ...}}` becomes
+/// `incremental` with `start_param: name`.
+fn expand_legacy_incremental(ctx: &Ctx, key: &str, ep: &mut Map<String, Value>) -> Result<(), ConfigError> {
+    let Some(Value::Object(params)) = ep.get_mut("params") else { return Ok(()) };
+    let legacy: Vec<String> = params
+        .iter()
+        .filter(|(_, v)| v.get("type").and_then(Value::as_str) == Some("incremental"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    match legacy.as_slice() {
+        [] => Ok(()),
+        [name] => {
+            let mut inc = params.remove(name).expect("present");
+            let obj = inc.as_object_mut().expect("checked object");
+            obj.remove("type");
+            obj.insert("start_param".into(), Value::String(name.clone()));
+            if ep.contains_key("incremental") {
+                return Err(ctx.invalid(&format!("{key}.endpoint.params.{name}"), "use either `endpoint.incremental` or an incremental param, not both"));
+            }
+            ep.insert("incremental".into(), inc);
+            Ok(())
+        }
+        _ => Err(ctx.invalid(&format!("{key}.endpoint.params"), "only one param can be of `type: incremental`")),
+    }
 }
 
 fn expand_paginator(p: &mut Value) {
@@ -318,7 +345,16 @@ fn collect_placeholders(
                         "secrets" => {
                             names.entry(name).or_insert_with(|| key.clone());
                         }
-                        "resources" | "incremental" => {
+                        "incremental" if ["start_value", "last_value", "end_value", "initial_value"].contains(&name.as_str()) => {}
+                        "incremental" => {
+                            return Err(ConfigError::Invalid {
+                                path: ctx.path.to_path_buf(),
+                                key: key.clone(),
+                                message: format!("unknown incremental value `{{incremental.{name}}}`"),
+                                suggestion: suggest(&name, ["start_value", "last_value", "end_value", "initial_value"]).map(|s| format!("{{incremental.{s}}}")),
+                            });
+                        }
+                        "resources" => {
                             return Err(ctx.invalid(
                                 key,
                                 format!("`{{{ns}.{name}}}` placeholders are not supported by resttap yet"),
@@ -360,6 +396,15 @@ fn collect_placeholders(
         }
         _ => Ok(()),
     }
+}
+
+fn uses_incremental_placeholder(res: &crate::model::Resource) -> bool {
+    let ep = &res.endpoint;
+    let mut texts: Vec<String> = ep.path.iter().cloned().collect();
+    texts.extend(ep.params.values().map(Value::to_string));
+    texts.extend(ep.headers.values().cloned());
+    texts.extend(ep.json.iter().map(Value::to_string));
+    texts.iter().any(|t| t.contains("{incremental."))
 }
 
 /// Converts dlt's JSONPath shorthand (`forums`, `data.items`) to RFC 9535 (`$.forums`).
@@ -505,11 +550,25 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 ));
             }
         }
-        let unsupported: [(&str, bool); 6] = [
-            ("endpoint.incremental", ep.incremental.is_some()),
+        if let Some(steps) = &res.processing_steps {
+            crate::steps::compile(steps).map_err(|e| ctx.invalid(&format!("{key}.processing_steps{}", e.key), e.message))?;
+        }
+        if let Some(inc) = &ep.incremental {
+            serde_json_path::JsonPath::parse(&to_jsonpath(&inc.cursor_path)).map_err(|e| {
+                ctx.invalid(&format!("{key}.endpoint.incremental.cursor_path"), format!("invalid JSONPath `{}`: {e}", inc.cursor_path))
+            })?;
+            if inc.lag.is_some_and(|l| !(l >= 0.0)) {
+                return Err(ctx.invalid(&format!("{key}.endpoint.incremental.lag"), "must be zero or more"));
+            }
+        } else if uses_incremental_placeholder(res) {
+            return Err(ctx.invalid(
+                &format!("{key}.endpoint"),
+                "uses `{incremental.…}` placeholders but has no `incremental` section",
+            ));
+        }
+        let unsupported: [(&str, bool); 4] = [
             ("endpoint.response_actions", ep.response_actions.is_some()),
             ("endpoint.data", ep.data.is_some()),
-            ("processing_steps", res.processing_steps.is_some()),
             ("include_from_parent", res.include_from_parent.is_some()),
             ("columns", res.columns.is_some()),
         ];

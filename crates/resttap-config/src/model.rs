@@ -301,9 +301,90 @@ pub struct Endpoint {
     #[serde(default)]
     pub response_actions: Option<Vec<Value>>,
     #[serde(default)]
-    pub incremental: Option<Value>,
+    pub incremental: Option<IncrementalConfig>,
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+}
+
+/// `endpoint.incremental`: load only what is new since the last run (dlt's semantics).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementalConfig {
+    /// JSONPath (dlt's shorthand accepted) to the cursor field in each record.
+    pub cursor_path: String,
+    /// Where the first run starts.
+    #[serde(default)]
+    pub initial_value: Option<Value>,
+    /// Where every run stops (a backfill window); with it, the stored position is not advanced.
+    #[serde(default)]
+    pub end_value: Option<Value>,
+    /// Query parameter that receives the start value.
+    #[serde(default)]
+    pub start_param: Option<String>,
+    /// Query parameter that receives the end value.
+    #[serde(default)]
+    pub end_param: Option<String>,
+    /// Start this much before the stored value (seconds for date-times, units for numbers).
+    #[serde(default)]
+    pub lag: Option<f64>,
+    #[serde(default)]
+    pub row_order: Option<RowOrder>,
+    #[serde(default)]
+    pub on_cursor_value_missing: OnCursorValueMissing,
+    #[serde(default = "closed")]
+    pub range_start: RangeBound,
+    #[serde(default = "open")]
+    pub range_end: RangeBound,
+    #[serde(default)]
+    pub last_value_func: LastValueFunc,
+    /// Accepted for compatibility; resttap hashes the resource's primary key, or the record.
+    #[serde(default)]
+    pub primary_key: Option<Value>,
+    /// Accepted for compatibility; no effect.
+    #[serde(default)]
+    pub allow_external_schedulers: Option<bool>,
+}
+
+fn closed() -> RangeBound {
+    RangeBound::Closed
+}
+fn open() -> RangeBound {
+    RangeBound::Open
+}
+
+/// Whether a range bound includes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RangeBound {
+    Open,
+    Closed,
+}
+
+/// What to do with a record that has no cursor value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCursorValueMissing {
+    #[default]
+    Raise,
+    Include,
+    Exclude,
+}
+
+/// Which direction "newer" is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LastValueFunc {
+    #[default]
+    Max,
+    Min,
+}
+
+/// The order the API returns records in, if known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowOrder {
+    Asc,
+    Desc,
 }
 
 /// A column hint (`columns:` of a resource).

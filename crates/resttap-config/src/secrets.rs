@@ -232,6 +232,12 @@ impl fmt::Debug for Rendered {
 /// Renders a template string: `{secrets.NAME}` becomes the secret's value, doubled braces
 /// become single ones. The config loader has already checked that every placeholder is known.
 pub fn render(template: &str, secrets: &Secrets) -> Rendered {
+    render_with(template, secrets, &|_, _| None)
+}
+
+/// Like [`render`]; other placeholders (`{incremental.start_value}`) take the value `values`
+/// gives for `(namespace, name)`, or stay as written when it gives none.
+pub fn render_with(template: &str, secrets: &Secrets, values: &dyn Fn(&str, &str) -> Option<String>) -> Rendered {
     let Ok(pieces) = parse_template(template) else {
         return Rendered { value: template.to_string(), secret: false };
     };
@@ -247,6 +253,10 @@ pub fn render(template: &str, secrets: &Secrets) -> Rendered {
                 }
             }
             Piece::Placeholder(ns, name) => {
+                if let Some(v) = values(&ns, &name) {
+                    value.push_str(&v);
+                    continue;
+                }
                 value.push('{');
                 value.push_str(&ns);
                 value.push('.');

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
-use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, ResourceLoad, TableReport};
+use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 
@@ -278,6 +278,10 @@ impl DuckDb {
         for res in &plan.resources {
             tables.extend(self.apply(res, plan, &dest)?);
         }
+        // for the crash-safety tests only: die with the transaction half done
+        if std::env::var("RESTTAP_CRASH_AT").is_ok_and(|v| v == "in_commit") {
+            std::process::abort();
+        }
         self.conn
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (load_id VARCHAR NOT NULL, schema_name VARCHAR, status BIGINT NOT NULL, \
@@ -313,7 +317,43 @@ impl DuckDb {
                 )
                 .map_err(werr("recording the schema in _dlt_version"))?;
         }
+        if let Some(state) = &plan.state {
+            self.write_state(state, &plan.load_id)?;
+        }
         Ok(CommitReport { load_id: plan.load_id.clone(), tables })
+    }
+
+    fn create_state_table(&self) -> Result<(), LoadError> {
+        self.conn
+            .execute_batch(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE IF NOT EXISTS {} (version BIGINT NOT NULL, engine_version BIGINT NOT NULL, \
+                 pipeline_name VARCHAR NOT NULL, state VARCHAR NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL, \
+                 version_hash VARCHAR, _dlt_load_id VARCHAR NOT NULL, _dlt_id VARCHAR NOT NULL)",
+                ident(&self.dataset),
+                self.q("_dlt_pipeline_state")
+            ))
+            .map_err(werr("creating _dlt_pipeline_state"))
+    }
+
+    /// Appends a state row (dlt keeps every version; the highest is current).
+    fn write_state(&self, state: &PipelineState, load_id: &str) -> Result<(), LoadError> {
+        self.create_state_table()?;
+        let id = format!("{}-{}", state.pipeline_name, state.version);
+        self.conn
+            .execute(
+                &format!("INSERT INTO {} VALUES (?, ?, ?, ?, now(), ?, ?, ?)", self.q("_dlt_pipeline_state")),
+                duckdb::params![
+                    state.version as i64,
+                    resttap_state::ENGINE_VERSION as i64,
+                    state.pipeline_name,
+                    state.encode(),
+                    state.content_hash(),
+                    load_id,
+                    id
+                ],
+            )
+            .map_err(werr("writing the pipeline state"))?;
+        Ok(())
     }
 }
 
@@ -346,6 +386,42 @@ impl Destination for DuckDb {
             schema.tables.push(t);
         }
         Ok(schema)
+    }
+
+    fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {
+        let exists = self.count(
+            &format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{}' AND table_name = '_dlt_pipeline_state'",
+                self.dataset.replace('\'', "''")
+            ),
+            "reading the pipeline state",
+        )?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        let row: Option<String> = match self.conn.query_row(
+            &format!("SELECT state FROM {} WHERE pipeline_name = ? ORDER BY version DESC, created_at DESC LIMIT 1", self.q("_dlt_pipeline_state")),
+            [pipeline],
+            |r| r.get(0),
+        ) {
+            Ok(s) => Some(s),
+            Err(duckdb::Error::QueryReturnedNoRows) => None,
+            Err(e) => return Err(werr("reading the pipeline state")(e)),
+        };
+        row.map(|s| PipelineState::decode(&s).map_err(|e| LoadError::Write { context: "reading the pipeline state".into(), message: e.to_string() }))
+            .transpose()
+    }
+
+    fn save_state(&mut self, state: &PipelineState) -> Result<(), LoadError> {
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting a transaction"))?;
+        let load_id = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64());
+        match self.write_state(state, &load_id) {
+            Ok(()) => self.conn.execute_batch("COMMIT").map_err(werr("committing the state")),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     fn begin(&mut self, _load_id: &str) -> Result<(), LoadError> {

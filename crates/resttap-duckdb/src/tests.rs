@@ -33,6 +33,7 @@ fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<Comm
         schema_name: "rest_api".into(),
         schema: n.schema().clone(),
         resources: vec![ResourceLoad { resource: "items".into(), root_table: "items".into(), write_disposition: wd, primary_key: vec!["id".into()] }],
+        state: None,
     };
     db.commit(&plan)
 }
@@ -114,11 +115,27 @@ fn a_failed_commit_changes_nothing() {
         schema_name: "rest_api".into(),
         schema: n.schema().clone(),
         resources: vec![ResourceLoad { resource: "items".into(), root_table: "items".into(), write_disposition: WriteDisposition::Merge, primary_key: vec!["id".into()] }],
+        state: Some(PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() }),
     };
     let err = db.commit(&plan).unwrap_err();
     assert!(err.to_string().contains("items"), "{err}");
     assert_eq!(rows(&db, "SELECT v FROM ds.items"), vec!["a"]);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 1);
+    assert_eq!(db.load_state("p").unwrap(), None, "state is written with the data or not at all");
+}
+
+#[test]
+fn state_round_trips_and_the_highest_version_wins() {
+    let (_d, mut db) = temp();
+    assert_eq!(db.load_state("p").unwrap(), None);
+    let mut s = PipelineState::new("p");
+    s.version = 1;
+    db.save_state(&s).unwrap();
+    s.version = 2;
+    s.resources.entry("r".into()).or_default();
+    db.save_state(&s).unwrap();
+    assert_eq!(db.load_state("p").unwrap().unwrap().version, 2);
+    assert_eq!(db.load_state("other").unwrap(), None);
 }
 
 #[test]

@@ -2,10 +2,14 @@
 //! body once, select the records (dlt's `data_selector` rules), ask the paginator for the next
 //! request, and fetch that page while the caller processes this one.
 
+pub mod incremental;
+pub mod steps;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use resttap_config::{AuthConfig, ClientConfig, Resource, to_jsonpath};
+use incremental::Incremental;
 use resttap_http::{Client, HttpError, RequestSpec, Response, RetryNotice};
 use resttap_paginate::{Detected, Page as PageView, PaginateError, Paginator};
 use serde_json::Value;
@@ -69,24 +73,60 @@ pub fn join_url(base: &str, path: &str) -> Result<Url, String> {
     Url::parse(&joined).map_err(|e| format!("`{joined}`: {e}"))
 }
 
-/// The first request of a resource, from the client and endpoint config.
-pub fn first_request(client: &Client, cfg: &ClientConfig, res: &Resource) -> Result<RequestSpec, ExtractError> {
+fn param_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Renders placeholders in a JSON body: a string that is exactly one placeholder takes the
+/// value with its type (`{"since": "{incremental.start_value}"}` stays a number if it is one).
+fn render_json(client: &Client, v: &Value, inc: Option<&Incremental>, values: &dyn Fn(&str, &str) -> Option<String>) -> Value {
+    match v {
+        Value::String(s) => {
+            let whole = s.strip_prefix("{incremental.").and_then(|r| r.strip_suffix('}'));
+            if let (Some(name), Some(inc)) = (whole, inc) {
+                if let Some(val) = inc.placeholder(name) {
+                    return val;
+                }
+            }
+            Value::String(client.render_with(s, values).expose().to_string())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| render_json(client, x, inc, values)).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), render_json(client, x, inc, values))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// The first request of a resource, from the client and endpoint config (and the incremental
+/// start, when the resource is incremental).
+pub fn first_request(client: &Client, cfg: &ClientConfig, res: &Resource, inc: Option<&Incremental>) -> Result<RequestSpec, ExtractError> {
     let uerr = |message: String| ExtractError::Url { resource: res.name.clone(), message };
+    let values = |ns: &str, name: &str| -> Option<String> {
+        if ns == "incremental" { inc.and_then(|i| i.placeholder(name)).map(|v| param_text(&v)) } else { None }
+    };
     let base = client.render(&cfg.base_url);
-    let path = client.render(res.endpoint.path.as_deref().unwrap_or(&res.name));
+    let path = client.render_with(res.endpoint.path.as_deref().unwrap_or(&res.name), &values);
     let url = join_url(base.expose(), path.expose()).map_err(|m| uerr(client.redactor().redact(&m)))?;
-    let mut req = RequestSpec { method: res.endpoint.method, url, query: Vec::new(), headers: Vec::new(), json: res.endpoint.json.clone() };
+    let json = res.endpoint.json.as_ref().map(|j| render_json(client, j, inc, &values));
+    let mut req = RequestSpec { method: res.endpoint.method, url, query: Vec::new(), headers: Vec::new(), json };
     for (k, v) in cfg.headers.iter().chain(res.endpoint.headers.iter()) {
         req.headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
-        req.headers.push((k.clone(), client.render(v)));
+        req.headers.push((k.clone(), client.render_with(v, &values)));
     }
     for (k, v) in &res.endpoint.params {
         let text = match v {
-            Value::String(s) => client.render(s).expose().to_string(),
+            Value::String(s) => client.render_with(s, &values).expose().to_string(),
             Value::Null => continue,
             other => other.to_string(),
         };
         req.query.push((k.clone(), text));
+    }
+    if let Some(inc) = inc {
+        for (k, v) in inc.params() {
+            req.set_query(&k, param_text(&v));
+        }
     }
     let auth: Option<&AuthConfig> = res.endpoint.auth.as_ref().or(cfg.auth.as_ref());
     if let Some(a) = auth {
@@ -234,8 +274,8 @@ fn spawn_fetch(client: &Client, req: &RequestSpec, counters: &Arc<Counters>) -> 
 
 impl Extractor {
     /// Starts fetching the first page of `res`.
-    pub fn start(client: Client, cfg: &ClientConfig, res: &Resource, counters: Arc<Counters>) -> Result<Self, ExtractError> {
-        let mut req = first_request(&client, cfg, res)?;
+    pub fn start(client: Client, cfg: &ClientConfig, res: &Resource, counters: Arc<Counters>, inc: Option<&Incremental>) -> Result<Self, ExtractError> {
+        let mut req = first_request(&client, cfg, res, inc)?;
         let paginator_cfg = res.endpoint.paginator.as_ref().or(cfg.paginator.as_ref());
         let paginator = Paginator::new(paginator_cfg);
         paginator.init(&mut req);

@@ -178,6 +178,11 @@ impl Client {
         render(template, &self.secrets)
     }
 
+    /// Renders a template with this client's secrets and other placeholder values.
+    pub fn render_with(&self, template: &str, values: &dyn Fn(&str, &str) -> Option<String>) -> Rendered {
+        resttap_config::render_with(template, &self.secrets, values)
+    }
+
     /// Applies `auth` to a request spec (headers or query parameters).
     pub fn apply_auth(&self, auth: &AuthConfig, req: &mut RequestSpec) -> Result<(), HttpError> {
         match auth {

@@ -10,6 +10,7 @@
 
 use resttap_normalize::TableBatch;
 use resttap_schema::{Schema, WriteDisposition};
+pub use resttap_state::PipelineState;
 
 /// What one resource contributes to a load.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct LoadPlan {
     /// parents before children.
     pub schema: Schema,
     pub resources: Vec<ResourceLoad>,
+    /// The pipeline state after this load, written in the same transaction when it changed.
+    pub state: Option<PipelineState>,
 }
 
 /// Rows committed to one table.
@@ -70,6 +73,12 @@ pub trait Destination: Send {
     /// The tables and columns the dataset already has (dlt's `_dlt_*` tables left out), so
     /// that the normalizer keeps column types and sends changed types to variant columns.
     fn existing_schema(&mut self) -> Result<Schema, LoadError>;
+
+    /// The pipeline's state as the last successful load left it (`None` before the first).
+    fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError>;
+
+    /// Writes a new version of the pipeline's state on its own (for `resttap state --reset`).
+    fn save_state(&mut self, state: &PipelineState) -> Result<(), LoadError>;
 
     /// Starts a load: clears anything a failed run left staged.
     fn begin(&mut self, load_id: &str) -> Result<(), LoadError>;

@@ -110,12 +110,37 @@ pub fn changed_in(id: u64, revision: u64) -> bool {
     revision > 0 && (id + revision) % 5 == 0
 }
 
+/// Minutes from 2024-01-01 to the time revisions happen: after every original record's
+/// `updated_at` (for up to a few million records), so that an `updated_after` query made after
+/// revision `r - 1` sees every record changed or added by revision `r`.
+pub const REVISION_EPOCH_MINUTES: u64 = 20 * 365 * 1440;
+
+/// The revision that added record `id`, for ids beyond the original count.
+pub fn added_in(resource: &str, id: u64, records: u64, growth: u64) -> Option<u64> {
+    let base = record_count(resource, records, 0, growth);
+    (id > base && growth > 0).then(|| (id - base).div_ceil(growth))
+}
+
 /// The record `id` (1-based) of `resource` as the API serves it at `revision`.
 pub fn record(resource: &str, id: u64, revision: u64) -> Value {
+    record_with(resource, id, revision, None)
+}
+
+/// Like [`record`], for a record added by revision `added` (see [`added_in`]): it was created
+/// and last updated at that revision's time.
+pub fn record_with(resource: &str, id: u64, revision: u64, added: Option<u64>) -> Value {
     let r = |salt| h(resource, id, salt);
     let changed = (1..=revision).filter(|rev| changed_in(id, *rev)).count() as u64;
-    let created = id * 37 + r(1) % 30;
-    let updated = created + r(2) % 5000 + changed * 1440 * 3;
+    let last_change = (1..=revision).rev().find(|rev| changed_in(id, *rev));
+    let at_revision = |rev: u64| REVISION_EPOCH_MINUTES + rev * 1440 + r(2) % 600;
+    let created = match added {
+        Some(rev) => at_revision(rev) - 1,
+        None => id * 7 + r(1) % 30,
+    };
+    let updated = match last_change.max(added) {
+        Some(rev) => at_revision(rev),
+        None => created + r(2) % 5000,
+    };
     let created_at = ts(created, r(3));
     let updated_at = ts(updated, r(4));
     let name = NAMES[(r(5) % NAMES.len() as u64) as usize];
@@ -221,6 +246,19 @@ mod tests {
         assert_eq!(ts(0, 0), "2024-01-01T00:00:00Z");
         assert_eq!(ts(60 * 23, 2), "2024-01-02T01:00:02+02:00");
         assert_eq!(civil_from_days(19_723 + 59), (2024, 2, 29));
+    }
+
+    #[test]
+    fn changed_and_added_records_are_newer_than_everything_before() {
+        let at = |v: &Value| v["updated_at"].as_str().unwrap().to_string();
+        let max0 = (1..=2000).map(|id| resttap_schema::timestamp::parse_timestamp(&at(&record("suggestions", id, 0))).unwrap()).max().unwrap();
+        let changed = record("suggestions", 4, 1);
+        assert!(resttap_schema::timestamp::parse_timestamp(&at(&changed)).unwrap() > max0);
+        assert_eq!(added_in("suggestions", 101, 100, 2), Some(1));
+        assert_eq!(added_in("suggestions", 103, 100, 2), Some(2));
+        assert_eq!(added_in("suggestions", 100, 100, 2), None);
+        let added = record_with("suggestions", 103, 2, Some(2));
+        assert!(resttap_schema::timestamp::parse_timestamp(&at(&added)).unwrap() > max0);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{RESOURCES, record, record_count};
+use resttap_schema::timestamp::parse_timestamp;
+
+use crate::data::{RESOURCES, added_in, record_count, record_with};
 
 /// Faults the server injects into `/v1/` responses.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -79,7 +81,16 @@ pub struct Stats {
     pub revision: u64,
 }
 
-type PageKey = (usize, u64, u64, u64);
+/// (resource, offset, limit, revision, filter)
+type PageKey = (usize, u64, u64, u64, Option<Filter>);
+
+/// `updated_after` / `updated_before` (microseconds) and `sort=updated_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Filter {
+    after: Option<i64>,
+    before: Option<i64>,
+    sort: bool,
+}
 
 struct Shared {
     opts: MockOptions,
@@ -89,18 +100,57 @@ struct Shared {
     unauthorized: AtomicU64,
     faults: Mutex<Faults>,
     pages: Mutex<HashMap<PageKey, Bytes>>,
+    /// Ids matching a filter, in the order served.
+    selections: Mutex<HashMap<(usize, u64, Filter), Arc<Vec<u64>>>>,
 }
 
 impl Shared {
-    fn render_page(&self, resource: usize, offset: u64, limit: u64, revision: u64) -> Bytes {
-        let key = (resource, offset, limit, revision);
+    fn record(&self, name: &str, id: u64, revision: u64) -> serde_json::Value {
+        record_with(name, id, revision, added_in(name, id, self.opts.records, self.opts.growth))
+    }
+
+    fn selection(&self, resource: usize, revision: u64, filter: &Filter) -> Arc<Vec<u64>> {
+        let key = (resource, revision, filter.clone());
+        if let Some(ids) = self.selections.lock().expect("selections").get(&key) {
+            return Arc::clone(ids);
+        }
+        let name = RESOURCES[resource];
+        let total = record_count(name, self.opts.records, revision, self.opts.growth);
+        let mut ids: Vec<(i64, u64)> = (1..=total)
+            .filter_map(|id| {
+                let at = self.record(name, id, revision)["updated_at"].as_str().and_then(parse_timestamp).unwrap_or(0);
+                let keep = filter.after.is_none_or(|a| at >= a) && filter.before.is_none_or(|b| at < b);
+                keep.then_some((at, id))
+            })
+            .collect();
+        if filter.sort {
+            ids.sort();
+        }
+        let ids = Arc::new(ids.into_iter().map(|(_, id)| id).collect::<Vec<u64>>());
+        self.selections.lock().expect("selections").insert(key, Arc::clone(&ids));
+        ids
+    }
+
+    fn render_page(&self, resource: usize, offset: u64, limit: u64, revision: u64, filter: Option<Filter>) -> Bytes {
+        let key = (resource, offset, limit, revision, filter.clone());
         if let Some(b) = self.pages.lock().expect("page cache").get(&key) {
             return b.clone();
         }
         let name = RESOURCES[resource];
-        let total = record_count(name, self.opts.records, revision, self.opts.growth);
+        let (total, items): (u64, Vec<serde_json::Value>) = match &filter {
+            None => {
+                let total = record_count(name, self.opts.records, revision, self.opts.growth);
+                let end = (offset + limit).min(total);
+                (total, (offset..end).map(|i| self.record(name, i + 1, revision)).collect())
+            }
+            Some(f) => {
+                let ids = self.selection(resource, revision, f);
+                let total = ids.len() as u64;
+                let end = (offset + limit).min(total) as usize;
+                (total, ids[(offset as usize).min(end)..end].iter().map(|id| self.record(name, *id, revision)).collect())
+            }
+        };
         let end = (offset + limit).min(total);
-        let items: Vec<serde_json::Value> = (offset..end).map(|i| record(name, i + 1, revision)).collect();
         let mut pagination = serde_json::Map::new();
         if end < total {
             pagination.insert("cursor".into(), encode_cursor(end).into());
@@ -181,8 +231,23 @@ async fn list(
         Some(Ok(l)) if (1..=1000).contains(&l) => l,
         Some(_) => return json_error(StatusCode::BAD_REQUEST, "limit must be 1..=1000"),
     };
+    let mut filter = Filter { after: None, before: None, sort: false };
+    for (param, slot) in [("updated_after", &mut filter.after), ("updated_before", &mut filter.before)] {
+        if let Some(v) = q.get(param) {
+            match parse_timestamp(v) {
+                Some(t) => *slot = Some(t),
+                None => return json_error(StatusCode::BAD_REQUEST, &format!("{param} must be an ISO 8601 date-time")),
+            }
+        }
+    }
+    match q.get("sort").map(String::as_str) {
+        None => {}
+        Some("updated_at") => filter.sort = true,
+        Some(other) => return json_error(StatusCode::BAD_REQUEST, &format!("cannot sort by {other:?}; only updated_at")),
+    }
+    let filter = (filter.after.is_some() || filter.before.is_some() || filter.sort).then_some(filter);
     let revision = s.revision.load(Ordering::Relaxed);
-    let body = s.render_page(idx, offset, limit, revision);
+    let body = s.render_page(idx, offset, limit, revision, filter);
     ([(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
 }
 
@@ -199,6 +264,7 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
 async fn set_revision(State(s): State<Arc<Shared>>, Path(rev): Path<u64>) -> Response {
     s.revision.store(rev, Ordering::Relaxed);
     s.pages.lock().expect("page cache").retain(|k, _| k.3 == rev);
+    s.selections.lock().expect("selections").retain(|k, _| k.1 == rev);
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -230,6 +296,7 @@ fn shared(opts: MockOptions) -> Arc<Shared> {
         unauthorized: AtomicU64::new(0),
         faults: Mutex::new(opts.faults.clone()),
         pages: Mutex::new(HashMap::new()),
+        selections: Mutex::new(HashMap::new()),
         opts,
     });
     if s.opts.prerender {
@@ -237,7 +304,7 @@ fn shared(opts: MockOptions) -> Arc<Shared> {
             let total = record_count(name, s.opts.records, s.opts.revision, s.opts.growth);
             let mut offset = 0;
             while offset < total.max(1) {
-                s.render_page(idx, offset, s.opts.page_size, s.opts.revision);
+                s.render_page(idx, offset, s.opts.page_size, s.opts.revision, None);
                 offset += s.opts.page_size;
             }
         }
@@ -264,6 +331,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn filters_by_updated_at_and_sorts() {
+        let s = shared(MockOptions { records: 300, ..MockOptions::default() });
+        let idx = RESOURCES.iter().position(|r| *r == "suggestions").unwrap();
+        let all = s.selection(idx, 0, &Filter { after: None, before: None, sort: true });
+        assert_eq!(all.len(), 300);
+        let at = |id: u64| parse_timestamp(crate::data::record("suggestions", id, 0)["updated_at"].as_str().unwrap()).unwrap();
+        assert!(all.windows(2).all(|w| at(w[0]) <= at(w[1])));
+        let cut = at(all[150]);
+        let newer = s.selection(idx, 0, &Filter { after: Some(cut), before: None, sort: true });
+        assert_eq!(newer.len(), 150);
+        assert!(newer.iter().all(|id| at(*id) >= cut));
+    }
+
+    #[test]
     fn cursor_round_trips() {
         assert_eq!(decode_cursor(&encode_cursor(1200)), Some(1200));
         assert_eq!(decode_cursor("not-a-cursor"), None);
@@ -273,10 +354,10 @@ mod tests {
     fn last_page_has_no_cursor() {
         let s = shared(MockOptions { records: 150, ..MockOptions::default() });
         let idx = RESOURCES.iter().position(|r| *r == "suggestions").unwrap();
-        let first: serde_json::Value = serde_json::from_slice(&s.render_page(idx, 0, 100, 0)).unwrap();
+        let first: serde_json::Value = serde_json::from_slice(&s.render_page(idx, 0, 100, 0, None)).unwrap();
         assert_eq!(first["suggestions"].as_array().unwrap().len(), 100);
         assert!(first["pagination"]["cursor"].is_string());
-        let last: serde_json::Value = serde_json::from_slice(&s.render_page(idx, 100, 100, 0)).unwrap();
+        let last: serde_json::Value = serde_json::from_slice(&s.render_page(idx, 100, 100, 0, None)).unwrap();
         assert_eq!(last["suggestions"].as_array().unwrap().len(), 50);
         assert!(last["pagination"].get("cursor").is_none());
         assert_eq!(last["pagination"]["total"], 150);

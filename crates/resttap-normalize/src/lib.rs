@@ -12,8 +12,6 @@
 //!   non-null value. A later value that cannot be coerced to the column's type goes to a variant
 //!   column `<column>__v_<type>`, as dlt does: nothing is lost.
 
-mod timestamp;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,7 +23,7 @@ use resttap_schema::naming::{PATH_SEPARATOR, normalize_identifier};
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 use serde_json::{Map, Value};
 
-pub use timestamp::parse_timestamp;
+pub use resttap_schema::timestamp::parse_timestamp;
 
 /// Rows of one table, ready to load: the columns they carry and their values.
 #[derive(Debug, Clone)]

@@ -2,6 +2,7 @@
 //! convention (`snake_case`, `__` between nested names) and dlt's system columns.
 
 pub mod naming;
+pub mod timestamp;
 
 use std::collections::HashMap;
 use std::fmt;

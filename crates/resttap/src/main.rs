@@ -52,6 +52,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the pipeline's state (incremental positions), or reset it.
+    State {
+        #[command(flatten)]
+        target: Target,
+        /// Forget the stored positions (of --resource only, if given): the next run starts from
+        /// each resource's `initial_value` again.
+        #[arg(long)]
+        reset: bool,
+        /// With --reset: the resource to reset.
+        #[arg(long, requires = "reset")]
+        resource: Option<String>,
+    },
     /// Serve the bundled mock feedback API (for demos, tests and benchmarks).
     MockApi {
         #[command(flatten)]
@@ -124,6 +136,41 @@ async fn run_and_report(config: resttap_config::Config, opts: RunOptions) -> Exi
     }
 }
 
+fn state_command(path: &Path, pipeline: &str, dataset: &str, reset: bool, resource: Option<&str>) -> Result<String, String> {
+    use resttap_load::Destination;
+    let mut db = if reset {
+        if !path.exists() {
+            return Err(format!("{} does not exist", path.display()));
+        }
+        resttap_duckdb::DuckDb::open(path, dataset)
+    } else {
+        resttap_duckdb::DuckDb::open_read_only(path, dataset)
+    }
+    .map_err(|e| e.to_string())?;
+    let Some(mut state) = db.load_state(pipeline).map_err(|e| e.to_string())? else {
+        return Ok(format!("pipeline `{pipeline}` has no stored state in {} (dataset {dataset})\n", path.display()));
+    };
+    if !reset {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&state.to_json()).expect("serializable")));
+    }
+    match resource {
+        Some(r) => {
+            if state.resources.remove(r).is_none() {
+                let known: Vec<&str> = state.resources.keys().map(String::as_str).collect();
+                return Err(format!("pipeline `{pipeline}` has no state for resource `{r}` (it has: {})", known.join(", ")));
+            }
+        }
+        None => state.resources.clear(),
+    }
+    state.version += 1;
+    db.save_state(&state).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "reset the state of {} (version {}); the next run starts from initial_value\n",
+        resource.map_or(format!("every resource of pipeline `{pipeline}`"), |r| format!("resource `{r}`")),
+        state.version
+    ))
+}
+
 fn config_error(e: ConfigError) -> ExitCode {
     print_error(&e);
     ExitCode::from(2)
@@ -144,7 +191,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
-            run_and_report(cfg, RunOptions { pipeline, dataset, destination, concurrency, batch_rows: 16_384 }).await
+            run_and_report(cfg, RunOptions { pipeline, dataset, destination, concurrency, batch_rows: 8192 }).await
         }
         Command::Schema { target: t, json } => {
             let (_, dataset, destination) = match target(&t, None) {
@@ -172,6 +219,26 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 print!("{}", report::schema_table(&tables));
             }
             ExitCode::SUCCESS
+        }
+        Command::State { target: t, reset, resource } => {
+            let (pipeline, dataset, destination) = match target(&t, None) {
+                Ok(x) => x,
+                Err(m) => {
+                    eprintln!("error: {m}");
+                    return ExitCode::from(2);
+                }
+            };
+            let DestinationSpec::DuckDb(path) = destination;
+            match state_command(&path, &pipeline, &dataset, reset, resource.as_deref()) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::MockApi { args } => match args.run().await {
             Ok(()) => ExitCode::SUCCESS,
@@ -219,7 +286,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 dataset: pipeline::default_dataset("demo"),
                 destination: DestinationSpec::DuckDb(output),
                 concurrency: 8,
-                batch_rows: 16_384,
+                batch_rows: 8192,
             };
             run_and_report(cfg, opts).await
         }

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use resttap_config::{Config, Resource};
 use resttap_duckdb::DuckDb;
+use resttap_extract::incremental::{Incremental, MissingCursor};
 use resttap_extract::{Counters, ExtractError, Extractor};
 use resttap_http::{Client, HttpError};
-use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, ResourceLoad};
+use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
+use resttap_state::IncrementalState;
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
 use resttap_schema::naming::{normalize_identifier, normalize_table_name};
 use resttap_schema::{Schema, WriteDisposition};
@@ -69,6 +71,12 @@ pub enum RunError {
         #[source]
         source: NormalizeError,
     },
+    #[error("resource `{resource}`: {source}")]
+    Incremental {
+        resource: String,
+        #[source]
+        source: MissingCursor,
+    },
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("cannot set up the HTTP client: {0}")]
@@ -117,6 +125,16 @@ struct ResourceOutcome {
     load: ResourceLoad,
     schema: Schema,
     detections: Vec<String>,
+    /// The new incremental position: (cursor_path, state).
+    incremental: Option<(String, IncrementalState)>,
+}
+
+/// Ends the process on the spot when `RESTTAP_CRASH_AT` names this point. Only the crash-safety
+/// tests set it; `abort` runs no destructor and flushes nothing, like a power cut.
+pub fn crash_point(name: &str) {
+    if std::env::var("RESTTAP_CRASH_AT").is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
 }
 
 async fn run_resource(
@@ -128,6 +146,7 @@ async fn run_resource(
     load_id: Arc<str>,
     batch_rows: usize,
     tx: mpsc::Sender<TableBatch>,
+    prior: Option<IncrementalState>,
 ) -> Result<ResourceOutcome, RunError> {
     let table = normalize_table_name(res.table());
     let primary_key: Vec<String> = res.primary_key.iter().map(|k| normalize_identifier(k)).collect();
@@ -146,15 +165,38 @@ async fn run_resource(
         },
         &existing,
     );
-    let mut extractor = Extractor::start(client, &config.api.client, &res, counters)?;
+    let steps = match &res.processing_steps {
+        Some(s) => resttap_config::steps::compile(s).map_err(|e| RunError::Internal(format!("processing_steps{}: {}", e.key, e.message)))?,
+        None => Vec::new(),
+    };
+    let mut incremental = res.endpoint.incremental.as_ref().map(|c| Incremental::new(c, prior.as_ref(), &res.primary_key));
+    let mut extractor = Extractor::start(client, &config.api.client, &res, counters, incremental.as_ref())?;
     let mut out = Vec::new();
+    let mut first_page = true;
     let closed = || RunError::Internal("the destination stopped accepting rows".into());
     while let Some(page) = extractor.next_page().await? {
-        for rec in &page.records {
-            normalizer.push(rec, &mut out).map_err(|source| RunError::Normalize { resource: res.name.clone(), source })?;
+        for rec in page.records {
+            if let Some(inc) = &mut incremental {
+                if !inc.keep(&rec).map_err(|source| RunError::Incremental { resource: res.name.clone(), source })? {
+                    continue;
+                }
+            }
+            let rec = if steps.is_empty() {
+                rec
+            } else {
+                match resttap_extract::steps::apply(&steps, rec) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            };
+            normalizer.push(&rec, &mut out).map_err(|source| RunError::Normalize { resource: res.name.clone(), source })?;
         }
         for b in out.drain(..) {
             tx.send(b).await.map_err(|_| closed())?;
+        }
+        if first_page {
+            crash_point("after_first_page");
+            first_page = false;
         }
     }
     for b in normalizer.finish() {
@@ -165,6 +207,7 @@ async fn run_resource(
         load: ResourceLoad { resource: res.name.clone(), root_table: table, write_disposition: wd, primary_key },
         schema: normalizer.schema().clone(),
         detections,
+        incremental: incremental.as_ref().and_then(|i| i.state()).map(|st| (res.endpoint.incremental.as_ref().expect("incremental").cursor_path.clone(), st)),
     })
 }
 
@@ -184,17 +227,19 @@ pub async fn run(config: Config, opts: RunOptions, progress: impl FnOnce(&[Resou
     let spec = opts.destination.clone();
     let dataset = opts.dataset.clone();
     let lid = load_id.clone();
-    let (mut dest, existing) = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
+    let pipeline_name = opts.pipeline.clone();
+    let (mut dest, existing, prior_state) = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
         let mut d = open_destination(&spec, &dataset)?;
         let existing = d.existing_schema()?;
+        let state = d.load_state(&pipeline_name)?.unwrap_or_else(|| PipelineState::new(&pipeline_name));
         d.begin(&lid)?;
-        Ok((d, existing))
+        Ok((d, existing, state))
     })
     .await
     .map_err(|e| RunError::Internal(e.to_string()))??;
     let existing = Arc::new(existing);
 
-    let (tx, mut rx) = mpsc::channel::<TableBatch>(64);
+    let (tx, mut rx) = mpsc::channel::<TableBatch>(16);
     let loader = tokio::task::spawn_blocking(move || -> (Box<dyn Destination>, Result<(), LoadError>) {
         while let Some(batch) = rx.blocking_recv() {
             if let Err(e) = dest.stage(&batch) {
@@ -215,9 +260,14 @@ pub async fn run(config: Config, opts: RunOptions, progress: impl FnOnce(&[Resou
         let (client, config, counters, existing, lid, tx, limit) =
             (client.clone(), Arc::clone(&config), Arc::clone(&p.counters), Arc::clone(&existing), Arc::clone(&load_id_arc), tx.clone(), Arc::clone(&limit));
         let batch_rows = opts.batch_rows;
+        let prior = res
+            .endpoint
+            .incremental
+            .as_ref()
+            .and_then(|c| prior_state.resources.get(&res.name).and_then(|r| r.incremental.get(&c.cursor_path)).cloned());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.map_err(|e| RunError::Internal(e.to_string()))?;
-            run_resource(client, config, res, counters, existing, lid, batch_rows, tx).await
+            run_resource(client, config, res, counters, existing, lid, batch_rows, tx, prior).await
         });
     }
     drop(tx);
@@ -258,12 +308,24 @@ pub async fn run(config: Config, opts: RunOptions, progress: impl FnOnce(&[Resou
         schema.tables.extend(o.schema.tables.iter().cloned());
         detections.extend(o.detections.iter().cloned());
     }
+    let mut state = prior_state.clone();
+    for o in &outcomes {
+        if let Some((cursor, st)) = &o.incremental {
+            state.resources.entry(o.load.resource.clone()).or_default().incremental.insert(cursor.clone(), st.clone());
+        }
+    }
+    let state_changed = state.content_hash() != prior_state.content_hash();
+    if state_changed {
+        state.version = prior_state.version + 1;
+    }
     let plan = LoadPlan {
         load_id: load_id.clone(),
         schema_name: "rest_api".into(),
         schema,
         resources: outcomes.iter().map(|o| o.load.clone()).collect(),
+        state: state_changed.then_some(state),
     };
+    crash_point("before_commit");
     let report = tokio::task::spawn_blocking(move || dest.commit(&plan)).await.map_err(|e| RunError::Internal(e.to_string()))??;
     let resources = shared
         .iter()

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{RetryConfig, WriteDisposition};
+use crate::model::{RangeBound, RetryConfig, WriteDisposition};
 
 fn sources() -> SecretSources {
     let mut s = SecretSources { ignore_env: true, secrets_toml: Some("/nonexistent/secrets.toml".into()), ..Default::default() };
@@ -190,4 +190,44 @@ fn shipped_examples_agree_in_all_formats() {
     assert!(yaml.contains("pagination.cursor is not defined"));
     assert_eq!(yaml, load("analytics-api.json"));
     assert_eq!(yaml, load("analytics-api.toml"));
+}
+
+#[test]
+fn incremental_config_and_legacy_form() {
+    let text = SEED_YAML.replace(
+        "      data_selector: suggestions",
+        "      data_selector: suggestions\n      params:\n        updated_after: \"{incremental.start_value}\"\n      incremental:\n        cursor_path: updated_at\n        initial_value: \"2024-01-01T00:00:00Z\"",
+    );
+    let c = load(&text, Format::Yaml).unwrap();
+    let inc = c.api.resources[1].endpoint.incremental.as_ref().unwrap();
+    assert_eq!(inc.cursor_path, "updated_at");
+    assert_eq!(inc.range_start, RangeBound::Closed);
+    let legacy = SEED_YAML.replace(
+        "      data_selector: suggestions",
+        "      data_selector: suggestions\n      params:\n        since:\n          type: incremental\n          cursor_path: updated_at\n          initial_value: 5",
+    );
+    let c = load(&legacy, Format::Yaml).unwrap();
+    let inc = c.api.resources[1].endpoint.incremental.as_ref().unwrap();
+    assert_eq!(inc.start_param.as_deref(), Some("since"));
+    assert!(c.api.resources[1].endpoint.params.is_empty());
+    let (key, message, _) = invalid(&SEED_YAML.replace("      data_selector: suggestions", "      data_selector: suggestions\n      params:\n        since: \"{incremental.start_value}\""));
+    assert_eq!(key, "resources[1].endpoint");
+    assert!(message.contains("no `incremental` section"), "{message}");
+    let (key, _, suggestion) = invalid(&SEED_YAML.replace("      data_selector: suggestions", "      data_selector: suggestions\n      params:\n        since: \"{incremental.start_valu}\"\n      incremental:\n        cursor_path: x"));
+    assert_eq!(key, "resources[1].endpoint.params.since");
+    assert_eq!(suggestion.as_deref(), Some("{incremental.start_value}"));
+    let (key, _, suggestion) = invalid(&SEED_YAML.replace("      data_selector: suggestions", "      data_selector: suggestions\n      incremental:\n        cursor_path: x\n        range_strat: open"));
+    assert_eq!(key, "resources[1].endpoint.incremental.range_strat");
+    assert_eq!(suggestion.as_deref(), Some("range_start"));
+}
+
+#[test]
+fn incremental_example_loads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let c = load_file(&root.join("analytics-api-incremental.yaml"), &Overrides::default(), &sources()).unwrap();
+    for r in &c.api.resources {
+        assert_eq!(r.endpoint.incremental.as_ref().unwrap().cursor_path, "updated_at", "{}", r.name);
+        assert_eq!(r.endpoint.params["sort"], "updated_at");
+        assert!(r.endpoint.paginator.is_some());
+    }
 }

@@ -86,6 +86,30 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// Formats microseconds since the epoch as RFC 3339 in UTC (`2024-01-02T03:04:05Z`, with a
+/// fraction only when there is one).
+pub fn format_timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let base = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, (rem / 60) % 60, rem % 60);
+    if frac == 0 { format!("{base}Z") } else { format!("{base}.{frac:06}Z") }
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Days since 1970-01-01 (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -112,6 +136,13 @@ mod tests {
         assert_eq!(parse_timestamp("2024-03-05T10:20:30.123456789+00:00"), Some(utc + 123_456));
         assert_eq!(parse_timestamp("2024-03-05T10:20Z"), Some(utc - 30_000_000));
         assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Some(-1_000_000));
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        for s in ["2024-03-05T10:20:30Z", "1969-12-31T23:59:59.500000Z", "2000-02-29T00:00:00Z"] {
+            assert_eq!(format_timestamp(parse_timestamp(s).unwrap()), s);
+        }
     }
 
     #[test]
