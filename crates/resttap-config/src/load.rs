@@ -512,6 +512,9 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
     if !(r.backoff_factor >= 0.0) || !(r.max_delay >= 0.0) {
         return Err(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));
     }
+    if api.client.session.is_some() {
+        return Err(ctx.invalid("client.session", "is a Python requests.Session in dlt; it has no meaning in a config file"));
+    }
     if let Some(p) = &api.client.paginator {
         check_paginator(ctx, "client.paginator", p)?;
     }
@@ -566,7 +569,11 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 "uses `{incremental.…}` placeholders but has no `incremental` section",
             ));
         }
-        let unsupported: [(&str, bool); 4] = [
+        let unsupported: [(&str, bool); 8] = [
+            ("schema_contract", res.schema_contract.is_some()),
+            ("table_format", res.table_format.is_some()),
+            ("nested_hints", res.nested_hints.is_some()),
+            ("parent_table_name", res.parent_table_name.is_some()),
             ("endpoint.response_actions", ep.response_actions.is_some()),
             ("endpoint.data", ep.data.is_some()),
             ("include_from_parent", res.include_from_parent.is_some()),

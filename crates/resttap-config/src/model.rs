@@ -35,6 +35,9 @@ pub struct ClientConfig {
     pub auth: Option<AuthConfig>,
     #[serde(default)]
     pub paginator: Option<PaginatorConfig>,
+    /// dlt's `requests.Session`: a Python object, not applicable in a file (rejected).
+    #[serde(default)]
+    pub session: Option<Value>,
     /// resttap extension: the retry policy (defaults: the seed's policy).
     #[serde(default)]
     pub retry: RetryConfig,
@@ -429,6 +432,24 @@ pub struct Resource {
     /// Accepted for compatibility: resttap always fetches independent resources concurrently.
     #[serde(default)]
     pub parallelized: Option<bool>,
+    /// Accepted for compatibility, no effect: resttap stages Arrow batches, not files.
+    #[serde(default)]
+    pub file_format: Option<Value>,
+    /// Accepted for compatibility, no effect: table references are metadata in dlt's schema.
+    #[serde(default)]
+    pub references: Option<Value>,
+    /// Not supported yet (rejected).
+    #[serde(default)]
+    pub schema_contract: Option<Value>,
+    /// Not supported yet (rejected).
+    #[serde(default)]
+    pub table_format: Option<Value>,
+    /// Not supported yet (rejected).
+    #[serde(default)]
+    pub nested_hints: Option<Value>,
+    /// Not supported yet (rejected).
+    #[serde(default)]
+    pub parent_table_name: Option<Value>,
 }
 
 fn yes() -> bool {

@@ -159,10 +159,15 @@ impl DuckDb {
         Ok(tables)
     }
 
-    fn create_table_sql(&self, qualified: &str, columns: &[Column], with_not_null: bool) -> String {
+    /// `CREATE TABLE` for a dataset table (`staging: false`) or a staging table, which has no
+    /// constraints and keeps json as text (Arrow appends VARCHAR; the insert casts).
+    fn create_table_sql(&self, qualified: &str, columns: &[Column], staging: bool) -> String {
         let defs: Vec<String> = columns
             .iter()
-            .map(|c| format!("{} {}{}", ident(&c.name), sql_type(c.data_type), if with_not_null && !c.nullable { " NOT NULL" } else { "" }))
+            .map(|c| {
+                let ty = if staging && c.data_type == DataType::Json { "VARCHAR" } else { sql_type(c.data_type) };
+                format!("{} {ty}{}", ident(&c.name), if !staging && !c.nullable { " NOT NULL" } else { "" })
+            })
             .collect();
         format!("CREATE TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
     }
@@ -170,7 +175,7 @@ impl DuckDb {
     /// Creates the dataset table or adds the columns it lacks.
     fn evolve(&self, table: &Table, existing: &HashSet<String>) -> Result<(), LoadError> {
         let ctx = format!("creating or evolving table {}.{}", self.dataset, table.name);
-        self.conn.execute_batch(&self.create_table_sql(&self.q(&table.name), &table.columns, true)).map_err(werr(&ctx))?;
+        self.conn.execute_batch(&self.create_table_sql(&self.q(&table.name), &table.columns, false)).map_err(werr(&ctx))?;
         for c in &table.columns {
             if !existing.contains(&c.name) {
                 // a new column of an existing table: NULL for the rows it already has
@@ -378,7 +383,7 @@ impl Destination for DuckDb {
             let mut t = Table::new(info.name.clone(), parent);
             for c in info.columns {
                 let Some(data_type) = from_sql_type(&c.data_type) else {
-                    tracing::warn!(table = %info.name, column = %c.name, r#type = %c.data_type, "column type not produced by resttap; new values go to variant columns");
+                    tracing::warn!(table = %info.name, column = %c.name, sql_type = %c.data_type, "column type not produced by resttap; new values go to variant columns");
                     continue;
                 };
                 t.add_column(Column { name: c.name, data_type, nullable: c.nullable, primary_key: false });
@@ -439,7 +444,7 @@ impl Destination for DuckDb {
         let ctx = format!("staging rows of table {}", batch.table);
         match self.staged.get_mut(&batch.table) {
             None => {
-                self.conn.execute_batch(&self.create_table_sql(&self.qs(&batch.table), &batch.columns, false)).map_err(werr(&ctx))?;
+                self.conn.execute_batch(&self.create_table_sql(&self.qs(&batch.table), &batch.columns, true)).map_err(werr(&ctx))?;
                 self.staged.insert(batch.table.clone(), batch.columns.clone());
             }
             Some(known) => {
@@ -450,7 +455,8 @@ impl Destination for DuckDb {
                     }
                 }
                 for c in added {
-                    let sql = format!("ALTER TABLE {} ADD COLUMN {} {}", self.qs(&batch.table), ident(&c.name), sql_type(c.data_type));
+                    let ty = if c.data_type == DataType::Json { "VARCHAR" } else { sql_type(c.data_type) };
+                    let sql = format!("ALTER TABLE {} ADD COLUMN {} {ty}", self.qs(&batch.table), ident(&c.name));
                     self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
                     self.staged.get_mut(&batch.table).expect("present").push(c);
                 }

@@ -23,7 +23,7 @@ pub fn summary(s: &RunSummary) -> String {
     let _ = writeln!(out, "{:<width$}  {:>10}", "total", total);
     let _ = writeln!(
         out,
-        "loaded {records} records from {pages} pages ({retries} retries) of {} resources into {} (dataset {}) in {secs:.2} s",
+        "fetched {records} records in {pages} pages ({retries} retries) from {} resources; loaded into {} (dataset {}) in {secs:.2} s",
         s.resources.len(),
         s.destination,
         s.dataset
