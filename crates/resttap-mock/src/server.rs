@@ -23,7 +23,8 @@ use crate::data::{RESOURCES, added_in, record_count, record_with};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Faults {
-    /// Every `fail_every`-th request to `/v1/` fails (0: never).
+    /// Every `fail_every`-th request to `/v1/` fails (0: never); a URL fails at most once, so
+    /// a retry of it succeeds.
     pub fail_every: u64,
     /// Statuses used for the failures, in turn (default: 429, 500, 502, 503, 504).
     pub statuses: Vec<u16>,
@@ -99,6 +100,8 @@ struct Shared {
     faults_sent: AtomicU64,
     unauthorized: AtomicU64,
     faults: Mutex<Faults>,
+    /// URLs that got an injected fault already.
+    failed: Mutex<std::collections::HashSet<String>>,
     pages: Mutex<HashMap<PageKey, Bytes>>,
     /// Ids matching a filter, in the order served.
     selections: Mutex<HashMap<(usize, u64, Filter), Arc<Vec<u64>>>>,
@@ -184,6 +187,7 @@ async fn list(
     State(s): State<Arc<Shared>>,
     Path(resource): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
     let n = s.requests.fetch_add(1, Ordering::Relaxed) + 1;
@@ -198,7 +202,7 @@ async fn list(
     }
     let injected = if faults.always != 0 {
         Some(faults.always)
-    } else if faults.fail_every > 0 && n % faults.fail_every == 0 {
+    } else if faults.fail_every > 0 && n % faults.fail_every == 0 && s.failed.lock().expect("failed").insert(uri.to_string()) {
         let statuses = if faults.statuses.is_empty() { vec![429, 500, 502, 503, 504] } else { faults.statuses.clone() };
         Some(statuses[((n / faults.fail_every - 1) % statuses.len() as u64) as usize])
     } else {
@@ -295,6 +299,7 @@ fn shared(opts: MockOptions) -> Arc<Shared> {
         faults_sent: AtomicU64::new(0),
         unauthorized: AtomicU64::new(0),
         faults: Mutex::new(opts.faults.clone()),
+        failed: Mutex::new(std::collections::HashSet::new()),
         pages: Mutex::new(HashMap::new()),
         selections: Mutex::new(HashMap::new()),
         opts,

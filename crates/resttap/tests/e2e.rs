@@ -109,13 +109,13 @@ fn second_run_after_changes_merges_without_duplicates() {
 
 #[test]
 fn injected_429_and_5xx_are_retried_and_the_data_is_the_same() {
-    let mock = Mock::start(&["--records", "300", "--fail-every", "3"]);
+    let mock = Mock::start(&["--records", "1000", "--fail-every", "3"]);
     let s = Scratch::new();
     let config = s.seed_with_client("  retry:\n    backoff_factor: 0.02\n");
     let out = run(&config, &mock, &s.db(), TOKEN, &[]);
     assert_ok(&out);
     let stats = mock.stats();
-    assert!(stats["faults"].as_u64().unwrap() >= 5, "{stats}");
+    assert!(stats["faults"].as_u64().unwrap() >= 6, "{stats}");
     let (stdout, _) = text(&out);
     assert!(stdout.contains(&format!("({} retries)", stats["faults"])), "{stdout}");
     mock.set_faults("{}");

@@ -156,11 +156,12 @@ pub fn list_rows(resource: &str, records: u64, revision: u64, growth: u64, field
     (1..=n).map(|id| resttap_mock::data::record(resource, id, revision)[field].as_array().map_or(0, |a| a.len() as i64)).sum()
 }
 
-/// A stable fingerprint of a table's user data (system columns left out), for comparing runs.
+/// A stable fingerprint of a table's user data (system columns left out; columns by name, since
+/// their order follows the order records arrived in), for comparing runs.
 pub fn fingerprint(conn: &duckdb::Connection, table: &str) -> String {
     let cols: Vec<String> = {
         let mut st = conn
-            .prepare("SELECT column_name FROM information_schema.columns WHERE table_schema='t_dataset' AND table_name=? AND column_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\' ORDER BY ordinal_position")
+            .prepare("SELECT column_name FROM information_schema.columns WHERE table_schema='t_dataset' AND table_name=? AND column_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\' ORDER BY column_name")
             .unwrap();
         st.query_map([table], |r| r.get::<_, String>(0)).unwrap().map(|c| format!("\"{}\"", c.unwrap())).collect()
     };
