@@ -16,6 +16,9 @@ use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 
+/// DuckDB's memory limit for a load.
+pub const MEMORY_LIMIT: &str = "128MB";
+
 /// dlt's own tables, left out of the user schema.
 const DLT_TABLES: [&str; 3] = ["_dlt_loads", "_dlt_version", "_dlt_pipeline_state"];
 
@@ -98,6 +101,9 @@ impl DuckDb {
                 LoadError::Open { location: location.clone(), message }
             }
         })?;
+        // staged rows beyond this spill to <file>.tmp, which keeps memory flat as loads grow
+        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))
+            .map_err(|e| LoadError::Open { location: location.clone(), message: e.to_string() })?;
         Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new() })
     }
 
@@ -126,8 +132,21 @@ impl DuckDb {
         format!("{}.{}", ident(&self.dataset), ident(table))
     }
 
+    /// The staging table of `table`: a temporary table of this connection, so staged rows are
+    /// written once (into the dataset, at commit), are never in the WAL, and vanish with the
+    /// process if it dies.
     fn qs(&self, table: &str) -> String {
-        format!("{}.{}", ident(&self.staging), ident(table))
+        format!("temp.main.{}", ident(&self.staging_name(table)))
+    }
+
+    fn staging_name(&self, table: &str) -> String {
+        format!("{}__{table}", self.staging)
+    }
+
+    fn drop_staged(&mut self) {
+        for t in std::mem::take(&mut self.staged).into_keys() {
+            let _ = self.conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", self.qs(&t)));
+        }
     }
 
     /// Every table of the dataset with its columns (as DuckDB has them) and row count.
@@ -430,21 +449,23 @@ impl Destination for DuckDb {
     }
 
     fn begin(&mut self, _load_id: &str) -> Result<(), LoadError> {
-        self.staged.clear();
+        self.drop_staged();
+        // a staging schema left by resttap 0.1's first builds is dropped too
         self.conn
             .execute_batch(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {ds}; DROP SCHEMA IF EXISTS {st} CASCADE; CREATE SCHEMA {st};",
+                "CREATE SCHEMA IF NOT EXISTS {ds}; DROP SCHEMA IF EXISTS {st} CASCADE;",
                 ds = ident(&self.dataset),
                 st = ident(&self.staging)
             ))
-            .map_err(werr("preparing the staging schema"))
+            .map_err(werr("preparing the load"))
     }
 
     fn stage(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
         let ctx = format!("staging rows of table {}", batch.table);
         match self.staged.get_mut(&batch.table) {
             None => {
-                self.conn.execute_batch(&self.create_table_sql(&self.qs(&batch.table), &batch.columns, true)).map_err(werr(&ctx))?;
+                let sql = self.create_table_sql(&self.qs(&batch.table), &batch.columns, true).replacen("CREATE TABLE", "CREATE TEMP TABLE", 1);
+                self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
                 self.staged.insert(batch.table.clone(), batch.columns.clone());
             }
             Some(known) => {
@@ -463,7 +484,8 @@ impl Destination for DuckDb {
             }
         }
         let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
-        let mut app = self.conn.appender_with_columns_to_db(&batch.table, &self.staging, &names).map_err(werr(&ctx))?;
+        let name = self.staging_name(&batch.table);
+        let mut app = self.conn.appender_with_columns_to_catalog_and_db(&name, "temp", "main", &names).map_err(werr(&ctx))?;
         app.append_record_batch(batch.batch.clone()).map_err(werr(&ctx))?;
         app.flush().map_err(werr(&ctx))?;
         Ok(())
@@ -475,8 +497,7 @@ impl Destination for DuckDb {
             Ok(report) => {
                 self.conn.execute_batch("COMMIT").map_err(werr("committing the load"))?;
                 // staged rows are in the dataset now; free the space
-                let _ = self.conn.execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&self.staging)));
-                self.staged.clear();
+                self.drop_staged();
                 Ok(report)
             }
             Err(e) => {
@@ -487,8 +508,7 @@ impl Destination for DuckDb {
     }
 
     fn abort(&mut self) {
-        let _ = self.conn.execute_batch(&format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(&self.staging)));
-        self.staged.clear();
+        self.drop_staged();
     }
 }
 

@@ -123,12 +123,14 @@ struct TableBuf {
     name: String,
     cols: Vec<ColBuf>,
     index: HashMap<String, usize>,
+    /// Column index by name node (`u32::MAX`: none yet).
+    by_node: Vec<u32>,
     rows: usize,
 }
 
 impl TableBuf {
     fn new(name: String) -> Self {
-        TableBuf { name, cols: Vec::new(), index: HashMap::new(), rows: 0 }
+        TableBuf { name, cols: Vec::new(), index: HashMap::new(), by_node: Vec::new(), rows: 0 }
     }
 
     /// Appends `cell` to column `ci` in the current row, padding the rows it skipped with nulls.
@@ -250,19 +252,39 @@ fn append(b: &mut Builder, cell: Cell<'_>) {
     }
 }
 
+/// A normalized column path, interned: node 0 is the record itself; each node knows its
+/// full `__`-joined name and its children by raw JSON key, so a key seen before costs one hash
+/// lookup and no allocation.
+struct NameNode {
+    full: Arc<str>,
+    children: HashMap<String, usize>,
+}
+
+/// Node ids of the system columns, fixed at construction.
+struct SysNodes {
+    load_id: usize,
+    id: usize,
+    root_id: usize,
+    parent_id: usize,
+    list_idx: usize,
+    value: usize,
+    list: usize,
+}
+
 /// Turns one resource's records into batches of rows for its tables.
 pub struct Normalizer {
     cfg: NormalizerConfig,
     schema: Schema,
     bufs: Vec<TableBuf>,
     buf_index: HashMap<String, usize>,
-    names: HashMap<String, String>,
+    names: Vec<NameNode>,
+    sys: SysNodes,
     merge: bool,
     records: u64,
 }
 
-/// A list found while flattening: its table path and items.
-type ListAt<'a> = (Vec<String>, &'a [Value]);
+/// A list found while flattening: its name node and items.
+type ListAt<'a> = (usize, &'a [Value]);
 
 impl Normalizer {
     /// A normalizer for one resource. `existing` is what the destination already holds, so that
@@ -277,7 +299,19 @@ impl Normalizer {
             }
         }
         let merge = cfg.write_disposition == WriteDisposition::Merge;
-        Normalizer { cfg, schema, bufs: Vec::new(), buf_index: HashMap::new(), names: HashMap::new(), merge, records: 0 }
+        let names = vec![NameNode { full: Arc::from(""), children: HashMap::new() }];
+        let sys = SysNodes { load_id: 0, id: 0, root_id: 0, parent_id: 0, list_idx: 0, value: 0, list: 0 };
+        let mut n = Normalizer { cfg, schema, bufs: Vec::new(), buf_index: HashMap::new(), names, sys, merge, records: 0 };
+        n.sys = SysNodes {
+            load_id: n.child(0, cols::LOAD_ID),
+            id: n.child(0, cols::ID),
+            root_id: n.child(0, cols::ROOT_ID),
+            parent_id: n.child(0, cols::PARENT_ID),
+            list_idx: n.child(0, cols::LIST_IDX),
+            value: n.child(0, cols::VALUE),
+            list: n.child(0, "list"),
+        };
+        n
     }
 
     /// Records normalized so far.
@@ -290,13 +324,17 @@ impl Normalizer {
         &self.schema
     }
 
-    fn name(&mut self, key: &str) -> String {
-        if let Some(n) = self.names.get(key) {
-            return n.clone();
+    /// The node for raw key `key` under `parent`.
+    fn child(&mut self, parent: usize, key: &str) -> usize {
+        if let Some(&id) = self.names[parent].children.get(key) {
+            return id;
         }
-        let n = if key.trim().is_empty() { "_empty".to_string() } else { normalize_identifier(key) };
-        self.names.insert(key.to_string(), n.clone());
-        n
+        let seg = if key.trim().is_empty() { "_empty".to_string() } else { normalize_identifier(key) };
+        let full: Arc<str> = if parent == 0 { Arc::from(seg) } else { Arc::from(format!("{}{PATH_SEPARATOR}{seg}", self.names[parent].full)) };
+        let id = self.names.len();
+        self.names.push(NameNode { full, children: HashMap::new() });
+        self.names[parent].children.insert(key.to_string(), id);
+        id
     }
 
     fn buf(&mut self, table: &str, parent: Option<&str>) -> usize {
@@ -312,34 +350,55 @@ impl Normalizer {
         i
     }
 
-    /// Writes `value` into column `col` of the current row of buffer `bi`; creates the column
-    /// (or a variant column) as dlt would.
-    fn put(&mut self, bi: usize, col: &str, value: &Value, not_null: bool) {
+    /// Writes `value` into the column of name node `node` in the current row of buffer `bi`.
+    fn put(&mut self, bi: usize, node: usize, value: &Value, not_null: bool) {
         if value.is_null() {
             return;
         }
         // fast path: a column this batch already has, and a value of its type
-        if let Some(&ci) = self.bufs[bi].index.get(col) {
-            if let Some(cell) = coerce(self.bufs[bi].cols[ci].column.data_type, value) {
-                self.bufs[bi].append(ci, cell);
+        if let Some(ci) = self.bufs[bi].by_node.get(node).copied().filter(|c| *c != u32::MAX) {
+            if let Some(cell) = coerce(self.bufs[bi].cols[ci as usize].column.data_type, value) {
+                self.bufs[bi].append(ci as usize, cell);
                 return;
             }
         }
+        let name = Arc::clone(&self.names[node].full);
+        self.put_slow(bi, node, &name, value, not_null);
+    }
+
+    /// A system column value, without building a JSON value for it.
+    fn put_sys(&mut self, bi: usize, node: usize, cell: Cell<'_>) {
+        if let Some(ci) = self.bufs[bi].by_node.get(node).copied().filter(|c| *c != u32::MAX) {
+            self.bufs[bi].append(ci as usize, cell);
+            return;
+        }
+        let value = match cell {
+            Cell::Str(s) => Value::String(s.to_string()),
+            Cell::Owned(s) => Value::String(s),
+            Cell::I64(i) => Value::from(i),
+            _ => unreachable!("system columns are text or bigint"),
+        };
+        let name = Arc::clone(&self.names[node].full);
+        self.put_slow(bi, node, &name, &value, true);
+    }
+
+    /// Creates the column (or a variant column) as dlt would, then writes the value.
+    fn put_slow(&mut self, bi: usize, node: usize, col: &str, value: &Value, not_null: bool) {
         let buf = &mut self.bufs[bi];
         let table = self.schema.table_mut(&buf.name).expect("table registered with its buffer");
-        let (col_name, dtype) = match table.column(col).map(|c| c.data_type) {
-            Some(t) if coerce(t, value).is_some() => (col.to_string(), t),
+        let (col_name, dtype, is_base) = match table.column(col).map(|c| c.data_type) {
+            Some(t) if coerce(t, value).is_some() => (col.to_string(), t, true),
             Some(_) => {
                 let vt = natural_type(value);
                 let vt = if vt == DataType::Timestamp { DataType::Text } else { vt };
                 let variant = format!("{col}{PATH_SEPARATOR}v_{}", vt.dlt_name());
                 match table.column(&variant).map(|c| c.data_type) {
-                    Some(t) if coerce(t, value).is_some() => (variant, t),
+                    Some(t) if coerce(t, value).is_some() => (variant, t, false),
                     Some(_) => return, // dlt fails here; resttap keeps the rest of the row
-                    None => (variant, vt),
+                    None => (variant, vt, false),
                 }
             }
-            None => (col.to_string(), natural_type(value)),
+            None => (col.to_string(), natural_type(value), true),
         };
         if table.column(&col_name).is_none() {
             let pk = !table.is_nested() && self.cfg.primary_key.iter().any(|k| *k == col_name);
@@ -358,6 +417,12 @@ impl Normalizer {
                 buf.cols.len() - 1
             }
         };
+        if is_base {
+            if buf.by_node.len() <= node {
+                buf.by_node.resize(node + 1, u32::MAX);
+            }
+            buf.by_node[node] = ci as u32;
+        }
         buf.append(ci, coerce(dtype, value).expect("checked coercible"));
     }
 
@@ -371,31 +436,19 @@ impl Normalizer {
     }
 
     /// dlt's `_flatten`: scalars of `obj` and its nested objects (depth first, last object
-    /// first, as dlt's stack does) with their `__` names, and the lists found on the way.
-    fn flatten<'v>(&mut self, table: &str, obj: &'v Map<String, Value>, level: i64) -> (Vec<(String, &'v Value)>, Vec<ListAt<'v>>) {
-        let mut out = Vec::with_capacity(obj.len());
-        let mut lists = Vec::new();
-        let mut stack: Vec<(&Map<String, Value>, i64, Vec<String>)> = vec![(obj, level, Vec::new())];
-        while let Some((cur, lvl, path)) = stack.pop() {
+    /// first, as dlt's stack does) with their name nodes, and the lists found on the way.
+    fn flatten<'v>(&mut self, table: &str, obj: &'v Map<String, Value>, level: i64, out: &mut Vec<(usize, &'v Value)>, lists: &mut Vec<ListAt<'v>>) {
+        let mut stack: Vec<(&Map<String, Value>, i64, usize)> = vec![(obj, level, 0)];
+        while let Some((cur, lvl, parent)) = stack.pop() {
             for (k, v) in cur {
-                let nk = self.name(k);
-                let full = if path.is_empty() { nk.clone() } else { format!("{}{PATH_SEPARATOR}{nk}", path.join(PATH_SEPARATOR)) };
+                let node = self.child(parent, k);
                 match v {
-                    Value::Object(m) if !self.keep_whole(table, &full, lvl) => {
-                        let mut p = path.clone();
-                        p.push(nk);
-                        stack.push((m, lvl - 1, p));
-                    }
-                    Value::Array(a) if !self.keep_whole(table, &full, lvl) => {
-                        let mut p = path.clone();
-                        p.push(nk);
-                        lists.push((p, a.as_slice()));
-                    }
-                    _ => out.push((full, v)),
+                    Value::Object(m) if !self.keep_whole(table, &self.names[node].full, lvl) => stack.push((m, lvl - 1, node)),
+                    Value::Array(a) if !self.keep_whole(table, &self.names[node].full, lvl) => lists.push((node, a.as_slice())),
+                    _ => out.push((node, v)),
                 }
             }
         }
-        (out, lists)
     }
 
     /// Normalizes one record of the resource. Returns the batches of tables that are full.
@@ -413,28 +466,31 @@ impl Normalizer {
         };
         let root = self.cfg.table.clone();
         let level = self.cfg.max_nesting.map_or(1000, i64::from);
-        let (fields, lists) = self.flatten(&root, obj, level);
-        for k in self.cfg.primary_key.clone() {
-            if !fields.iter().any(|(n, v)| *n == k && !v.is_null()) {
+        let mut fields = Vec::with_capacity(obj.len() + 4);
+        let mut lists = Vec::new();
+        self.flatten(&root, obj, level, &mut fields, &mut lists);
+        for k in &self.cfg.primary_key {
+            if !fields.iter().any(|(n, v)| &*self.names[*n].full == k.as_str() && !v.is_null()) {
                 let mut excerpt: String = record.to_string().chars().take(200).collect();
                 if excerpt.len() >= 200 {
                     excerpt.push('…');
                 }
-                return Err(NormalizeError::MissingPrimaryKey { table: root, column: k, excerpt });
+                return Err(NormalizeError::MissingPrimaryKey { table: root, column: k.clone(), excerpt });
             }
         }
         let bi = self.buf(&root, None);
-        for (name, v) in &fields {
-            self.put(bi, name, v, false);
+        for (node, v) in &fields {
+            self.put(bi, *node, v, false);
         }
-        let load_id = Value::String(self.cfg.load_id.to_string());
-        self.put(bi, cols::LOAD_ID, &load_id, true);
+        let load_id = Arc::clone(&self.cfg.load_id);
+        self.put_sys(bi, self.sys.load_id, Cell::Str(&load_id));
         let id = random_id();
-        self.put(bi, cols::ID, &Value::String(id.clone()), true);
+        self.put_sys(bi, self.sys.id, Cell::Str(&id));
         self.end_row(bi);
-        let root_id = if self.merge { Some(id.clone()) } else { None };
-        for (path, items) in lists {
-            self.list(&root, &path, items, &id, root_id.as_deref(), level - 1);
+        let root_id = if self.merge { Some(id.as_str()) } else { None };
+        for (node, items) in lists {
+            let path = Arc::clone(&self.names[node].full);
+            self.list(&root, &path, items, &id, root_id, level - 1);
         }
         self.records += 1;
         for b in &mut self.bufs {
@@ -445,37 +501,35 @@ impl Normalizer {
         Ok(())
     }
 
-    fn list(&mut self, parent_table: &str, path: &[String], items: &[Value], parent_id: &str, root_id: Option<&str>, level: i64) {
-        let table = format!("{parent_table}{PATH_SEPARATOR}{}", path.join(PATH_SEPARATOR));
+    fn list(&mut self, parent_table: &str, path: &str, items: &[Value], parent_id: &str, root_id: Option<&str>, level: i64) {
+        let table = format!("{parent_table}{PATH_SEPARATOR}{path}");
         let bi = self.buf(&table, Some(parent_table));
+        let mut fields = Vec::new();
         for (idx, item) in items.iter().enumerate() {
             let id = nested_id(parent_id, &table, idx);
-            let mut child_lists = Vec::new();
-            let wrapped;
+            let mut child_lists: Vec<ListAt<'_>> = Vec::new();
+            fields.clear();
             match item {
                 Value::Object(m) => {
-                    let (fields, lists) = self.flatten(&table, m, level);
-                    for (name, v) in &fields {
-                        self.put(bi, name, v, false);
+                    self.flatten(&table, m, level, &mut fields, &mut child_lists);
+                    for (node, v) in &fields {
+                        self.put(bi, *node, v, false);
                     }
-                    child_lists = lists;
                 }
-                Value::Array(a) => {
-                    // a list in a list: dlt wraps it as {"list": [...]}, one table deeper
-                    wrapped = a.as_slice();
-                    child_lists.push((vec!["list".to_string()], wrapped));
-                }
-                scalar => self.put(bi, cols::VALUE, scalar, false),
+                // a list in a list: dlt wraps it as {"list": [...]}, one table deeper
+                Value::Array(a) => child_lists.push((self.sys.list, a.as_slice())),
+                scalar => self.put(bi, self.sys.value, scalar, false),
             }
             if let Some(r) = root_id {
-                self.put(bi, cols::ROOT_ID, &Value::String(r.to_string()), true);
+                self.put_sys(bi, self.sys.root_id, Cell::Str(r));
             }
-            self.put(bi, cols::PARENT_ID, &Value::String(parent_id.to_string()), true);
-            self.put(bi, cols::LIST_IDX, &Value::from(idx as i64), true);
-            self.put(bi, cols::ID, &Value::String(id.clone()), true);
+            self.put_sys(bi, self.sys.parent_id, Cell::Str(parent_id));
+            self.put_sys(bi, self.sys.list_idx, Cell::I64(idx as i64));
+            self.put_sys(bi, self.sys.id, Cell::Str(&id));
             self.end_row(bi);
             let next_level = if matches!(item, Value::Array(_)) { level - 1 } else { level };
-            for (p, sub) in child_lists {
+            for (node, sub) in child_lists {
+                let p = Arc::clone(&self.names[node].full);
                 self.list(&table, &p, sub, &id, root_id, next_level - 1);
             }
         }
@@ -497,7 +551,10 @@ fn random_id() -> String {
 pub fn nested_id(parent_id: &str, table: &str, idx: usize) -> String {
     use sha3::digest::{ExtendableOutput, Update, XofReader};
     let mut h = sha3::Shake128::default();
-    h.update(format!("{parent_id}_{table}_{idx}").as_bytes());
+    let digits = idx.to_string();
+    for part in [parent_id.as_bytes(), b"_", table.as_bytes(), b"_", digits.as_bytes()] {
+        h.update(part);
+    }
     let mut out = [0u8; 10];
     h.finalize_xof().read(&mut out);
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)

@@ -326,7 +326,9 @@ pub async fn run(config: Config, opts: RunOptions, progress: impl FnOnce(&[Resou
         state: state_changed.then_some(state),
     };
     crash_point("before_commit");
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "extracted and staged");
     let report = tokio::task::spawn_blocking(move || dest.commit(&plan)).await.map_err(|e| RunError::Internal(e.to_string()))??;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
     let resources = shared
         .iter()
         .map(|p| {
