@@ -110,11 +110,19 @@ fn print_error(e: &dyn std::error::Error) {
     eprintln!("{msg}");
 }
 
-fn target(t: &Target, default_pipeline: Option<&str>) -> Result<(String, String, DestinationSpec), String> {
-    let pipeline = t.pipeline.clone().or(default_pipeline.map(String::from)).ok_or("--pipeline is required")?;
-    let dataset = t.dataset.clone().unwrap_or_else(|| pipeline::default_dataset(&pipeline));
-    let dest = DestinationSpec::parse(&t.destination, &pipeline)?;
-    Ok((pipeline, dataset, dest))
+/// Pipeline, dataset and destination from the options; a usage error is printed and becomes
+/// exit status 2.
+fn target(t: &Target, default_pipeline: Option<&str>) -> Result<(String, String, DestinationSpec), ExitCode> {
+    let resolve = || -> Result<_, String> {
+        let pipeline = t.pipeline.clone().or(default_pipeline.map(String::from)).ok_or("--pipeline is required")?;
+        let dataset = t.dataset.clone().unwrap_or_else(|| pipeline::default_dataset(&pipeline));
+        let dest = DestinationSpec::parse(&t.destination, &pipeline)?;
+        Ok((pipeline, dataset, dest))
+    };
+    resolve().map_err(|m| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    })
 }
 
 async fn run_and_report(config: resttap_config::Config, opts: RunOptions) -> ExitCode {
@@ -187,10 +195,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
             let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
             let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
                 Ok(x) => x,
-                Err(m) => {
-                    eprintln!("error: {m}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let cfg = match resttap_config::load_file(&config, &Overrides { base_url }, &SecretSources::default()) {
                 Ok(c) => c,
@@ -201,10 +206,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
         Command::Schema { target: t, json } => {
             let (_, dataset, destination) = match target(&t, None) {
                 Ok(x) => x,
-                Err(m) => {
-                    eprintln!("error: {m}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let DestinationSpec::DuckDb(path) = destination;
             let tables = match resttap_duckdb::DuckDb::open_read_only(&path, &dataset).and_then(|d| d.describe()) {
@@ -228,10 +230,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
         Command::State { target: t, reset, resource } => {
             let (pipeline, dataset, destination) = match target(&t, None) {
                 Ok(x) => x,
-                Err(m) => {
-                    eprintln!("error: {m}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let DestinationSpec::DuckDb(path) = destination;
             match state_command(&path, &pipeline, &dataset, reset, resource.as_deref()) {
