@@ -57,6 +57,7 @@ impl MockArgs {
                 retry_after: Some(self.retry_after.clone()),
                 slow_ms: self.slow_ms,
                 always: 0,
+                truncate_every: 0,
             },
             prerender: self.prerender,
         }

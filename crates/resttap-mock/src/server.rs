@@ -34,6 +34,9 @@ pub struct Faults {
     pub slow_ms: u64,
     /// Every request to `/v1/` fails with this status (0: off), e.g. 500 to outlast retries.
     pub always: u16,
+    /// Every `truncate_every`-th successful page is cut in half (0: never): a 200 whose body is
+    /// not valid JSON, as a broken proxy or a dropped connection can produce.
+    pub truncate_every: u64,
 }
 
 /// What the server serves.
@@ -251,7 +254,10 @@ async fn list(
     }
     let filter = (filter.after.is_some() || filter.before.is_some() || filter.sort).then_some(filter);
     let revision = s.revision.load(Ordering::Relaxed);
-    let body = s.render_page(idx, offset, limit, revision, filter);
+    let mut body = s.render_page(idx, offset, limit, revision, filter);
+    if faults.truncate_every > 0 && n % faults.truncate_every == 0 {
+        body = body.slice(..body.len() / 2);
+    }
     ([(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
 }
 

@@ -256,3 +256,21 @@ fn demo_runs_end_to_end() {
     let c = open(&s.path("demo.duckdb"));
     assert_eq!(count(&c, "SELECT count(*) FROM demo_dataset.suggestions"), 200);
 }
+
+#[test]
+fn a_truncated_page_fails_naming_resource_url_and_excerpt_and_commits_nothing() {
+    let mock = Mock::start(&["--records", "300"]);
+    let s = Scratch::new();
+    assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    let before = fingerprint(&open(&s.db()), "suggestions");
+    mock.set_revision(1);
+    mock.set_faults(r#"{"truncate_every": 4}"#);
+    let out = run(&seed_config(), &mock, &s.db(), TOKEN, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("is not valid JSON") && stderr.contains("resource `"), "{stderr}");
+    assert!(stderr.contains(&format!("{}/v1/", mock.url)) && stderr.contains("it starts with: {"), "{stderr}");
+    let c = open(&s.db());
+    assert_eq!(fingerprint(&c, "suggestions"), before);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
+}
