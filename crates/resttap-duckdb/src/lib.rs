@@ -81,6 +81,13 @@ pub struct DuckDb {
     staging: String,
     /// Staged tables and their columns, in order.
     staged: BTreeMap<String, Vec<Column>>,
+    /// Tables new in this load, written straight into the dataset inside the load transaction
+    /// (nothing to merge with, so no staging copy): their columns and the rows appended.
+    direct: BTreeMap<String, (Vec<Column>, u64)>,
+    /// Dataset tables that existed when the load began.
+    existing_at_begin: HashSet<String>,
+    /// Whether the load transaction is open.
+    in_txn: bool,
 }
 
 impl std::fmt::Debug for DuckDb {
@@ -104,7 +111,7 @@ impl DuckDb {
         // staged rows beyond this spill to <file>.tmp, which keeps memory flat as loads grow
         conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))
             .map_err(|e| LoadError::Open { location: location.clone(), message: e.to_string() })?;
-        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new() })
+        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new(), direct: BTreeMap::new(), existing_at_begin: HashSet::new(), in_txn: false })
     }
 
     /// Opens an existing file read-only (for `resttap schema`); fails if it does not exist.
@@ -120,7 +127,7 @@ impl DuckDb {
             let message = e.to_string();
             if message.contains("lock") { LoadError::Locked { location: location.clone(), message } } else { LoadError::Open { location: location.clone(), message } }
         })?;
-        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new() })
+        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new(), direct: BTreeMap::new(), existing_at_begin: HashSet::new(), in_txn: false })
     }
 
     /// The connection, for tests and `resttap schema`.
@@ -141,6 +148,32 @@ impl DuckDb {
 
     fn staging_name(&self, table: &str) -> String {
         format!("{}__{table}", self.staging)
+    }
+
+    /// Appends a batch of a table that is new in this load straight into the dataset (inside
+    /// the load transaction), creating the table or adding columns as needed.
+    fn write_direct(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
+        let ctx = format!("writing rows of new table {}", batch.table);
+        match self.direct.get_mut(&batch.table) {
+            None => {
+                self.conn.execute_batch(&self.create_table_sql(&self.q(&batch.table), &batch.columns, false)).map_err(werr(&ctx))?;
+                self.direct.insert(batch.table.clone(), (batch.columns.clone(), 0));
+            }
+            Some((known, _)) => {
+                let added: Vec<Column> = batch.columns.iter().filter(|c| !known.iter().any(|k| k.name == c.name)).cloned().collect();
+                for c in added {
+                    let sql = format!("ALTER TABLE {} ADD COLUMN {} {}", self.q(&batch.table), ident(&c.name), sql_type(c.data_type));
+                    self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
+                    self.direct.get_mut(&batch.table).expect("present").0.push(c);
+                }
+            }
+        }
+        let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
+        let mut app = self.conn.appender_with_columns_to_db(&batch.table, &self.dataset, &names).map_err(werr(&ctx))?;
+        app.append_record_batch(batch.batch.clone()).map_err(werr(&ctx))?;
+        app.flush().map_err(werr(&ctx))?;
+        self.direct.get_mut(&batch.table).expect("present").1 += batch.batch.num_rows() as u64;
+        Ok(())
     }
 
     fn drop_staged(&mut self) {
@@ -227,13 +260,15 @@ impl DuckDb {
         // every table of this resource in the dataset or staged: the root, then nested tables
         let mut tables: Vec<&str> = vec![root.as_str()];
         tables.extend(plan.schema.descendants(root).map(|t| t.name.as_str()));
-        let dest_children: Vec<&str> = tables[1..].iter().copied().filter(|t| dest.contains_key(*t)).collect();
+        let _ = dest;
+        let existed = |t: &str| self.existing_at_begin.contains(t);
+        let dest_children: Vec<&str> = tables[1..].iter().copied().filter(|t| existed(t)).collect();
         let mut reports = Vec::new();
         let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
-        let root_exists_before = dest.contains_key(root.as_str());
+        let root_exists_before = existed(root);
         let merge = res.write_disposition == WriteDisposition::Merge && !res.primary_key.is_empty();
         if res.write_disposition == WriteDisposition::Replace {
-            for t in tables.iter().filter(|t| dest.contains_key(**t) || self.staged.contains_key(**t)) {
+            for t in tables.iter().filter(|t| existed(t)) {
                 self.conn.execute_batch(&format!("DELETE FROM {}", self.q(t))).map_err(werr(ctx("replacing rows")))?;
             }
         }
@@ -258,7 +293,29 @@ impl DuckDb {
             let sql = format!("DELETE FROM {} d WHERE {matched}", self.q(root));
             self.conn.execute_batch(&sql).map_err(werr(ctx("deleting replaced records")))?;
         }
+        if merge && self.direct.contains_key(root) {
+            // a new root table: keep the last of duplicate keys (appended last, highest rowid)
+            let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+            let sql = format!("DELETE FROM {q} WHERE rowid NOT IN (SELECT max(rowid) FROM {q} GROUP BY {pk})", q = self.q(root));
+            self.conn.execute_batch(&sql).map_err(werr(ctx("collapsing duplicate keys")))?;
+        }
         for t in &tables {
+            if self.direct.contains_key(*t) {
+                if merge && *t != root.as_str() {
+                    // nested rows of records that lost to a later duplicate go with them
+                    let sql = format!(
+                        "DELETE FROM {c} WHERE NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.{id} = {c}.{rid})",
+                        c = self.q(t),
+                        r = self.q(root),
+                        id = ident(cols::ID),
+                        rid = ident(cols::ROOT_ID)
+                    );
+                    self.conn.execute_batch(&sql).map_err(werr(ctx(&format!("dropping nested rows of duplicates from {t}"))))?;
+                }
+                let n = self.count(&format!("SELECT count(*) FROM {}", self.q(t)), &ctx("counting rows"))?;
+                reports.push(TableReport { table: t.to_string(), rows: n });
+                continue;
+            }
             let Some(cols_sql) = self.staged_columns(t) else { continue };
             let sql = if merge && *t == root.as_str() {
                 // duplicates within the load: the last one seen wins
@@ -293,7 +350,7 @@ impl DuckDb {
         let dest = self.existing_columns()?;
         for t in &plan.schema.tables {
             // a table no row was ever staged for (all values null so far) is not created
-            if !self.staged.contains_key(&t.name) && !dest.contains_key(&t.name) {
+            if !self.staged.contains_key(&t.name) && !dest.contains_key(&t.name) || self.direct.contains_key(&t.name) {
                 continue;
             }
             self.evolve(t, dest.get(&t.name).unwrap_or(&HashSet::new()))?;
@@ -449,7 +506,7 @@ impl Destination for DuckDb {
     }
 
     fn begin(&mut self, _load_id: &str) -> Result<(), LoadError> {
-        self.drop_staged();
+        self.abort();
         // a staging schema left by resttap 0.1's first builds is dropped too
         self.conn
             .execute_batch(&format!(
@@ -457,10 +514,19 @@ impl Destination for DuckDb {
                 ds = ident(&self.dataset),
                 st = ident(&self.staging)
             ))
-            .map_err(werr("preparing the load"))
+            .map_err(werr("preparing the load"))?;
+        self.existing_at_begin = self.describe()?.into_iter().map(|t| t.name).collect();
+        // everything from here to the commit is one transaction: new tables are written in
+        // place and appear, with everything else, at COMMIT or never
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
+        self.in_txn = true;
+        Ok(())
     }
 
     fn stage(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
+        if !self.existing_at_begin.contains(&batch.table) {
+            return self.write_direct(batch);
+        }
         let ctx = format!("staging rows of table {}", batch.table);
         match self.staged.get_mut(&batch.table) {
             None => {
@@ -492,22 +558,32 @@ impl Destination for DuckDb {
     }
 
     fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
-        self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
+        if !self.in_txn {
+            self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
+            self.in_txn = true;
+        }
         match self.commit_inner(plan) {
             Ok(report) => {
                 self.conn.execute_batch("COMMIT").map_err(werr("committing the load"))?;
+                self.in_txn = false;
+                self.direct.clear();
                 // staged rows are in the dataset now; free the space
                 self.drop_staged();
                 Ok(report)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                self.abort();
                 Err(e)
             }
         }
     }
 
     fn abort(&mut self) {
+        if self.in_txn {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.in_txn = false;
+        }
+        self.direct.clear();
         self.drop_staged();
     }
 }

@@ -149,3 +149,29 @@ fn existing_schema_reads_types_and_nesting() {
     assert_eq!(s.table("items").unwrap().column("at").unwrap().data_type, DataType::Timestamp);
     assert!(!s.table("items").unwrap().column("id").unwrap().nullable);
 }
+
+#[test]
+fn a_first_load_written_in_place_still_collapses_duplicates_and_rolls_back() {
+    let (_d, mut db) = temp();
+    let report = load(
+        &mut db,
+        WriteDisposition::Merge,
+        &[json!({"id": 1, "v": "old", "tags": ["gone"]}), json!({"id": 2, "v": "b", "tags": ["b"]}), json!({"id": 1, "v": "new", "tags": ["kept", "too"]})],
+    )
+    .unwrap();
+    assert_eq!(report.tables, vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]);
+    assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=new", "2=b"]);
+    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b", "kept", "too"]);
+    // a new table of an aborted load never appears
+    db.begin("x").unwrap();
+    let mut n = Normalizer::new(
+        NormalizerConfig { table: "other".into(), write_disposition: WriteDisposition::Append, primary_key: vec![], max_nesting: None, load_id: Arc::from("x"), batch_rows: 10 },
+        &Schema::default(),
+    );
+    n.push(&json!({"a": 1}), &mut Vec::new()).unwrap();
+    for b in n.finish() {
+        db.stage(&b).unwrap();
+    }
+    db.abort();
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'other'"), 0);
+}
