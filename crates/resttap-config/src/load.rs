@@ -104,7 +104,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { path: self.path.to_path_buf(), key: key.to_string(), message: message.into(), suggestion: None }
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            message: message.into(),
+            suggestion: None,
+        }
     }
 
     /// Turns a serde error into one that names the key and suggests the nearest valid one.
@@ -130,7 +135,10 @@ impl Ctx<'_> {
             if lookup(root, &key).and_then(|v| v.get("type")).and_then(Value::as_str) == Some(variant) {
                 key = join_key(&key, "type");
             }
-            (format!("unknown value `{variant}` (expected one of: {})", valid.join(", ")), suggest(variant, valid.iter().copied()))
+            (
+                format!("unknown value `{variant}` (expected one of: {})", valid.join(", ")),
+                suggest(variant, valid.iter().copied()),
+            )
         } else if let Some(field) = msg.strip_prefix("missing field ") {
             (format!("missing required key {field}"), None)
         } else {
@@ -232,7 +240,10 @@ fn expand_legacy_incremental(ctx: &Ctx, key: &str, ep: &mut Map<String, Value>) 
             obj.remove("type");
             obj.insert("start_param".into(), Value::String(name.clone()));
             if ep.contains_key("incremental") {
-                return Err(ctx.invalid(&format!("{key}.endpoint.params.{name}"), "use either `endpoint.incremental` or an incremental param, not both"));
+                return Err(ctx.invalid(
+                    &format!("{key}.endpoint.params.{name}"),
+                    "use either `endpoint.incremental` or an incremental param, not both",
+                ));
             }
             ep.insert("incremental".into(), inc);
             Ok(())
@@ -345,13 +356,16 @@ fn collect_placeholders(
                         "secrets" => {
                             names.entry(name).or_insert_with(|| key.clone());
                         }
-                        "incremental" if ["start_value", "last_value", "end_value", "initial_value"].contains(&name.as_str()) => {}
+                        "incremental"
+                            if ["start_value", "last_value", "end_value", "initial_value"].contains(&name.as_str()) => {
+                        }
                         "incremental" => {
                             return Err(ConfigError::Invalid {
                                 path: ctx.path.to_path_buf(),
                                 key: key.clone(),
                                 message: format!("unknown incremental value `{{incremental.{name}}}`"),
-                                suggestion: suggest(&name, ["start_value", "last_value", "end_value", "initial_value"]).map(|s| format!("{{incremental.{s}}}")),
+                                suggestion: suggest(&name, ["start_value", "last_value", "end_value", "initial_value"])
+                                    .map(|s| format!("{{incremental.{s}}}")),
                             });
                         }
                         "resources" => {
@@ -365,7 +379,8 @@ fn collect_placeholders(
                                 path: ctx.path.to_path_buf(),
                                 key: key.clone(),
                                 message: format!("unknown placeholder namespace `{other}` in `{{{other}.{name}}}`"),
-                                suggestion: suggest(other, ["secrets", "resources", "incremental"]).map(|s| format!("{{{s}.{name}}}")),
+                                suggestion: suggest(other, ["secrets", "resources", "incremental"])
+                                    .map(|s| format!("{{{s}.{name}}}")),
                             });
                         }
                     }
@@ -439,16 +454,34 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
             }
             Ok(())
         }
-        PaginatorConfig::Offset { offset_body_path, limit_body_path, total_path, maximum_offset, stop_after_empty_page, has_more_path, limit, .. } => {
+        PaginatorConfig::Offset {
+            offset_body_path,
+            limit_body_path,
+            total_path,
+            maximum_offset,
+            stop_after_empty_page,
+            has_more_path,
+            limit,
+            ..
+        } => {
             if offset_body_path.is_some() || limit_body_path.is_some() {
-                return Err(ctx.invalid(&format!("{key}.offset_body_path"), "body paths are not supported by resttap yet"));
+                return Err(
+                    ctx.invalid(&format!("{key}.offset_body_path"), "body paths are not supported by resttap yet")
+                );
             }
             if *limit == 0 {
                 return Err(ctx.invalid(&format!("{key}.limit"), "must be at least 1"));
             }
             check_range(ctx, key, total_path, maximum_offset, *stop_after_empty_page, has_more_path)
         }
-        PaginatorConfig::PageNumber { page_body_path, total_path, maximum_page, stop_after_empty_page, has_more_path, .. } => {
+        PaginatorConfig::PageNumber {
+            page_body_path,
+            total_path,
+            maximum_page,
+            stop_after_empty_page,
+            has_more_path,
+            ..
+        } => {
             if page_body_path.is_some() {
                 return Err(ctx.invalid(&format!("{key}.page_body_path"), "is not supported by resttap yet"));
             }
@@ -459,7 +492,10 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
                 .map_err(|e| ctx.invalid(&format!("{key}.next_url_path"), format!("invalid JSONPath `{p}`: {e}")))?;
             Ok(())
         }
-        PaginatorConfig::HeaderLink { .. } | PaginatorConfig::HeaderCursor { .. } | PaginatorConfig::SinglePage {} | PaginatorConfig::Auto {} => Ok(()),
+        PaginatorConfig::HeaderLink { .. }
+        | PaginatorConfig::HeaderCursor { .. }
+        | PaginatorConfig::SinglePage {}
+        | PaginatorConfig::Auto {} => Ok(()),
     }
 }
 
@@ -473,11 +509,15 @@ fn check_range(
     has_more_path: &Option<String>,
 ) -> Result<(), ConfigError> {
     if total_path.is_none() && maximum.is_none() && has_more_path.is_none() && !stop_after_empty_page {
-        return Err(ctx.invalid(key, "one of `total_path`, a maximum, `has_more_path` or `stop_after_empty_page: true` must end the pagination"));
+        return Err(ctx.invalid(
+            key,
+            "one of `total_path`, a maximum, `has_more_path` or `stop_after_empty_page: true` must end the pagination",
+        ));
     }
     for (k, p) in [("total_path", total_path), ("has_more_path", has_more_path)] {
         if let Some(p) = p {
-            serde_json_path::JsonPath::parse(&to_jsonpath(p)).map_err(|e| ctx.invalid(&format!("{key}.{k}"), format!("invalid JSONPath `{p}`: {e}")))?;
+            serde_json_path::JsonPath::parse(&to_jsonpath(p))
+                .map_err(|e| ctx.invalid(&format!("{key}.{k}"), format!("invalid JSONPath `{p}`: {e}")))?;
         }
     }
     Ok(())
@@ -485,9 +525,8 @@ fn check_range(
 
 fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {
     match a {
-        AuthConfig::Oauth2ClientCredentials { .. } => {
-            Err(ctx.invalid(&format!("{key}.type"), "auth type `oauth2_client_credentials` is not supported by resttap yet"))
-        }
+        AuthConfig::Oauth2ClientCredentials { .. } => Err(ctx
+            .invalid(&format!("{key}.type"), "auth type `oauth2_client_credentials` is not supported by resttap yet")),
         AuthConfig::ApiKey { location: crate::model::ApiKeyLocation::Cookie, .. } => {
             Err(ctx.invalid(&format!("{key}.location"), "api_key location `cookie` is not supported by resttap yet"))
         }
@@ -499,7 +538,9 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
     let base = render(&api.client.base_url, secrets);
     match url::Url::parse(base.expose()) {
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-        Ok(u) => return Err(ctx.invalid("client.base_url", format!("must be an http or https URL, not `{}:`", u.scheme()))),
+        Ok(u) => {
+            return Err(ctx.invalid("client.base_url", format!("must be an http or https URL, not `{}:`", u.scheme())));
+        }
         Err(e) => {
             let shown = if base.is_secret() { "(from a secret)".to_string() } else { format!("`{}`", base.expose()) };
             return Err(ctx.invalid("client.base_url", format!("{shown} is not a valid URL: {e}")));
@@ -513,7 +554,9 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
         return Err(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));
     }
     if api.client.session.is_some() {
-        return Err(ctx.invalid("client.session", "is a Python requests.Session in dlt; it has no meaning in a config file"));
+        return Err(
+            ctx.invalid("client.session", "is a Python requests.Session in dlt; it has no meaning in a config file")
+        );
     }
     if let Some(p) = &api.client.paginator {
         check_paginator(ctx, "client.paginator", p)?;
@@ -531,7 +574,9 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
             return Err(ctx.invalid(&format!("{key}.name"), "must not be empty"));
         }
         if let Some(j) = seen.insert(res.name.clone(), i) {
-            return Err(ctx.invalid(&format!("{key}.name"), format!("`{}` is also the name of resources[{j}]", res.name)));
+            return Err(
+                ctx.invalid(&format!("{key}.name"), format!("`{}` is also the name of resources[{j}]", res.name))
+            );
         }
         let ep = &res.endpoint;
         if let Some(p) = &ep.paginator {
@@ -554,11 +599,15 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
             }
         }
         if let Some(steps) = &res.processing_steps {
-            crate::steps::compile(steps).map_err(|e| ctx.invalid(&format!("{key}.processing_steps{}", e.key), e.message))?;
+            crate::steps::compile(steps)
+                .map_err(|e| ctx.invalid(&format!("{key}.processing_steps{}", e.key), e.message))?;
         }
         if let Some(inc) = &ep.incremental {
             serde_json_path::JsonPath::parse(&to_jsonpath(&inc.cursor_path)).map_err(|e| {
-                ctx.invalid(&format!("{key}.endpoint.incremental.cursor_path"), format!("invalid JSONPath `{}`: {e}", inc.cursor_path))
+                ctx.invalid(
+                    &format!("{key}.endpoint.incremental.cursor_path"),
+                    format!("invalid JSONPath `{}`: {e}", inc.cursor_path),
+                )
             })?;
             if inc.lag.is_some_and(|l| !(l >= 0.0)) {
                 return Err(ctx.invalid(&format!("{key}.endpoint.incremental.lag"), "must be zero or more"));

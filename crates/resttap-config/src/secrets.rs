@@ -79,10 +79,10 @@ impl SecretSources {
                 Some(t) => t.clone(),
                 None => {
                     let loaded = match std::fs::read_to_string(&path) {
-                        Ok(text) => Some(text.parse::<toml::Table>().map_err(|e| ConfigError::SecretsFile {
-                            path: path.clone(),
-                            message: e.to_string(),
-                        })?),
+                        Ok(text) => Some(
+                            text.parse::<toml::Table>()
+                                .map_err(|e| ConfigError::SecretsFile { path: path.clone(), message: e.to_string() })?,
+                        ),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                         Err(e) => return Err(ConfigError::SecretsFile { path: path.clone(), message: e.to_string() }),
                     };
@@ -290,7 +290,11 @@ mod tests {
         assert_eq!(parse_template("a{{b}}c").unwrap(), vec![Piece::Text("a{b}c".into())]);
         assert_eq!(
             parse_template("x {secrets.api_key}!").unwrap(),
-            vec![Piece::Text("x ".into()), Piece::Placeholder("secrets".into(), "api_key".into()), Piece::Text("!".into())]
+            vec![
+                Piece::Text("x ".into()),
+                Piece::Placeholder("secrets".into(), "api_key".into()),
+                Piece::Text("!".into())
+            ]
         );
         assert!(parse_template("{oops").unwrap_err().contains("unclosed"));
         assert!(parse_template("{oops}").unwrap_err().contains("{secrets.NAME}"));
@@ -312,7 +316,10 @@ mod tests {
         assert_eq!(s.get("sources.rest_api.token").unwrap().expose(), "nested");
         names.insert("missing_one".to_string(), "client.base_url".to_string());
         let err = src.resolve(&names).unwrap_err().to_string();
-        assert!(err.contains("MISSING_ONE") && err.contains("secrets.toml") && err.contains("client.base_url"), "{err}");
+        assert!(
+            err.contains("MISSING_ONE") && err.contains("secrets.toml") && err.contains("client.base_url"),
+            "{err}"
+        );
         assert_eq!(env_var_name("sources.rest_api.token"), "SOURCES__REST_API__TOKEN");
         std::fs::remove_dir_all(dir).unwrap();
     }

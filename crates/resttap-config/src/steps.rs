@@ -60,7 +60,10 @@ pub fn compile(steps: &[Value]) -> Result<Vec<Step>, StepError> {
                         ("rename", Value::Object(r)) => {
                             for (from, to) in r {
                                 let Some(to) = to.as_str() else {
-                                    return Err(err(format!(".map.rename.{from}"), "the new name must be a string".into()));
+                                    return Err(err(
+                                        format!(".map.rename.{from}"),
+                                        "the new name must be a string".into(),
+                                    ));
                                 };
                                 rename.push((from.clone(), to.to_string()));
                             }
@@ -75,18 +78,28 @@ pub fn compile(steps: &[Value]) -> Result<Vec<Step>, StepError> {
                             }
                         }
                         ("rename" | "set" | "remove", _) => {
-                            return Err(err(format!(".map.{k}"), "has the wrong type (rename and set take a mapping, remove a list)".into()));
+                            return Err(err(
+                                format!(".map.{k}"),
+                                "has the wrong type (rename and set take a mapping, remove a list)".into(),
+                            ));
                         }
                         (other, _) => {
-                            let hint = crate::suggest(other, ["rename", "set", "remove"]).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-                            return Err(err(format!(".map.{other}"), format!("unknown key (valid: rename, set, remove){hint}")));
+                            let hint = crate::suggest(other, ["rename", "set", "remove"])
+                                .map(|s| format!("; did you mean `{s}`?"))
+                                .unwrap_or_default();
+                            return Err(err(
+                                format!(".map.{other}"),
+                                format!("unknown key (valid: rename, set, remove){hint}"),
+                            ));
                         }
                     }
                 }
                 out.push(Step::Map { rename, set, remove });
             }
             other => {
-                let hint = crate::suggest(other, ["filter", "map"]).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+                let hint = crate::suggest(other, ["filter", "map"])
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
                 return Err(err(format!(".{other}"), format!("unknown step (valid: filter, map){hint}")));
             }
         }

@@ -13,7 +13,9 @@ fn required(kind: &str) -> Map<String, Value> {
         "bearer" => json!({"token": "t"}),
         "api_key" => json!({"api_key": "k"}),
         "http_basic" => json!({"username": "u", "password": "p"}),
-        "oauth2_client_credentials" => json!({"access_token_url": "http://x/t", "client_id": "a", "client_secret": "b"}),
+        "oauth2_client_credentials" => {
+            json!({"access_token_url": "http://x/t", "client_id": "a", "client_secret": "b"})
+        }
         _ => json!({}),
     };
     v.as_object().unwrap().clone()
@@ -55,7 +57,8 @@ fn set(root: &mut Value, key: &str, value: Value) {
 }
 
 fn load(v: &Value) -> Result<(), ConfigError> {
-    let mut secrets = SecretSources { ignore_env: true, secrets_toml: Some("/nonexistent".into()), ..Default::default() };
+    let mut secrets =
+        SecretSources { ignore_env: true, secrets_toml: Some("/nonexistent".into()), ..Default::default() };
     for name in ["api_key", "password", "other_token"] {
         secrets.overrides.insert(name.into(), resttap_config::Secret::new("x"));
     }
@@ -88,7 +91,8 @@ fn every_documented_key_behaves_as_documented() {
                 checked += 1;
             }
             "not yet" => {
-                let err = result.expect_err(&format!("{key} is documented as not yet supported but accepted")).to_string();
+                let err =
+                    result.expect_err(&format!("{key} is documented as not yet supported but accepted")).to_string();
                 assert!(err.contains("not supported"), "{key}: {err}");
                 checked += 1;
             }

@@ -111,7 +111,16 @@ impl DuckDb {
         // staged rows beyond this spill to <file>.tmp, which keeps memory flat as loads grow
         conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))
             .map_err(|e| LoadError::Open { location: location.clone(), message: e.to_string() })?;
-        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new(), direct: BTreeMap::new(), existing_at_begin: HashSet::new(), in_txn: false })
+        Ok(DuckDb {
+            conn,
+            path: path.to_path_buf(),
+            dataset: dataset.to_string(),
+            staging: format!("{dataset}_staging"),
+            staged: BTreeMap::new(),
+            direct: BTreeMap::new(),
+            existing_at_begin: HashSet::new(),
+            in_txn: false,
+        })
     }
 
     /// Opens an existing file read-only (for `resttap schema`); fails if it does not exist.
@@ -125,9 +134,22 @@ impl DuckDb {
             .map_err(|e| LoadError::Open { location: location.clone(), message: e.to_string() })?;
         let conn = Connection::open_with_flags(path, config).map_err(|e| {
             let message = e.to_string();
-            if message.contains("lock") { LoadError::Locked { location: location.clone(), message } } else { LoadError::Open { location: location.clone(), message } }
+            if message.contains("lock") {
+                LoadError::Locked { location: location.clone(), message }
+            } else {
+                LoadError::Open { location: location.clone(), message }
+            }
         })?;
-        Ok(DuckDb { conn, path: path.to_path_buf(), dataset: dataset.to_string(), staging: format!("{dataset}_staging"), staged: BTreeMap::new(), direct: BTreeMap::new(), existing_at_begin: HashSet::new(), in_txn: false })
+        Ok(DuckDb {
+            conn,
+            path: path.to_path_buf(),
+            dataset: dataset.to_string(),
+            staging: format!("{dataset}_staging"),
+            staged: BTreeMap::new(),
+            direct: BTreeMap::new(),
+            existing_at_begin: HashSet::new(),
+            in_txn: false,
+        })
     }
 
     /// The connection, for tests and `resttap schema`.
@@ -156,13 +178,21 @@ impl DuckDb {
         let ctx = format!("writing rows of new table {}", batch.table);
         match self.direct.get_mut(&batch.table) {
             None => {
-                self.conn.execute_batch(&self.create_table_sql(&self.q(&batch.table), &batch.columns, false)).map_err(werr(&ctx))?;
+                self.conn
+                    .execute_batch(&self.create_table_sql(&self.q(&batch.table), &batch.columns, false))
+                    .map_err(werr(&ctx))?;
                 self.direct.insert(batch.table.clone(), (batch.columns.clone(), 0));
             }
             Some((known, _)) => {
-                let added: Vec<Column> = batch.columns.iter().filter(|c| !known.iter().any(|k| k.name == c.name)).cloned().collect();
+                let added: Vec<Column> =
+                    batch.columns.iter().filter(|c| !known.iter().any(|k| k.name == c.name)).cloned().collect();
                 for c in added {
-                    let sql = format!("ALTER TABLE {} ADD COLUMN {} {}", self.q(&batch.table), ident(&c.name), sql_type(c.data_type));
+                    let sql = format!(
+                        "ALTER TABLE {} ADD COLUMN {} {}",
+                        self.q(&batch.table),
+                        ident(&c.name),
+                        sql_type(c.data_type)
+                    );
                     self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
                     self.direct.get_mut(&batch.table).expect("present").0.push(c);
                 }
@@ -192,7 +222,9 @@ impl DuckDb {
             )
             .map_err(werr("reading the dataset's columns"))?;
         let rows = stmt
-            .query_map([&self.dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?)))
+            .query_map([&self.dataset], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
+            })
             .map_err(werr("reading the dataset's columns"))?;
         let mut tables: Vec<TableInfo> = Vec::new();
         for row in rows {
@@ -227,11 +259,18 @@ impl DuckDb {
     /// Creates the dataset table or adds the columns it lacks.
     fn evolve(&self, table: &Table, existing: &HashSet<String>) -> Result<(), LoadError> {
         let ctx = format!("creating or evolving table {}.{}", self.dataset, table.name);
-        self.conn.execute_batch(&self.create_table_sql(&self.q(&table.name), &table.columns, false)).map_err(werr(&ctx))?;
+        self.conn
+            .execute_batch(&self.create_table_sql(&self.q(&table.name), &table.columns, false))
+            .map_err(werr(&ctx))?;
         for c in &table.columns {
             if !existing.contains(&c.name) {
                 // a new column of an existing table: NULL for the rows it already has
-                let sql = format!("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}", self.q(&table.name), ident(&c.name), sql_type(c.data_type));
+                let sql = format!(
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                    self.q(&table.name),
+                    ident(&c.name),
+                    sql_type(c.data_type)
+                );
                 self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
             }
         }
@@ -255,7 +294,12 @@ impl DuckDb {
     }
 
     /// Moves one resource's staged rows into the dataset; returns rows inserted per table.
-    fn apply(&self, res: &ResourceLoad, plan: &LoadPlan, dest: &BTreeMap<String, HashSet<String>>) -> Result<Vec<TableReport>, LoadError> {
+    fn apply(
+        &self,
+        res: &ResourceLoad,
+        plan: &LoadPlan,
+        dest: &BTreeMap<String, HashSet<String>>,
+    ) -> Result<Vec<TableReport>, LoadError> {
         let root = &res.root_table;
         // every table of this resource in the dataset or staged: the root, then nested tables
         let mut tables: Vec<&str> = vec![root.as_str()];
@@ -296,7 +340,10 @@ impl DuckDb {
         if merge && self.direct.contains_key(root) {
             // a new root table: keep the last of duplicate keys (appended last, highest rowid)
             let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
-            let sql = format!("DELETE FROM {q} WHERE rowid NOT IN (SELECT max(rowid) FROM {q} GROUP BY {pk})", q = self.q(root));
+            let sql = format!(
+                "DELETE FROM {q} WHERE rowid NOT IN (SELECT max(rowid) FROM {q} GROUP BY {pk})",
+                q = self.q(root)
+            );
             self.conn.execute_batch(&sql).map_err(werr(ctx("collapsing duplicate keys")))?;
         }
         for t in &tables {
@@ -310,7 +357,9 @@ impl DuckDb {
                         id = ident(cols::ID),
                         rid = ident(cols::ROOT_ID)
                     );
-                    self.conn.execute_batch(&sql).map_err(werr(ctx(&format!("dropping nested rows of duplicates from {t}"))))?;
+                    self.conn
+                        .execute_batch(&sql)
+                        .map_err(werr(ctx(&format!("dropping nested rows of duplicates from {t}"))))?;
                 }
                 let n = self.count(&format!("SELECT count(*) FROM {}", self.q(t)), &ctx("counting rows"))?;
                 reports.push(TableReport { table: t.to_string(), rows: n });
@@ -386,11 +435,18 @@ impl DuckDb {
             ))
             .map_err(werr("creating _dlt_version"))?;
         let known = self.count(
-            &format!("SELECT count(*) FROM {} WHERE version_hash = '{}'", self.q("_dlt_version"), hash.replace('\'', "''")),
+            &format!(
+                "SELECT count(*) FROM {} WHERE version_hash = '{}'",
+                self.q("_dlt_version"),
+                hash.replace('\'', "''")
+            ),
             "reading _dlt_version",
         )?;
         if known == 0 {
-            let next = self.count(&format!("SELECT coalesce(max(version), 0) + 1 FROM {}", self.q("_dlt_version")), "reading _dlt_version")?;
+            let next = self.count(
+                &format!("SELECT coalesce(max(version), 0) + 1 FROM {}", self.q("_dlt_version")),
+                "reading _dlt_version",
+            )?;
             self.conn
                 .execute(
                     &format!("INSERT INTO {} VALUES (?, 11, now(), ?, ?, ?)", self.q("_dlt_version")),
@@ -455,7 +511,12 @@ impl Destination for DuckDb {
                 continue;
             }
             // a nested table's parent is the longest existing table its name extends
-            let parent = info.name.rmatch_indices("__").map(|(i, _)| &info.name[..i]).find(|p| names.contains(*p)).map(String::from);
+            let parent = info
+                .name
+                .rmatch_indices("__")
+                .map(|(i, _)| &info.name[..i])
+                .find(|p| names.contains(*p))
+                .map(String::from);
             let mut t = Table::new(info.name.clone(), parent);
             for c in info.columns {
                 let Some(data_type) = from_sql_type(&c.data_type) else {
@@ -481,7 +542,10 @@ impl Destination for DuckDb {
             return Ok(None);
         }
         let row: Option<String> = match self.conn.query_row(
-            &format!("SELECT state FROM {} WHERE pipeline_name = ? ORDER BY version DESC, created_at DESC LIMIT 1", self.q("_dlt_pipeline_state")),
+            &format!(
+                "SELECT state FROM {} WHERE pipeline_name = ? ORDER BY version DESC, created_at DESC LIMIT 1",
+                self.q("_dlt_pipeline_state")
+            ),
             [pipeline],
             |r| r.get(0),
         ) {
@@ -489,13 +553,19 @@ impl Destination for DuckDb {
             Err(duckdb::Error::QueryReturnedNoRows) => None,
             Err(e) => return Err(werr("reading the pipeline state")(e)),
         };
-        row.map(|s| PipelineState::decode(&s).map_err(|e| LoadError::Write { context: "reading the pipeline state".into(), message: e.to_string() }))
-            .transpose()
+        row.map(|s| {
+            PipelineState::decode(&s)
+                .map_err(|e| LoadError::Write { context: "reading the pipeline state".into(), message: e.to_string() })
+        })
+        .transpose()
     }
 
     fn save_state(&mut self, state: &PipelineState) -> Result<(), LoadError> {
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting a transaction"))?;
-        let load_id = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64());
+        let load_id = format!(
+            "{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+        );
         match self.write_state(state, &load_id) {
             Ok(()) => self.conn.execute_batch("COMMIT").map_err(werr("committing the state")),
             Err(e) => {
@@ -530,7 +600,11 @@ impl Destination for DuckDb {
         let ctx = format!("staging rows of table {}", batch.table);
         match self.staged.get_mut(&batch.table) {
             None => {
-                let sql = self.create_table_sql(&self.qs(&batch.table), &batch.columns, true).replacen("CREATE TABLE", "CREATE TEMP TABLE", 1);
+                let sql = self.create_table_sql(&self.qs(&batch.table), &batch.columns, true).replacen(
+                    "CREATE TABLE",
+                    "CREATE TEMP TABLE",
+                    1,
+                );
                 self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
                 self.staged.insert(batch.table.clone(), batch.columns.clone());
             }
@@ -551,7 +625,8 @@ impl Destination for DuckDb {
         }
         let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
         let name = self.staging_name(&batch.table);
-        let mut app = self.conn.appender_with_columns_to_catalog_and_db(&name, "temp", "main", &names).map_err(werr(&ctx))?;
+        let mut app =
+            self.conn.appender_with_columns_to_catalog_and_db(&name, "temp", "main", &names).map_err(werr(&ctx))?;
         app.append_record_batch(batch.batch.clone()).map_err(werr(&ctx))?;
         app.flush().map_err(werr(&ctx))?;
         Ok(())

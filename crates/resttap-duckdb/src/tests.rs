@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::*;
 
 fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<CommitReport, LoadError> {
-    let load_id = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
+    let load_id =
+        format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
     let existing = db.existing_schema()?;
     let mut n = Normalizer::new(
         NormalizerConfig {
@@ -32,7 +33,12 @@ fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<Comm
         load_id,
         schema_name: "rest_api".into(),
         schema: n.schema().clone(),
-        resources: vec![ResourceLoad { resource: "items".into(), root_table: "items".into(), write_disposition: wd, primary_key: vec!["id".into()] }],
+        resources: vec![ResourceLoad {
+            resource: "items".into(),
+            root_table: "items".into(),
+            write_disposition: wd,
+            primary_key: vec!["id".into()],
+        }],
         state: None,
     };
     db.commit(&plan)
@@ -56,7 +62,12 @@ fn temp() -> (tempfile::TempDir, DuckDb) {
 #[test]
 fn merge_replaces_records_and_their_nested_rows_and_collapses_duplicates() {
     let (_d, mut db) = temp();
-    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a", "tags": ["x", "y"]}), json!({"id": 2, "v": "b", "tags": ["z"]})]).unwrap();
+    load(
+        &mut db,
+        WriteDisposition::Merge,
+        &[json!({"id": 1, "v": "a", "tags": ["x", "y"]}), json!({"id": 2, "v": "b", "tags": ["z"]})],
+    )
+    .unwrap();
     let report = load(
         &mut db,
         WriteDisposition::Merge,
@@ -67,7 +78,10 @@ fn merge_replaces_records_and_their_nested_rows_and_collapses_duplicates() {
         ],
     )
     .unwrap();
-    assert_eq!(report.tables, vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]);
+    assert_eq!(
+        report.tables,
+        vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]
+    );
     assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=a", "2=b2", "3=last"]);
     assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["kept", "x", "y", "z2", "z3"]);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 2);
@@ -91,8 +105,14 @@ fn new_columns_are_added_and_types_kept() {
     let (_d, mut db) = temp();
     load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "n": 1})]).unwrap();
     load(&mut db, WriteDisposition::Merge, &[json!({"id": 2, "n": "many", "extra": true})]).unwrap();
-    let cols = rows(&db, "SELECT column_name || ' ' || data_type FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position");
-    assert_eq!(cols, vec!["id BIGINT", "n BIGINT", "_dlt_load_id VARCHAR", "_dlt_id VARCHAR", "n__v_text VARCHAR", "extra BOOLEAN"]);
+    let cols = rows(
+        &db,
+        "SELECT column_name || ' ' || data_type FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position",
+    );
+    assert_eq!(
+        cols,
+        vec!["id BIGINT", "n BIGINT", "_dlt_load_id VARCHAR", "_dlt_id VARCHAR", "n__v_text VARCHAR", "extra BOOLEAN"]
+    );
     assert_eq!(q::<String>(&db, "SELECT n__v_text FROM ds.items WHERE id = 2"), "many");
 }
 
@@ -102,7 +122,14 @@ fn a_failed_commit_changes_nothing() {
     load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]).unwrap();
     // stage rows whose column type conflicts with the dataset, bypassing the normalizer
     let mut n = Normalizer::new(
-        NormalizerConfig { table: "items".into(), write_disposition: WriteDisposition::Merge, primary_key: vec!["id".into()], max_nesting: None, load_id: Arc::from("2"), batch_rows: 10 },
+        NormalizerConfig {
+            table: "items".into(),
+            write_disposition: WriteDisposition::Merge,
+            primary_key: vec!["id".into()],
+            max_nesting: None,
+            load_id: Arc::from("2"),
+            batch_rows: 10,
+        },
         &Schema::default(),
     );
     n.push(&json!({"id": "not a number", "v": "b"}), &mut Vec::new()).unwrap();
@@ -114,7 +141,12 @@ fn a_failed_commit_changes_nothing() {
         load_id: "2".into(),
         schema_name: "rest_api".into(),
         schema: n.schema().clone(),
-        resources: vec![ResourceLoad { resource: "items".into(), root_table: "items".into(), write_disposition: WriteDisposition::Merge, primary_key: vec!["id".into()] }],
+        resources: vec![ResourceLoad {
+            resource: "items".into(),
+            root_table: "items".into(),
+            write_disposition: WriteDisposition::Merge,
+            primary_key: vec!["id".into()],
+        }],
         state: Some(PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() }),
     };
     let err = db.commit(&plan).unwrap_err();
@@ -141,7 +173,8 @@ fn state_round_trips_and_the_highest_version_wins() {
 #[test]
 fn existing_schema_reads_types_and_nesting() {
     let (_d, mut db) = temp();
-    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "at": "2024-01-01T00:00:00Z", "o": {"l": [[1]]}})]).unwrap();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "at": "2024-01-01T00:00:00Z", "o": {"l": [[1]]}})])
+        .unwrap();
     let s = db.existing_schema().unwrap();
     let names: Vec<&str> = s.tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, vec!["items", "items__o__l", "items__o__l__list"]);
@@ -156,16 +189,30 @@ fn a_first_load_written_in_place_still_collapses_duplicates_and_rolls_back() {
     let report = load(
         &mut db,
         WriteDisposition::Merge,
-        &[json!({"id": 1, "v": "old", "tags": ["gone"]}), json!({"id": 2, "v": "b", "tags": ["b"]}), json!({"id": 1, "v": "new", "tags": ["kept", "too"]})],
+        &[
+            json!({"id": 1, "v": "old", "tags": ["gone"]}),
+            json!({"id": 2, "v": "b", "tags": ["b"]}),
+            json!({"id": 1, "v": "new", "tags": ["kept", "too"]}),
+        ],
     )
     .unwrap();
-    assert_eq!(report.tables, vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]);
+    assert_eq!(
+        report.tables,
+        vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]
+    );
     assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=new", "2=b"]);
     assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b", "kept", "too"]);
     // a new table of an aborted load never appears
     db.begin("x").unwrap();
     let mut n = Normalizer::new(
-        NormalizerConfig { table: "other".into(), write_disposition: WriteDisposition::Append, primary_key: vec![], max_nesting: None, load_id: Arc::from("x"), batch_rows: 10 },
+        NormalizerConfig {
+            table: "other".into(),
+            write_disposition: WriteDisposition::Append,
+            primary_key: vec![],
+            max_nesting: None,
+            load_id: Arc::from("x"),
+            batch_rows: 10,
+        },
         &Schema::default(),
     );
     n.push(&json!({"a": 1}), &mut Vec::new()).unwrap();

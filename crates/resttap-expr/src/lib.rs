@@ -367,7 +367,9 @@ fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
             let num: Value = if let Ok(n) = text.parse::<i64>() {
                 n.into()
             } else if let Ok(f) = text.parse::<f64>() {
-                serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(|| err(col, format!("invalid number `{text}`")))?
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| err(col, format!("invalid number `{text}`")))?
             } else {
                 return Err(err(col, format!("invalid number `{text}`")));
             };
@@ -496,7 +498,9 @@ impl Parser<'_> {
                             self.pos += 1;
                             self.path_rest(vec![Segment::Key(s)])
                         }
-                        Some(t) => Err(self.err_at(t.col, format!("expected a key after `$.`, found {}", t.kind.describe()))),
+                        Some(t) => {
+                            Err(self.err_at(t.col, format!("expected a key after `$.`, found {}", t.kind.describe())))
+                        }
                         None => Err(self.err_at(self.end_col(), "expected a key after `$.`".into())),
                     }
                 } else {
@@ -523,18 +527,27 @@ impl Parser<'_> {
                             let i = n.as_i64().ok_or_else(|| self.err_at(col, "expected an integer index".into()))?;
                             segs.push(Segment::Index(i));
                         }
-                        Some(t) => return Err(self.err_at(t.col, format!("expected a key after `.`, found {}", t.kind.describe()))),
+                        Some(t) => {
+                            return Err(
+                                self.err_at(t.col, format!("expected a key after `.`, found {}", t.kind.describe()))
+                            );
+                        }
                         None => return Err(self.err_at(self.end_col(), "expected a key after `.`".into())),
                     }
                 }
                 Some(Tok::LBracket) => {
                     self.pos += 1;
                     let seg = match self.peek().cloned() {
-                        Some(Token { kind: Tok::Num(Value::Number(n)), col }) => {
-                            Segment::Index(n.as_i64().ok_or_else(|| self.err_at(col, "expected an integer index".into()))?)
-                        }
+                        Some(Token { kind: Tok::Num(Value::Number(n)), col }) => Segment::Index(
+                            n.as_i64().ok_or_else(|| self.err_at(col, "expected an integer index".into()))?,
+                        ),
                         Some(Token { kind: Tok::Str(s), .. }) => Segment::Key(s),
-                        Some(t) => return Err(self.err_at(t.col, format!("expected an index or a quoted key, found {}", t.kind.describe()))),
+                        Some(t) => {
+                            return Err(self.err_at(
+                                t.col,
+                                format!("expected an index or a quoted key, found {}", t.kind.describe()),
+                            ));
+                        }
                         None => return Err(self.err_at(self.end_col(), "expected an index after `[`".into())),
                     };
                     self.pos += 1;
@@ -575,7 +588,8 @@ mod tests {
 
     #[test]
     fn comparisons_and_logic() {
-        let doc = json!({"page": 3, "total_pages": 3, "has_more": false, "status": "done", "items": [1, 2], "ratio": 0.5});
+        let doc =
+            json!({"page": 3, "total_pages": 3, "has_more": false, "status": "done", "items": [1, 2], "ratio": 0.5});
         assert!(eval("page == total_pages", doc.clone()));
         assert!(eval("page >= 3 and not has_more", doc.clone()));
         assert!(eval("status == 'done' or page < 1", doc.clone()));

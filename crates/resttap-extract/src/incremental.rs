@@ -20,7 +20,9 @@ use serde_json_path::JsonPath;
 
 /// A record without a cursor value, with `on_cursor_value_missing: raise`.
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("a record has no value at cursor_path `{cursor_path}` (set `on_cursor_value_missing: include` or `exclude` to accept such records): {excerpt}")]
+#[error(
+    "a record has no value at cursor_path `{cursor_path}` (set `on_cursor_value_missing: include` or `exclude` to accept such records): {excerpt}"
+)]
 pub struct MissingCursor {
     pub cursor_path: String,
     pub excerpt: String,
@@ -161,7 +163,8 @@ impl Incremental {
         // boundary hashes only mean something when the run starts exactly at the stored value
         let seen_at_start = if start == last { prior.unique_hashes.iter().cloned().collect() } else { HashSet::new() };
         Incremental {
-            cursor: JsonPath::parse(&to_jsonpath(&cfg.cursor_path)).expect("cursor_path validated by the config loader"),
+            cursor: JsonPath::parse(&to_jsonpath(&cfg.cursor_path))
+                .expect("cursor_path validated by the config loader"),
             cfg: cfg.clone(),
             primary_key: primary_key.to_vec(),
             start,
@@ -234,7 +237,11 @@ impl Incremental {
             match self.newer(&value, start) {
                 Ordering::Less => return Ok(false),
                 Ordering::Equal if self.cfg.range_start == RangeBound::Open => return Ok(false),
-                Ordering::Equal if !self.seen_at_start.is_empty() && self.seen_at_start.contains(&self.hash(record)) => return Ok(false),
+                Ordering::Equal
+                    if !self.seen_at_start.is_empty() && self.seen_at_start.contains(&self.hash(record)) =>
+                {
+                    return Ok(false);
+                }
                 _ => {}
             }
         }
@@ -325,15 +332,24 @@ mod tests {
 
     #[test]
     fn lag_end_value_open_ranges_and_numbers() {
-        let stored = IncrementalState { initial_value: None, last_value: Some(json!("2024-03-01T00:00:00Z")), unique_hashes: vec![] };
+        let stored = IncrementalState {
+            initial_value: None,
+            last_value: Some(json!("2024-03-01T00:00:00Z")),
+            unique_hashes: vec![],
+        };
         let inc = Incremental::new(&cfg(json!({"lag": 3600})), Some(&stored), &[]);
         assert_eq!(inc.placeholder("start_value"), Some(json!("2024-02-29T23:00:00Z")));
-        let mut w = Incremental::new(&cfg(json!({"end_value": "2024-02-01T00:00:00Z", "end_param": "until"})), None, &[]);
+        let mut w =
+            Incremental::new(&cfg(json!({"end_value": "2024-02-01T00:00:00Z", "end_param": "until"})), None, &[]);
         assert!(!w.keep(&rec(1, "2024-02-01T00:00:00Z")).unwrap(), "end is open by default");
         assert!(w.keep(&rec(1, "2024-01-31T00:00:00Z")).unwrap());
         assert_eq!(w.state(), None, "a backfill window does not move the position");
         assert_eq!(w.params(), vec![("until".to_string(), json!("2024-02-01T00:00:00Z"))]);
-        let mut n = Incremental::new(&cfg(json!({"cursor_path": "seq", "initial_value": 10, "range_start": "open"})), None, &[]);
+        let mut n = Incremental::new(
+            &cfg(json!({"cursor_path": "seq", "initial_value": 10, "range_start": "open"})),
+            None,
+            &[],
+        );
         assert!(!n.keep(&json!({"seq": 10})).unwrap());
         assert!(n.keep(&json!({"seq": 11})).unwrap());
         assert!(n.keep(&json!({"seq": 9.5})).is_ok_and(|k| !k));
@@ -351,7 +367,11 @@ mod tests {
 
     #[test]
     fn min_moves_backwards() {
-        let mut inc = Incremental::new(&cfg(json!({"cursor_path": "n", "initial_value": 100, "last_value_func": "min"})), None, &[]);
+        let mut inc = Incremental::new(
+            &cfg(json!({"cursor_path": "n", "initial_value": 100, "last_value_func": "min"})),
+            None,
+            &[],
+        );
         assert!(!inc.keep(&json!({"n": 101})).unwrap());
         assert!(inc.keep(&json!({"n": 50})).unwrap());
         assert!(inc.keep(&json!({"n": 70})).unwrap());

@@ -8,8 +8,8 @@ pub mod steps;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use resttap_config::{AuthConfig, ClientConfig, Resource, to_jsonpath};
 use incremental::Incremental;
+use resttap_config::{AuthConfig, ClientConfig, Resource, to_jsonpath};
 use resttap_http::{Client, HttpError, RequestSpec, Response, RetryNotice};
 use resttap_paginate::{Detected, Page as PageView, PaginateError, Paginator};
 use serde_json::Value;
@@ -82,7 +82,12 @@ fn param_text(v: &Value) -> String {
 
 /// Renders placeholders in a JSON body: a string that is exactly one placeholder takes the
 /// value with its type (`{"since": "{incremental.start_value}"}` stays a number if it is one).
-fn render_json(client: &Client, v: &Value, inc: Option<&Incremental>, values: &dyn Fn(&str, &str) -> Option<String>) -> Value {
+fn render_json(
+    client: &Client,
+    v: &Value,
+    inc: Option<&Incremental>,
+    values: &dyn Fn(&str, &str) -> Option<String>,
+) -> Value {
     match v {
         Value::String(s) => {
             let whole = s.strip_prefix("{incremental.").and_then(|r| r.strip_suffix('}'));
@@ -94,14 +99,21 @@ fn render_json(client: &Client, v: &Value, inc: Option<&Incremental>, values: &d
             Value::String(client.render_with(s, values).expose().to_string())
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| render_json(client, x, inc, values)).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, x)| (k.clone(), render_json(client, x, inc, values))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), render_json(client, x, inc, values))).collect())
+        }
         other => other.clone(),
     }
 }
 
 /// The first request of a resource, from the client and endpoint config (and the incremental
 /// start, when the resource is incremental).
-pub fn first_request(client: &Client, cfg: &ClientConfig, res: &Resource, inc: Option<&Incremental>) -> Result<RequestSpec, ExtractError> {
+pub fn first_request(
+    client: &Client,
+    cfg: &ClientConfig,
+    res: &Resource,
+    inc: Option<&Incremental>,
+) -> Result<RequestSpec, ExtractError> {
     let uerr = |message: String| ExtractError::Url { resource: res.name.clone(), message };
     let values = |ns: &str, name: &str| -> Option<String> {
         if ns == "incremental" { inc.and_then(|i| i.placeholder(name)).map(|v| param_text(&v)) } else { None }
@@ -154,7 +166,9 @@ impl Selector {
             return Selector::Keys(Vec::new());
         }
         let simple = rest.starts_with('.')
-            && rest[1..].split('.').all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'));
+            && rest[1..]
+                .split('.')
+                .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'));
         if simple {
             Selector::Keys(rest[1..].split('.').map(String::from).collect())
         } else {
@@ -166,7 +180,9 @@ impl Selector {
 /// dlt's `find_response_page_data`: the first list under a records-like key (`data`, `items`,
 /// `results`, ...) within three levels, else the first list, else the whole body.
 fn detect(body: &Value) -> Vec<String> {
-    const RECORD_KEYS: [&str; 11] = ["data", "items", "results", "entries", "records", "rows", "entities", "payload", "content", "objects", "values"];
+    const RECORD_KEYS: [&str; 11] = [
+        "data", "items", "results", "entries", "records", "rows", "entities", "payload", "content", "objects", "values",
+    ];
     fn lists(v: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
         if path.len() > 2 {
             return;
@@ -274,7 +290,13 @@ fn spawn_fetch(client: &Client, req: &RequestSpec, counters: &Arc<Counters>) -> 
 
 impl Extractor {
     /// Starts fetching the first page of `res`.
-    pub fn start(client: Client, cfg: &ClientConfig, res: &Resource, counters: Arc<Counters>, inc: Option<&Incremental>) -> Result<Self, ExtractError> {
+    pub fn start(
+        client: Client,
+        cfg: &ClientConfig,
+        res: &Resource,
+        counters: Arc<Counters>,
+        inc: Option<&Incremental>,
+    ) -> Result<Self, ExtractError> {
         let mut req = first_request(&client, cfg, res, inc)?;
         let paginator_cfg = res.endpoint.paginator.as_ref().or(cfg.paginator.as_ref());
         let paginator = Paginator::new(paginator_cfg);
@@ -298,7 +320,10 @@ impl Extractor {
         let resp = match pending.await {
             Ok(r) => r.map_err(|source| ExtractError::Http { resource: resource.clone(), source })?,
             Err(join) => {
-                return Err(ExtractError::Http { resource, source: HttpError::Setup(format!("request task failed: {join}")) });
+                return Err(ExtractError::Http {
+                    resource,
+                    source: HttpError::Setup(format!("request task failed: {join}")),
+                });
             }
         };
         let shown = self.client.redactor().redact(resp.url.as_str());
@@ -317,10 +342,11 @@ impl Extractor {
         let n = count_records(&self.selector, &body);
         let mut detected: Option<Detected> = None;
         let page = PageView { body: &body, headers: &resp.headers, records: n, url: &resp.url };
-        let next = self
-            .paginator
-            .next(&req, &page, &mut detected)
-            .map_err(|source| ExtractError::Paginate { resource: resource.clone(), url: shown.clone(), source })?;
+        let next = self.paginator.next(&req, &page, &mut detected).map_err(|source| ExtractError::Paginate {
+            resource: resource.clone(),
+            url: shown.clone(),
+            source,
+        })?;
         if let Some(d) = detected {
             self.detected.push(format!("paginator {}", d.0));
         }
@@ -354,8 +380,14 @@ mod tests {
 
     #[test]
     fn join_url_like_dlt() {
-        assert_eq!(join_url("https://api.example.com", "/v1/forums").unwrap().as_str(), "https://api.example.com/v1/forums");
-        assert_eq!(join_url("https://api.example.com/api/", "v1/x").unwrap().as_str(), "https://api.example.com/api/v1/x");
+        assert_eq!(
+            join_url("https://api.example.com", "/v1/forums").unwrap().as_str(),
+            "https://api.example.com/v1/forums"
+        );
+        assert_eq!(
+            join_url("https://api.example.com/api/", "v1/x").unwrap().as_str(),
+            "https://api.example.com/api/v1/x"
+        );
         assert_eq!(join_url("https://a.example", "https://b.example/x").unwrap().as_str(), "https://b.example/x");
     }
 

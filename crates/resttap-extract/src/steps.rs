@@ -71,7 +71,11 @@ mod tests {
         .unwrap();
         assert_eq!(apply(&steps, json!({"status": "spam", "score": 1})), None);
         assert_eq!(apply(&steps, json!({"status": "ok", "score": 0.1})), None);
-        let out = apply(&steps, json!({"status": "ok", "score": 0.9, "userId": 7, "secret": "x", "meta": {"debug": true, "a": 1}})).unwrap();
+        let out = apply(
+            &steps,
+            json!({"status": "ok", "score": 0.9, "userId": 7, "secret": "x", "meta": {"debug": true, "a": 1}}),
+        )
+        .unwrap();
         assert_eq!(out, json!({"status": "ok", "score": 0.9, "user_id": 7, "meta": {"a": 1, "v": 2}, "source": "api"}));
     }
 }

@@ -195,7 +195,9 @@ impl Client {
                 match location {
                     ApiKeyLocation::Header => req.headers.push((name.clone(), key)),
                     ApiKeyLocation::Query => req.query.push((name.clone(), key.expose().to_string())),
-                    ApiKeyLocation::Cookie => return Err(HttpError::Setup("api_key in a cookie is not supported".into())),
+                    ApiKeyLocation::Cookie => {
+                        return Err(HttpError::Setup("api_key in a cookie is not supported".into()));
+                    }
                 }
             }
             AuthConfig::HttpBasic { username, password } => {
@@ -212,12 +214,17 @@ impl Client {
     }
 
     /// Sends `req`, retrying as the policy says. `on_retry` is called before each wait.
-    pub async fn send(&self, req: &RequestSpec, on_retry: &(dyn Fn(&RetryNotice) + Sync)) -> Result<Response, HttpError> {
+    pub async fn send(
+        &self,
+        req: &RequestSpec,
+        on_retry: &(dyn Fn(&RetryNotice) + Sync),
+    ) -> Result<Response, HttpError> {
         let url = req.full_url();
         let shown = self.redactor.redact(url.as_str());
         let mut headers = HeaderMap::new();
         for (k, v) in &req.headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| HttpError::Setup(format!("header name `{k}`: {e}")))?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| HttpError::Setup(format!("header name `{k}`: {e}")))?;
             let mut value = HeaderValue::from_str(v.expose())
                 .map_err(|_| HttpError::Setup(format!("header `{k}` has a value that is not valid in HTTP")))?;
             value.set_sensitive(v.is_secret() || name == reqwest::header::AUTHORIZATION);

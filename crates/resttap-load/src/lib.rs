@@ -58,7 +58,9 @@ pub struct CommitReport {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// Another process holds the destination (for example another run of the same pipeline).
-    #[error("the destination {location} is in use by another process: {message}. Wait for the other run to finish; resttap does not write to a dataset two runs share")]
+    #[error(
+        "the destination {location} is in use by another process: {message}. Wait for the other run to finish; resttap does not write to a dataset two runs share"
+    )]
     Locked { location: String, message: String },
     /// The destination cannot be opened.
     #[error("cannot open the destination {location}: {message}")]

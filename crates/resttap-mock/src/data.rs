@@ -8,14 +8,8 @@
 use serde_json::{Value, json};
 
 /// The resources served under `/v1/`, in the order the seed lists them.
-pub const RESOURCES: [&str; 6] = [
-    "forums",
-    "external_accounts",
-    "external_users",
-    "features",
-    "feedback_records",
-    "suggestions",
-];
+pub const RESOURCES: [&str; 6] =
+    ["forums", "external_accounts", "external_users", "features", "feedback_records", "suggestions"];
 
 /// How many records each resource has for a given base size and revision.
 ///
@@ -237,7 +231,8 @@ mod tests {
     #[test]
     fn records_are_deterministic_and_revision_changes_some() {
         assert_eq!(record("suggestions", 7, 0), record("suggestions", 7, 0));
-        let changed: Vec<u64> = (1..=20).filter(|id| record("suggestions", *id, 1) != record("suggestions", *id, 0)).collect();
+        let changed: Vec<u64> =
+            (1..=20).filter(|id| record("suggestions", *id, 1) != record("suggestions", *id, 0)).collect();
         assert_eq!(changed, vec![4, 9, 14, 19]);
     }
 
@@ -251,7 +246,10 @@ mod tests {
     #[test]
     fn changed_and_added_records_are_newer_than_everything_before() {
         let at = |v: &Value| v["updated_at"].as_str().unwrap().to_string();
-        let max0 = (1..=2000).map(|id| resttap_schema::timestamp::parse_timestamp(&at(&record("suggestions", id, 0))).unwrap()).max().unwrap();
+        let max0 = (1..=2000)
+            .map(|id| resttap_schema::timestamp::parse_timestamp(&at(&record("suggestions", id, 0))).unwrap())
+            .max()
+            .unwrap();
         let changed = record("suggestions", 4, 1);
         assert!(resttap_schema::timestamp::parse_timestamp(&at(&changed)).unwrap() > max0);
         assert_eq!(added_in("suggestions", 101, 100, 2), Some(1));

@@ -153,7 +153,10 @@ impl Shared {
                 let ids = self.selection(resource, revision, f);
                 let total = ids.len() as u64;
                 let end = (offset + limit).min(total) as usize;
-                (total, ids[(offset as usize).min(end)..end].iter().map(|id| self.record(name, *id, revision)).collect())
+                (
+                    total,
+                    ids[(offset as usize).min(end)..end].iter().map(|id| self.record(name, *id, revision)).collect(),
+                )
             }
         };
         let end = (offset + limit).min(total);
@@ -205,7 +208,10 @@ async fn list(
     }
     let injected = if faults.always != 0 {
         Some(faults.always)
-    } else if faults.fail_every > 0 && n % faults.fail_every == 0 && s.failed.lock().expect("failed").insert(uri.to_string()) {
+    } else if faults.fail_every > 0
+        && n % faults.fail_every == 0
+        && s.failed.lock().expect("failed").insert(uri.to_string())
+    {
         let statuses = if faults.statuses.is_empty() { vec![429, 500, 502, 503, 504] } else { faults.statuses.clone() };
         Some(statuses[((n / faults.fail_every - 1) % statuses.len() as u64) as usize])
     } else {
@@ -250,7 +256,9 @@ async fn list(
     match q.get("sort").map(String::as_str) {
         None => {}
         Some("updated_at") => filter.sort = true,
-        Some(other) => return json_error(StatusCode::BAD_REQUEST, &format!("cannot sort by {other:?}; only updated_at")),
+        Some(other) => {
+            return json_error(StatusCode::BAD_REQUEST, &format!("cannot sort by {other:?}; only updated_at"));
+        }
     }
     let filter = (filter.after.is_some() || filter.before.is_some() || filter.sort).then_some(filter);
     let revision = s.revision.load(Ordering::Relaxed);
@@ -330,7 +338,10 @@ pub async fn serve(listener: tokio::net::TcpListener, opts: MockOptions) -> std:
 
 /// Binds `addr` (port 0 picks a free port), and serves the mock API on a background task.
 /// Returns the bound address.
-pub async fn spawn(addr: SocketAddr, opts: MockOptions) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+pub async fn spawn(
+    addr: SocketAddr,
+    opts: MockOptions,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = router(shared(opts));
@@ -347,7 +358,9 @@ mod tests {
         let idx = RESOURCES.iter().position(|r| *r == "suggestions").unwrap();
         let all = s.selection(idx, 0, &Filter { after: None, before: None, sort: true });
         assert_eq!(all.len(), 300);
-        let at = |id: u64| parse_timestamp(crate::data::record("suggestions", id, 0)["updated_at"].as_str().unwrap()).unwrap();
+        let at = |id: u64| {
+            parse_timestamp(crate::data::record("suggestions", id, 0)["updated_at"].as_str().unwrap()).unwrap()
+        };
         assert!(all.windows(2).all(|w| at(w[0]) <= at(w[1])));
         let cut = at(all[150]);
         let newer = s.selection(idx, 0, &Filter { after: Some(cut), before: None, sort: true });

@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use base64::Engine;
@@ -167,7 +169,8 @@ impl TableBuf {
             c.len = 0;
         }
         self.rows = 0;
-        let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays).expect("columns padded to the same length");
+        let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)
+            .expect("columns padded to the same length");
         Some(TableBatch { table: self.name.clone(), columns, batch })
     }
 }
@@ -301,7 +304,8 @@ impl Normalizer {
         let merge = cfg.write_disposition == WriteDisposition::Merge;
         let names = vec![NameNode { full: Arc::from(""), children: HashMap::new() }];
         let sys = SysNodes { load_id: 0, id: 0, root_id: 0, parent_id: 0, list_idx: 0, value: 0, list: 0 };
-        let mut n = Normalizer { cfg, schema, bufs: Vec::new(), buf_index: HashMap::new(), names, sys, merge, records: 0 };
+        let mut n =
+            Normalizer { cfg, schema, bufs: Vec::new(), buf_index: HashMap::new(), names, sys, merge, records: 0 };
         n.sys = SysNodes {
             load_id: n.child(0, cols::LOAD_ID),
             id: n.child(0, cols::ID),
@@ -330,7 +334,11 @@ impl Normalizer {
             return id;
         }
         let seg = if key.trim().is_empty() { "_empty".to_string() } else { normalize_identifier(key) };
-        let full: Arc<str> = if parent == 0 { Arc::from(seg) } else { Arc::from(format!("{}{PATH_SEPARATOR}{seg}", self.names[parent].full)) };
+        let full: Arc<str> = if parent == 0 {
+            Arc::from(seg)
+        } else {
+            Arc::from(format!("{}{PATH_SEPARATOR}{seg}", self.names[parent].full))
+        };
         let id = self.names.len();
         self.names.push(NameNode { full, children: HashMap::new() });
         self.names[parent].children.insert(key.to_string(), id);
@@ -402,7 +410,12 @@ impl Normalizer {
         };
         if table.column(&col_name).is_none() {
             let pk = !table.is_nested() && self.cfg.primary_key.iter().any(|k| *k == col_name);
-            table.add_column(Column { name: col_name.clone(), data_type: dtype, nullable: !(pk || not_null), primary_key: pk });
+            table.add_column(Column {
+                name: col_name.clone(),
+                data_type: dtype,
+                nullable: !(pk || not_null),
+                primary_key: pk,
+            });
         }
         let ci = match buf.index.get(&col_name) {
             Some(i) => *i,
@@ -432,19 +445,31 @@ impl Normalizer {
 
     /// Is `name` in `table` to be kept whole as json (nesting limit or an existing json column)?
     fn keep_whole(&self, table: &str, name: &str, level: i64) -> bool {
-        level <= 0 || self.schema.table(table).and_then(|t| t.column(name)).is_some_and(|c| c.data_type == DataType::Json)
+        level <= 0
+            || self.schema.table(table).and_then(|t| t.column(name)).is_some_and(|c| c.data_type == DataType::Json)
     }
 
     /// dlt's `_flatten`: scalars of `obj` and its nested objects (depth first, last object
     /// first, as dlt's stack does) with their name nodes, and the lists found on the way.
-    fn flatten<'v>(&mut self, table: &str, obj: &'v Map<String, Value>, level: i64, out: &mut Vec<(usize, &'v Value)>, lists: &mut Vec<ListAt<'v>>) {
+    fn flatten<'v>(
+        &mut self,
+        table: &str,
+        obj: &'v Map<String, Value>,
+        level: i64,
+        out: &mut Vec<(usize, &'v Value)>,
+        lists: &mut Vec<ListAt<'v>>,
+    ) {
         let mut stack: Vec<(&Map<String, Value>, i64, usize)> = vec![(obj, level, 0)];
         while let Some((cur, lvl, parent)) = stack.pop() {
             for (k, v) in cur {
                 let node = self.child(parent, k);
                 match v {
-                    Value::Object(m) if !self.keep_whole(table, &self.names[node].full, lvl) => stack.push((m, lvl - 1, node)),
-                    Value::Array(a) if !self.keep_whole(table, &self.names[node].full, lvl) => lists.push((node, a.as_slice())),
+                    Value::Object(m) if !self.keep_whole(table, &self.names[node].full, lvl) => {
+                        stack.push((m, lvl - 1, node))
+                    }
+                    Value::Array(a) if !self.keep_whole(table, &self.names[node].full, lvl) => {
+                        lists.push((node, a.as_slice()))
+                    }
                     _ => out.push((node, v)),
                 }
             }
@@ -501,7 +526,15 @@ impl Normalizer {
         Ok(())
     }
 
-    fn list(&mut self, parent_table: &str, path: &str, items: &[Value], parent_id: &str, root_id: Option<&str>, level: i64) {
+    fn list(
+        &mut self,
+        parent_table: &str,
+        path: &str,
+        items: &[Value],
+        parent_id: &str,
+        root_id: Option<&str>,
+        level: i64,
+    ) {
         let table = format!("{parent_table}{PATH_SEPARATOR}{path}");
         let bi = self.buf(&table, Some(parent_table));
         let mut fields = Vec::new();

@@ -42,13 +42,30 @@ fn flattens_like_dlt_with_nested_tables() {
     assert_eq!(
         names(&root),
         vec![
-            "id:bigint NN", "name:text", "is_public:bool", "created_at:timestamp", "stats__vote_total:double",
-            "settings__default_status:text", "settings__allow_anonymous:bool", "settings__moderation__enabled:bool",
-            "settings__moderation__level:bigint", "_dlt_load_id:text NN", "_dlt_id:text NN"
+            "id:bigint NN",
+            "name:text",
+            "is_public:bool",
+            "created_at:timestamp",
+            "stats__vote_total:double",
+            "settings__default_status:text",
+            "settings__allow_anonymous:bool",
+            "settings__moderation__enabled:bool",
+            "settings__moderation__level:bigint",
+            "_dlt_load_id:text NN",
+            "_dlt_id:text NN"
         ]
     );
     let tags = by_table(&batches, "forums__tags");
-    assert_eq!(names(&tags), vec!["value:text", "_dlt_root_id:text NN", "_dlt_parent_id:text NN", "_dlt_list_idx:bigint NN", "_dlt_id:text NN"]);
+    assert_eq!(
+        names(&tags),
+        vec![
+            "value:text",
+            "_dlt_root_id:text NN",
+            "_dlt_parent_id:text NN",
+            "_dlt_list_idx:bigint NN",
+            "_dlt_id:text NN"
+        ]
+    );
     assert_eq!(tags.batch.num_rows(), 2);
     let root_id = root.batch.column(10).as_string::<i32>().value(0).to_string();
     assert_eq!(root_id.len(), 14);
@@ -87,9 +104,11 @@ fn append_has_no_root_id_and_columns_appear_when_first_non_null() {
 fn values_that_do_not_fit_go_to_variant_columns() {
     let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
     let mut out = Vec::new();
-    for rec in [json!({"id": 1, "n": 5, "ts": "2024-01-01T00:00:00Z", "s": "x", "f": 1.5}),
-                json!({"id": 2, "n": "1k+", "ts": "not a date", "s": 3, "f": 2}),
-                json!({"id": 3, "n": 7.0, "ts": "2024-01-02T00:00:00Z", "s": true, "f": "2.5"})] {
+    for rec in [
+        json!({"id": 1, "n": 5, "ts": "2024-01-01T00:00:00Z", "s": "x", "f": 1.5}),
+        json!({"id": 2, "n": "1k+", "ts": "not a date", "s": 3, "f": 2}),
+        json!({"id": 3, "n": 7.0, "ts": "2024-01-02T00:00:00Z", "s": true, "f": "2.5"}),
+    ] {
         n.push(&rec, &mut out).unwrap();
     }
     let root = by_table(&n.finish(), "forums");
@@ -139,7 +158,10 @@ fn batches_are_emitted_when_full_and_nesting_limit_keeps_json() {
     assert_eq!(out.iter().map(|b| b.batch.num_rows()).sum::<usize>(), 4);
     let rest = n.finish();
     assert_eq!(rest.len(), 1);
-    assert_eq!(names(&rest[0]), vec!["id:bigint NN", "obj:json", "list:json", "_dlt_load_id:text NN", "_dlt_id:text NN"]);
+    assert_eq!(
+        names(&rest[0]),
+        vec!["id:bigint NN", "obj:json", "list:json", "_dlt_load_id:text NN", "_dlt_id:text NN"]
+    );
     assert_eq!(rest[0].batch.column(1).as_string::<i32>().value(0), r#"{"a":1}"#);
 }
 

@@ -28,13 +28,17 @@ pub struct Page<'a> {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PaginateError {
     /// The API sent a cursor or next-page URL it had sent before: following it would loop.
-    #[error("the API returned the {what} `{value}` a second time after {pages} page(s); stopping instead of looping forever")]
+    #[error(
+        "the API returned the {what} `{value}` a second time after {pages} page(s); stopping instead of looping forever"
+    )]
     Repeated { what: &'static str, value: String, pages: usize },
     /// A `has_more_path` is missing or not a boolean.
     #[error("`{path}` in the response is {found}, expected a boolean")]
     HasMore { path: String, found: String },
     /// `total_path` is missing or not a number.
-    #[error("`{path}` in the response is {found}, expected the total as a number (set `total_path: null` if the API sends none)")]
+    #[error(
+        "`{path}` in the response is {found}, expected the total as a number (set `total_path: null` if the API sends none)"
+    )]
     Total { path: String, found: String },
     /// A next-page URL cannot be resolved.
     #[error("invalid next page URL `{0}`")]
@@ -50,10 +54,22 @@ pub struct Paginator {
 }
 
 enum Kind {
-    Cursor { path: JsonPath, param: String, has_more: Option<(String, JsonPath)>, stop_after_empty_page: bool },
-    JsonLink { path: JsonPath },
-    HeaderLink { rel: String },
-    HeaderCursor { key: String, param: String },
+    Cursor {
+        path: JsonPath,
+        param: String,
+        has_more: Option<(String, JsonPath)>,
+        stop_after_empty_page: bool,
+    },
+    JsonLink {
+        path: JsonPath,
+    },
+    HeaderLink {
+        rel: String,
+    },
+    HeaderCursor {
+        key: String,
+        param: String,
+    },
     /// Offset or page number: a number that grows by `step` per page.
     Range(Range),
     Single,
@@ -88,7 +104,10 @@ fn has_more_at(raw: &str, path: &JsonPath, body: &Value) -> Result<bool, Paginat
         Some(Value::Bool(b)) => Ok(*b),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(PaginateError::HasMore { path: raw.to_string(), found: other.map_or("missing".to_string(), |v| format!("`{v}`")) }),
+        other => Err(PaginateError::HasMore {
+            path: raw.to_string(),
+            found: other.map_or("missing".to_string(), |v| format!("`{v}`")),
+        }),
     }
 }
 
@@ -154,7 +173,9 @@ fn find_next_path(v: &Value, path: &mut Vec<String>) -> Option<String> {
             match child {
                 Value::Object(inner) => {
                     for (ik, iv) in inner {
-                        if (ik.eq_ignore_ascii_case("href") || ik.eq_ignore_ascii_case("url")) && (iv.is_string() || iv.is_number()) {
+                        if (ik.eq_ignore_ascii_case("href") || ik.eq_ignore_ascii_case("url"))
+                            && (iv.is_string() || iv.is_number())
+                        {
                             path.extend([k.clone(), ik.clone()]);
                             return Some(path.join("."));
                         }
@@ -183,46 +204,67 @@ impl Paginator {
     pub fn new(config: Option<&PaginatorConfig>) -> Paginator {
         let kind = match config {
             None | Some(PaginatorConfig::Auto {}) => Kind::Auto,
-            Some(PaginatorConfig::Cursor { cursor_path, cursor_param, has_more_path, stop_after_empty_page, .. }) => Kind::Cursor {
+            Some(PaginatorConfig::Cursor {
+                cursor_path, cursor_param, has_more_path, stop_after_empty_page, ..
+            }) => Kind::Cursor {
                 path: compile(cursor_path),
                 param: cursor_param.clone().unwrap_or_else(|| "cursor".into()),
                 has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
                 stop_after_empty_page: *stop_after_empty_page,
             },
             Some(PaginatorConfig::JsonLink { next_url_path, .. }) => Kind::JsonLink { path: compile(next_url_path) },
-            Some(PaginatorConfig::HeaderLink { links_next_key, .. }) => Kind::HeaderLink { rel: links_next_key.clone() },
+            Some(PaginatorConfig::HeaderLink { links_next_key, .. }) => {
+                Kind::HeaderLink { rel: links_next_key.clone() }
+            }
             Some(PaginatorConfig::HeaderCursor { cursor_key, cursor_param, .. }) => {
                 Kind::HeaderCursor { key: cursor_key.clone(), param: cursor_param.clone() }
             }
-            Some(PaginatorConfig::Offset { limit, offset, offset_param, limit_param, total_path, maximum_offset, stop_after_empty_page, has_more_path, .. }) => {
-                Kind::Range(Range {
-                    param: offset_param.clone(),
-                    limit: Some((limit_param.clone(), *limit)),
-                    current: *offset,
-                    step: *limit,
-                    base_index: 0,
-                    maximum: *maximum_offset,
-                    total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
-                    stop_after_empty_page: *stop_after_empty_page,
-                    has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
-                })
-            }
-            Some(PaginatorConfig::PageNumber { base_page, page, page_param, total_path, maximum_page, stop_after_empty_page, has_more_path, .. }) => {
-                Kind::Range(Range {
-                    param: page_param.clone(),
-                    limit: None,
-                    current: page.unwrap_or(*base_page),
-                    step: 1,
-                    base_index: *base_page,
-                    maximum: *maximum_page,
-                    total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
-                    stop_after_empty_page: *stop_after_empty_page,
-                    has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
-                })
-            }
+            Some(PaginatorConfig::Offset {
+                limit,
+                offset,
+                offset_param,
+                limit_param,
+                total_path,
+                maximum_offset,
+                stop_after_empty_page,
+                has_more_path,
+                ..
+            }) => Kind::Range(Range {
+                param: offset_param.clone(),
+                limit: Some((limit_param.clone(), *limit)),
+                current: *offset,
+                step: *limit,
+                base_index: 0,
+                maximum: *maximum_offset,
+                total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
+                stop_after_empty_page: *stop_after_empty_page,
+                has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
+            }),
+            Some(PaginatorConfig::PageNumber {
+                base_page,
+                page,
+                page_param,
+                total_path,
+                maximum_page,
+                stop_after_empty_page,
+                has_more_path,
+                ..
+            }) => Kind::Range(Range {
+                param: page_param.clone(),
+                limit: None,
+                current: page.unwrap_or(*base_page),
+                step: 1,
+                base_index: *base_page,
+                maximum: *maximum_page,
+                total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
+                stop_after_empty_page: *stop_after_empty_page,
+                has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
+            }),
             Some(PaginatorConfig::SinglePage {}) => Kind::Single,
         };
-        let stop = config.and_then(PaginatorConfig::stop_condition).map(|c| Expr::parse(c).expect("stop_condition validated by the config loader"));
+        let stop = config
+            .and_then(PaginatorConfig::stop_condition)
+            .map(|c| Expr::parse(c).expect("stop_condition validated by the config loader"));
         Paginator { kind, stop, seen: HashSet::new(), pages: 0 }
     }
 
@@ -235,7 +277,12 @@ impl Paginator {
 
     /// The request for the page after `page`, or `None` when it was the last one. The first
     /// call of an auto-detecting paginator may return what it chose in `detected`.
-    pub fn next(&mut self, current: &RequestSpec, page: &Page<'_>, detected: &mut Option<Detected>) -> Result<Option<RequestSpec>, PaginateError> {
+    pub fn next(
+        &mut self,
+        current: &RequestSpec,
+        page: &Page<'_>,
+        detected: &mut Option<Detected>,
+    ) -> Result<Option<RequestSpec>, PaginateError> {
         self.pages += 1;
         if let Kind::Auto = self.kind {
             let (kind, what) = if let Some(_) = link_header(page.headers, "next") {
@@ -290,14 +337,20 @@ impl Paginator {
                         None => None,
                         Some((raw, path)) => Some(match first(path, page.body) {
                             Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().expect("checked"),
-                            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => s.trim().parse().expect("checked"),
+                            Some(Value::String(s)) if s.trim().parse::<u64>().is_ok() => {
+                                s.trim().parse().expect("checked")
+                            }
                             other => {
-                                return Err(PaginateError::Total { path: raw.clone(), found: other.map_or("missing".into(), |v| format!("`{v}`")) });
+                                return Err(PaginateError::Total {
+                                    path: raw.clone(),
+                                    found: other.map_or("missing".into(), |v| format!("`{v}`")),
+                                });
                             }
                         }),
                     };
                     let next_value = r.current + r.step;
-                    let mut more = !(total.is_some_and(|t| next_value >= t + r.base_index) || r.maximum.is_some_and(|m| next_value >= m));
+                    let mut more = !(total.is_some_and(|t| next_value >= t + r.base_index)
+                        || r.maximum.is_some_and(|m| next_value >= m));
                     if let Some((raw, path)) = &r.has_more {
                         more = has_more_at(raw, path, page.body)?;
                     }
@@ -331,7 +384,6 @@ impl Paginator {
         }
         Ok(next)
     }
-
 }
 
 fn check_new(seen: &mut HashSet<String>, pages: usize, what: &'static str, value: &str) -> Result<(), PaginateError> {
@@ -341,7 +393,13 @@ fn check_new(seen: &mut HashSet<String>, pages: usize, what: &'static str, value
     Ok(())
 }
 
-fn follow(seen: &mut HashSet<String>, pages: usize, current: &RequestSpec, base: &Url, link: &str) -> Result<RequestSpec, PaginateError> {
+fn follow(
+    seen: &mut HashSet<String>,
+    pages: usize,
+    current: &RequestSpec,
+    base: &Url,
+    link: &str,
+) -> Result<RequestSpec, PaginateError> {
     let url = base.join(link).map_err(|_| PaginateError::BadUrl(link.to_string()))?;
     check_new(seen, pages, "next page URL", url.as_str())?;
     let mut req = current.clone();

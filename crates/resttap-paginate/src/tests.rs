@@ -4,7 +4,13 @@ use resttap_http::reqwest_header::{HeaderMap, HeaderValue};
 use serde_json::json;
 
 fn req(url: &str) -> RequestSpec {
-    RequestSpec { method: Method::Get, url: Url::parse(url).unwrap(), query: vec![("limit".into(), "10".into())], headers: vec![], json: None }
+    RequestSpec {
+        method: Method::Get,
+        url: Url::parse(url).unwrap(),
+        query: vec![("limit".into(), "10".into())],
+        headers: vec![],
+        json: None,
+    }
 }
 
 fn cursor(stop: Option<&str>) -> PaginatorConfig {
@@ -18,7 +24,12 @@ fn cursor(stop: Option<&str>) -> PaginatorConfig {
     }
 }
 
-fn step(p: &mut Paginator, r: &RequestSpec, body: Value, headers: &HeaderMap) -> Result<Option<RequestSpec>, PaginateError> {
+fn step(
+    p: &mut Paginator,
+    r: &RequestSpec,
+    body: Value,
+    headers: &HeaderMap,
+) -> Result<Option<RequestSpec>, PaginateError> {
     let url = r.full_url();
     let page = Page { body: &body, headers, records: 1, url: &url };
     p.next(r, &page, &mut None)
@@ -35,7 +46,11 @@ fn cursor_follows_until_missing_or_empty() {
     assert_eq!(r2.full_url().as_str(), "http://api/v1/x?limit=10&cursor=42");
     assert!(step(&mut p, &r2, json!({"pagination": {"cursor": ""}}), &h).unwrap().is_none());
     assert!(step(&mut Paginator::new(Some(&cursor(None))), &r0, json!({"pagination": {}}), &h).unwrap().is_none());
-    assert!(step(&mut Paginator::new(Some(&cursor(None))), &r0, json!({"pagination": {"cursor": null}}), &h).unwrap().is_none());
+    assert!(
+        step(&mut Paginator::new(Some(&cursor(None))), &r0, json!({"pagination": {"cursor": null}}), &h)
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -91,7 +106,10 @@ fn json_link_resolves_relative_and_clears_params() {
 #[test]
 fn header_link_and_auto_detection() {
     let mut h = HeaderMap::new();
-    h.insert("link", HeaderValue::from_static("<http://api/x?page=2>; rel=\"next\", <http://api/x?page=9>; rel=\"last\""));
+    h.insert(
+        "link",
+        HeaderValue::from_static("<http://api/x?page=2>; rel=\"next\", <http://api/x?page=9>; rel=\"last\""),
+    );
     let r0 = req("http://api/x");
     let mut p = Paginator::new(None);
     let url = r0.full_url();
@@ -104,14 +122,21 @@ fn header_link_and_auto_detection() {
     let mut p = Paginator::new(None);
     let mut detected = None;
     let body = json!({"data": [1], "meta": {"next": {"href": "http://api/x?p=2"}}});
-    let r1 = p.next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut detected).unwrap().unwrap();
+    let r1 = p
+        .next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut detected)
+        .unwrap()
+        .unwrap();
     assert_eq!(r1.full_url().as_str(), "http://api/x?p=2");
     assert_eq!(detected.unwrap().0, "json_link (next_url_path `meta.next.href`)");
 
     let mut p = Paginator::new(None);
     let mut detected = None;
     let body = json!({"data": [1]});
-    assert!(p.next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut detected).unwrap().is_none());
+    assert!(
+        p.next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut detected)
+            .unwrap()
+            .is_none()
+    );
     assert!(detected.unwrap().0.starts_with("single_page"));
 }
 
@@ -187,7 +212,11 @@ fn page_number_counts_from_base_page_with_total_pages() {
 
 #[test]
 fn header_cursor() {
-    let cfg = PaginatorConfig::HeaderCursor { cursor_key: "X-Next".into(), cursor_param: "after".into(), stop_condition: None };
+    let cfg = PaginatorConfig::HeaderCursor {
+        cursor_key: "X-Next".into(),
+        cursor_param: "after".into(),
+        stop_condition: None,
+    };
     let mut p = Paginator::new(Some(&cfg));
     let r = RequestSpec { query: vec![], ..req("http://api/x") };
     let mut h = HeaderMap::new();
@@ -195,5 +224,9 @@ fn header_cursor() {
     let url = r.full_url();
     let r1 = p.next(&r, &Page { body: &json!({}), headers: &h, records: 1, url: &url }, &mut None).unwrap().unwrap();
     assert_eq!(r1.full_url().as_str(), "http://api/x?after=c2");
-    assert!(p.next(&r1, &Page { body: &json!({}), headers: &HeaderMap::new(), records: 1, url: &url }, &mut None).unwrap().is_none());
+    assert!(
+        p.next(&r1, &Page { body: &json!({}), headers: &HeaderMap::new(), records: 1, url: &url }, &mut None)
+            .unwrap()
+            .is_none()
+    );
 }

@@ -99,7 +99,8 @@ pub fn make_path<S: AsRef<str>>(parts: &[S]) -> String {
 
 /// Normalizes a table name given by the user (each `__`-separated part on its own).
 pub fn normalize_table_name(name: &str) -> String {
-    let parts: Vec<String> = name.split(PATH_SEPARATOR).filter(|p| !p.trim().is_empty()).map(normalize_identifier).collect();
+    let parts: Vec<String> =
+        name.split(PATH_SEPARATOR).filter(|p| !p.trim().is_empty()).map(normalize_identifier).collect();
     make_path(&parts)
 }
 

@@ -43,7 +43,8 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
                 return None;
             }
             let frac = num(start, digits)?;
-            micros = if digits <= 6 { frac * 10i64.pow(6 - digits as u32) } else { frac / 10i64.pow(digits as u32 - 6) };
+            micros =
+                if digits <= 6 { frac * 10i64.pow(6 - digits as u32) } else { frac / 10i64.pow(digits as u32 - 6) };
         }
     }
     let offset_secs = match b.get(i) {
@@ -65,7 +66,13 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 59 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -147,7 +154,15 @@ mod tests {
 
     #[test]
     fn rejects_non_timestamps() {
-        for s in ["2024-03-05", "hello world, not a date", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-03-05T10:20:30Zjunk", "2024-03-05T25:00:00Z", "2024-03-05T10:20:30+2"] {
+        for s in [
+            "2024-03-05",
+            "hello world, not a date",
+            "2024-13-01T00:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-03-05T10:20:30Zjunk",
+            "2024-03-05T25:00:00Z",
+            "2024-03-05T10:20:30+2",
+        ] {
             assert_eq!(parse_timestamp(s), None, "{s}");
         }
         assert!(parse_timestamp("2024-02-29T00:00:00Z").is_some());

@@ -76,7 +76,8 @@ impl PipelineState {
         let mut resources = BTreeMap::new();
         if let Some(Value::Object(m)) = v.pointer(&format!("/sources/{SOURCE}/resources")) {
             for (k, r) in m {
-                let rs: ResourceState = serde_json::from_value(r.clone()).map_err(|e| StateError(format!("resource `{k}`: {e}")))?;
+                let rs: ResourceState =
+                    serde_json::from_value(r.clone()).map_err(|e| StateError(format!("resource `{k}`: {e}")))?;
                 resources.insert(k.clone(), rs);
             }
         }
@@ -96,7 +97,9 @@ impl PipelineState {
         let json: Value = match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
             Ok(bytes) => {
                 let mut out = Vec::new();
-                flate2::read::ZlibDecoder::new(&bytes[..]).read_to_end(&mut out).map_err(|e| StateError(e.to_string()))?;
+                flate2::read::ZlibDecoder::new(&bytes[..])
+                    .read_to_end(&mut out)
+                    .map_err(|e| StateError(e.to_string()))?;
                 serde_json::from_slice(&out).map_err(|e| StateError(e.to_string()))?
             }
             Err(_) => serde_json::from_str(s).map_err(|e| StateError(e.to_string()))?,
@@ -125,13 +128,20 @@ mod tests {
         s.version = 3;
         s.resources.entry("forums".into()).or_default().incremental.insert(
             "updated_at".into(),
-            IncrementalState { initial_value: Some("2024-01-01T00:00:00Z".into()), last_value: Some("2024-02-01T00:00:00Z".into()), unique_hashes: vec!["h1".into()] },
+            IncrementalState {
+                initial_value: Some("2024-01-01T00:00:00Z".into()),
+                last_value: Some("2024-02-01T00:00:00Z".into()),
+                unique_hashes: vec!["h1".into()],
+            },
         );
         let enc = s.encode();
         assert!(enc.starts_with("eN"), "zlib stream in base64: {enc}");
         assert_eq!(PipelineState::decode(&enc).unwrap(), s);
         assert_eq!(PipelineState::decode(&s.to_json().to_string()).unwrap(), s);
-        assert_eq!(s.to_json().pointer("/sources/rest_api/resources/forums/incremental/updated_at/last_value").unwrap(), "2024-02-01T00:00:00Z");
+        assert_eq!(
+            s.to_json().pointer("/sources/rest_api/resources/forums/incremental/updated_at/last_value").unwrap(),
+            "2024-02-01T00:00:00Z"
+        );
         let before = s.content_hash();
         s.version = 9;
         assert_eq!(s.content_hash(), before, "the version is not content");

@@ -20,10 +20,17 @@ pub async fn fetch_all(base_url: &str, token: &str) -> Result<(u64, u64), HttpEr
     let mut tasks = tokio::task::JoinSet::new();
     for resource in resttap_mock::data::RESOURCES {
         let client = client.clone();
-        let url = url::Url::parse(&format!("{}/v1/{resource}", base_url.trim_end_matches('/'))).map_err(|e| HttpError::Setup(e.to_string()))?;
+        let url = url::Url::parse(&format!("{}/v1/{resource}", base_url.trim_end_matches('/')))
+            .map_err(|e| HttpError::Setup(e.to_string()))?;
         let auth = Rendered::new(format!("Bearer {token}"), true);
         tasks.spawn(async move {
-            let mut req = RequestSpec { method: Method::Get, url, query: Vec::new(), headers: vec![("Authorization".into(), auth)], json: None };
+            let mut req = RequestSpec {
+                method: Method::Get,
+                url,
+                query: Vec::new(),
+                headers: vec![("Authorization".into(), auth)],
+                json: None,
+            };
             let (mut pages, mut bytes) = (0u64, 0u64);
             loop {
                 let resp = client.send(&req, &|_| {}).await?;

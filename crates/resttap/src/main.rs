@@ -149,7 +149,13 @@ async fn run_and_report(config: resttap_config::Config, opts: RunOptions) -> Exi
     }
 }
 
-fn state_command(path: &Path, pipeline: &str, dataset: &str, reset: bool, resource: Option<&str>) -> Result<String, String> {
+fn state_command(
+    path: &Path,
+    pipeline: &str,
+    dataset: &str,
+    reset: bool,
+    resource: Option<&str>,
+) -> Result<String, String> {
     use resttap_load::Destination;
     let mut db = if reset {
         if !path.exists() {
@@ -170,7 +176,10 @@ fn state_command(path: &Path, pipeline: &str, dataset: &str, reset: bool, resour
         Some(r) => {
             if state.resources.remove(r).is_none() {
                 let known: Vec<&str> = state.resources.keys().map(String::as_str).collect();
-                return Err(format!("pipeline `{pipeline}` has no state for resource `{r}` (it has: {})", known.join(", ")));
+                return Err(format!(
+                    "pipeline `{pipeline}` has no state for resource `{r}` (it has: {})",
+                    known.join(", ")
+                ));
             }
         }
         None => state.resources.clear(),
@@ -217,7 +226,10 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 }
             };
             if tables.is_empty() {
-                eprintln!("error: {} has no dataset `{dataset}` (or it has no tables); check --pipeline and --dataset", path.display());
+                eprintln!(
+                    "error: {} has no dataset `{dataset}` (or it has no tables); check --pipeline and --dataset",
+                    path.display()
+                );
                 return ExitCode::FAILURE;
             }
             if json {

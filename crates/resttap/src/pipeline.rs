@@ -12,10 +12,10 @@ use resttap_extract::incremental::{Incremental, MissingCursor};
 use resttap_extract::{Counters, ExtractError, Extractor};
 use resttap_http::{Client, HttpError};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
-use resttap_state::IncrementalState;
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
 use resttap_schema::naming::{normalize_identifier, normalize_table_name};
 use resttap_schema::{Schema, WriteDisposition};
+use resttap_state::IncrementalState;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Where the data goes.
@@ -166,10 +166,12 @@ async fn run_resource(
         &existing,
     );
     let steps = match &res.processing_steps {
-        Some(s) => resttap_config::steps::compile(s).map_err(|e| RunError::Internal(format!("processing_steps{}: {}", e.key, e.message)))?,
+        Some(s) => resttap_config::steps::compile(s)
+            .map_err(|e| RunError::Internal(format!("processing_steps{}: {}", e.key, e.message)))?,
         None => Vec::new(),
     };
-    let mut incremental = res.endpoint.incremental.as_ref().map(|c| Incremental::new(c, prior.as_ref(), &res.primary_key));
+    let mut incremental =
+        res.endpoint.incremental.as_ref().map(|c| Incremental::new(c, prior.as_ref(), &res.primary_key));
     let mut extractor = Extractor::start(client, &config.api.client, &res, counters, incremental.as_ref())?;
     let mut out = Vec::new();
     let mut first_page = true;
@@ -189,7 +191,9 @@ async fn run_resource(
                     None => continue,
                 }
             };
-            normalizer.push(&rec, &mut out).map_err(|source| RunError::Normalize { resource: res.name.clone(), source })?;
+            normalizer
+                .push(&rec, &mut out)
+                .map_err(|source| RunError::Normalize { resource: res.name.clone(), source })?;
         }
         for b in out.drain(..) {
             tx.send(b).await.map_err(|_| closed())?;
@@ -207,13 +211,20 @@ async fn run_resource(
         load: ResourceLoad { resource: res.name.clone(), root_table: table, write_disposition: wd, primary_key },
         schema: normalizer.schema().clone(),
         detections,
-        incremental: incremental.as_ref().and_then(|i| i.state()).map(|st| (res.endpoint.incremental.as_ref().expect("incremental").cursor_path.clone(), st)),
+        incremental: incremental
+            .as_ref()
+            .and_then(|i| i.state())
+            .map(|st| (res.endpoint.incremental.as_ref().expect("incremental").cursor_path.clone(), st)),
     })
 }
 
 /// Runs `config` into the destination. `progress` receives the counters of each resource
 /// before extraction starts.
-pub async fn run(config: Config, opts: RunOptions, progress: impl FnOnce(&[ResourceProgress])) -> Result<RunSummary, RunError> {
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    progress: impl FnOnce(&[ResourceProgress]),
+) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let config = Arc::new(config);
     let client = Client::new(
@@ -250,21 +261,28 @@ pub async fn run(config: Config, opts: RunOptions, progress: impl FnOnce(&[Resou
     });
 
     let selected: Vec<Resource> = config.api.resources.iter().filter(|r| r.selected).cloned().collect();
-    let shared: Vec<ResourceProgress> =
-        selected.iter().map(|r| ResourceProgress { name: r.name.clone(), counters: Arc::new(Counters::default()) }).collect();
+    let shared: Vec<ResourceProgress> = selected
+        .iter()
+        .map(|r| ResourceProgress { name: r.name.clone(), counters: Arc::new(Counters::default()) })
+        .collect();
     progress(&shared);
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let load_id_arc: Arc<str> = Arc::from(load_id.as_str());
     let mut tasks = tokio::task::JoinSet::new();
     for (res, p) in selected.into_iter().zip(shared.iter()) {
-        let (client, config, counters, existing, lid, tx, limit) =
-            (client.clone(), Arc::clone(&config), Arc::clone(&p.counters), Arc::clone(&existing), Arc::clone(&load_id_arc), tx.clone(), Arc::clone(&limit));
+        let (client, config, counters, existing, lid, tx, limit) = (
+            client.clone(),
+            Arc::clone(&config),
+            Arc::clone(&p.counters),
+            Arc::clone(&existing),
+            Arc::clone(&load_id_arc),
+            tx.clone(),
+            Arc::clone(&limit),
+        );
         let batch_rows = opts.batch_rows;
-        let prior = res
-            .endpoint
-            .incremental
-            .as_ref()
-            .and_then(|c| prior_state.resources.get(&res.name).and_then(|r| r.incremental.get(&c.cursor_path)).cloned());
+        let prior = res.endpoint.incremental.as_ref().and_then(|c| {
+            prior_state.resources.get(&res.name).and_then(|r| r.incremental.get(&c.cursor_path)).cloned()
+        });
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.map_err(|e| RunError::Internal(e.to_string()))?;
             run_resource(client, config, res, counters, existing, lid, batch_rows, tx, prior).await
@@ -327,13 +345,20 @@ pub async fn run(config: Config, opts: RunOptions, progress: impl FnOnce(&[Resou
     };
     crash_point("before_commit");
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "extracted and staged");
-    let report = tokio::task::spawn_blocking(move || dest.commit(&plan)).await.map_err(|e| RunError::Internal(e.to_string()))??;
+    let report = tokio::task::spawn_blocking(move || dest.commit(&plan))
+        .await
+        .map_err(|e| RunError::Internal(e.to_string()))??;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
     let resources = shared
         .iter()
         .map(|p| {
             use std::sync::atomic::Ordering::Relaxed;
-            (p.name.clone(), p.counters.pages.load(Relaxed), p.counters.records.load(Relaxed), p.counters.retries.load(Relaxed))
+            (
+                p.name.clone(),
+                p.counters.pages.load(Relaxed),
+                p.counters.records.load(Relaxed),
+                p.counters.retries.load(Relaxed),
+            )
         })
         .collect();
     Ok(RunSummary {

@@ -18,7 +18,8 @@ pub struct Progress {
 impl Progress {
     /// Starts drawing for `resources` if stderr is a terminal.
     pub fn start(resources: &[ResourceProgress]) -> Progress {
-        let target = if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let target =
+            if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let multi = MultiProgress::with_draw_target(target);
         if multi.is_hidden() {
             return Progress { multi, task: None };
@@ -28,7 +29,9 @@ impl Progress {
         let bars: Vec<(ProgressBar, ResourceProgress)> = resources
             .iter()
             .map(|r| {
-                let b = multi.add(ProgressBar::new_spinner().with_style(style.clone()).with_prefix(format!("{:width$}", r.name)));
+                let b = multi.add(
+                    ProgressBar::new_spinner().with_style(style.clone()).with_prefix(format!("{:width$}", r.name)),
+                );
                 (b, r.clone())
             })
             .collect();

@@ -40,7 +40,13 @@ pub fn schema_table(tables: &[TableInfo]) -> String {
         let w = t.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
         let tw = t.columns.iter().map(|c| c.data_type.len()).max().unwrap_or(0);
         for c in &t.columns {
-            let _ = writeln!(out, "  {:<w$}  {:<tw$}  {}", c.name, c.data_type, if c.nullable { "NULL" } else { "NOT NULL" });
+            let _ = writeln!(
+                out,
+                "  {:<w$}  {:<tw$}  {}",
+                c.name,
+                c.data_type,
+                if c.nullable { "NULL" } else { "NOT NULL" }
+            );
         }
         out.push('\n');
     }

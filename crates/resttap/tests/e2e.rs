@@ -6,7 +6,8 @@ use common::*;
 
 const RECORDS: u64 = 250;
 
-const TABLES: [&str; 6] = ["forums", "external_accounts", "external_users", "features", "feedback_records", "suggestions"];
+const TABLES: [&str; 6] =
+    ["forums", "external_accounts", "external_users", "features", "feedback_records", "suggestions"];
 
 #[test]
 fn seed_config_loads_every_resource_with_dlt_tables_and_types() {
@@ -31,11 +32,18 @@ fn seed_config_loads_every_resource_with_dlt_tables_and_types() {
         ("feedback_records__labels", "feedback_records", "labels"),
         ("suggestions__categories", "suggestions", "categories"),
     ] {
-        assert_eq!(count(&c, &format!("SELECT count(*) FROM t_dataset.{table}")), list_rows(resource, RECORDS, 0, 2, field), "{table}");
+        assert_eq!(
+            count(&c, &format!("SELECT count(*) FROM t_dataset.{table}")),
+            list_rows(resource, RECORDS, 0, 2, field),
+            "{table}"
+        );
     }
     // nested rows point at their parent and root
     assert_eq!(
-        count(&c, "SELECT count(*) FROM t_dataset.forums__tags t LEFT JOIN t_dataset.forums f ON t._dlt_parent_id = f._dlt_id WHERE f._dlt_id IS NULL OR t._dlt_root_id <> f._dlt_id"),
+        count(
+            &c,
+            "SELECT count(*) FROM t_dataset.forums__tags t LEFT JOIN t_dataset.forums f ON t._dlt_parent_id = f._dlt_id WHERE f._dlt_id IS NULL OR t._dlt_root_id <> f._dlt_id"
+        ),
         0
     );
     let ty = |t: &str, col: &str| -> (String, String) {
@@ -55,20 +63,37 @@ fn seed_config_loads_every_resource_with_dlt_tables_and_types() {
     assert_eq!(ty("forums__tags", "_dlt_list_idx"), ("BIGINT".into(), "NO".into()));
     assert_eq!(ty("forums__tags", "_dlt_root_id"), ("VARCHAR".into(), "NO".into()));
     // a field that is always null creates no column
-    assert_eq!(count(&c, "SELECT count(*) FROM information_schema.columns WHERE table_name='forums' AND column_name='archived_at'"), 0);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name='forums' AND column_name='archived_at'"
+        ),
+        0
+    );
     // the same instant whatever offset the API wrote
     let first = resttap_mock::data::record("forums", 1, 0);
     let iso = first["updated_at"].as_str().unwrap();
-    assert_eq!(count(&c, &format!("SELECT count(*) FROM t_dataset.forums WHERE id = 1 AND updated_at = '{iso}'::TIMESTAMPTZ")), 1);
+    assert_eq!(
+        count(&c, &format!("SELECT count(*) FROM t_dataset.forums WHERE id = 1 AND updated_at = '{iso}'::TIMESTAMPTZ")),
+        1
+    );
     // unicode survives
     let body = resttap_mock::data::record("feedback_records", 5, 0)["body"].as_str().unwrap().to_string();
-    let got: String = c.query_row("SELECT body FROM t_dataset.feedback_records WHERE id = 5", [], |r| r.get(0)).unwrap();
+    let got: String =
+        c.query_row("SELECT body FROM t_dataset.feedback_records WHERE id = 5", [], |r| r.get(0)).unwrap();
     assert_eq!(got, body);
     // one load recorded, as dlt records it
-    let (status, schema): (i64, String) =
-        c.query_row("SELECT status, schema_name FROM t_dataset._dlt_loads", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (status, schema): (i64, String) = c
+        .query_row("SELECT status, schema_name FROM t_dataset._dlt_loads", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     assert_eq!((status, schema.as_str()), (0, "rest_api"));
-    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forums WHERE _dlt_load_id = (SELECT load_id FROM t_dataset._dlt_loads)"), 25);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM t_dataset.forums WHERE _dlt_load_id = (SELECT load_id FROM t_dataset._dlt_loads)"
+        ),
+        25
+    );
 }
 
 #[test]
@@ -88,14 +113,27 @@ fn second_run_after_changes_merges_without_duplicates() {
     // changed records hold the new values
     let changed = (1..=20).find(|id| resttap_mock::data::changed_in(*id, 2)).unwrap();
     let want = resttap_mock::data::record("suggestions", changed, 2)["title"].as_str().unwrap().to_string();
-    let got: String = c.query_row(&format!("SELECT title FROM t_dataset.suggestions WHERE id = {changed}"), [], |r| r.get(0)).unwrap();
+    let got: String = c
+        .query_row(&format!("SELECT title FROM t_dataset.suggestions WHERE id = {changed}"), [], |r| r.get(0))
+        .unwrap();
     assert_eq!(got, want);
     // nested rows of changed records were replaced, not added to
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forums__tags"), list_rows("forums", RECORDS, 2, 2, "tags"));
-    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.feedback_records__labels"), list_rows("feedback_records", RECORDS, 2, 2, "labels"));
-    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forums__tags t LEFT JOIN t_dataset.forums f ON t._dlt_root_id = f._dlt_id WHERE f._dlt_id IS NULL"), 0);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM t_dataset.feedback_records__labels"),
+        list_rows("feedback_records", RECORDS, 2, 2, "labels")
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM t_dataset.forums__tags t LEFT JOIN t_dataset.forums f ON t._dlt_root_id = f._dlt_id WHERE f._dlt_id IS NULL"
+        ),
+        0
+    );
     // a value that no longer fits its column went to a variant column
-    let v: String = c.query_row("SELECT employee_count__v_text FROM t_dataset.external_accounts WHERE id = 3", [], |r| r.get(0)).unwrap();
+    let v: String = c
+        .query_row("SELECT employee_count__v_text FROM t_dataset.external_accounts WHERE id = 3", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(v, "1k+");
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 2);
     // the same data as one clean run at revision 2
@@ -144,7 +182,10 @@ fn wrong_token_fails_naming_401_and_url_and_leaves_destination_as_it_was() {
     let c = open(&s.db());
     assert_eq!(fingerprint(&c, "suggestions"), before);
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
-    assert_eq!(count(&c, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 't_dataset_staging'"), 0);
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 't_dataset_staging'"),
+        0
+    );
 }
 
 #[test]
@@ -175,7 +216,8 @@ fn malformed_config_fails_before_any_request() {
     let (_, stderr) = text(&out);
     assert!(stderr.contains("resources[0].endpoint.paginator.cursor_pth"), "{stderr}");
     assert!(stderr.contains("did you mean `cursor_path`?"), "{stderr}");
-    let bad_expr = s.write("expr.yaml", &std::fs::read_to_string(seed_config()).unwrap().replacen("is not defined", "is not", 1));
+    let bad_expr =
+        s.write("expr.yaml", &std::fs::read_to_string(seed_config()).unwrap().replacen("is not defined", "is not", 1));
     let out = run(&bad_expr, &mock, &s.db(), TOKEN, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("stop_condition") && text(&out).1.contains("column"), "{}", text(&out).1);
@@ -188,7 +230,10 @@ fn malformed_config_fails_before_any_request() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     let (_, stderr) = text(&missing);
-    assert!(stderr.contains("API_KEY") && stderr.contains(".dlt/secrets.toml") && stderr.contains("client.auth.token"), "{stderr}");
+    assert!(
+        stderr.contains("API_KEY") && stderr.contains(".dlt/secrets.toml") && stderr.contains("client.auth.token"),
+        "{stderr}"
+    );
     assert_eq!(mock.requests(), 0, "a config error stops resttap before any request");
 }
 
@@ -233,7 +278,12 @@ fn schema_command_prints_tables_columns_types() {
         .flat_map(|t| {
             let name = t["name"].as_str().unwrap().to_string();
             t["columns"].as_array().unwrap().iter().map(move |c| {
-                format!("{name}.{} {}{}", c["name"].as_str().unwrap(), c["data_type"].as_str().unwrap(), if c["nullable"].as_bool().unwrap() { "" } else { " NOT NULL" })
+                format!(
+                    "{name}.{} {}{}",
+                    c["name"].as_str().unwrap(),
+                    c["data_type"].as_str().unwrap(),
+                    if c["nullable"].as_bool().unwrap() { "" } else { " NOT NULL" }
+                )
             })
         })
         .collect();
@@ -245,13 +295,20 @@ fn schema_command_prints_tables_columns_types() {
         .unwrap();
     assert_ok(&plain);
     let (table, _) = text(&plain);
-    assert!(table.contains("forums (12 rows)") && table.contains("TIMESTAMP WITH TIME ZONE") && table.contains("NOT NULL"), "{table}");
+    assert!(
+        table.contains("forums (12 rows)") && table.contains("TIMESTAMP WITH TIME ZONE") && table.contains("NOT NULL"),
+        "{table}"
+    );
 }
 
 #[test]
 fn demo_runs_end_to_end() {
     let s = Scratch::new();
-    let out = std::process::Command::new(bin()).args(["demo", "--records", "200", "--output"]).arg(s.path("demo.duckdb")).output().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["demo", "--records", "200", "--output"])
+        .arg(s.path("demo.duckdb"))
+        .output()
+        .unwrap();
     assert_ok(&out);
     let c = open(&s.path("demo.duckdb"));
     assert_eq!(count(&c, "SELECT count(*) FROM demo_dataset.suggestions"), 200);

@@ -7,14 +7,19 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const TABLES: [&str; 6] = ["forums", "external_accounts", "external_users", "features", "feedback_records", "suggestions"];
+const TABLES: [&str; 6] =
+    ["forums", "external_accounts", "external_users", "features", "feedback_records", "suggestions"];
 
 fn incremental_config() -> std::path::PathBuf {
     repo_root().join("examples/analytics-api-incremental.yaml")
 }
 
 fn state_json(db: &std::path::Path) -> serde_json::Value {
-    let out = Command::new(bin()).args(["state", "--pipeline", "t", "--destination"]).arg(format!("duckdb:{}", db.display())).output().unwrap();
+    let out = Command::new(bin())
+        .args(["state", "--pipeline", "t", "--destination"])
+        .arg(format!("duckdb:{}", db.display()))
+        .output()
+        .unwrap();
     assert_ok(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -37,7 +42,12 @@ fn incremental_runs_ask_only_for_new_records_and_converge() {
     assert_ok(&run(&config, &mock, &s.db(), TOKEN, &[]));
     let first_requests = mock.requests();
     let st = state_json(&s.db());
-    let last = st.pointer("/sources/rest_api/resources/suggestions/incremental/updated_at/last_value").unwrap().as_str().unwrap().to_string();
+    let last = st
+        .pointer("/sources/rest_api/resources/suggestions/incremental/updated_at/last_value")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(last.starts_with("20"), "{st}");
     // nothing changed: one page per resource, nothing loaded
     assert_ok(&run(&config, &mock, &s.db(), TOKEN, &[]));
@@ -52,7 +62,7 @@ fn incremental_runs_ask_only_for_new_records_and_converge() {
     assert_ok(&out);
     let changed: u64 = (1..=400).filter(|id| resttap_mock::data::changed_in(*id, 1)).count() as u64;
     let (stdout, _) = text(&out);
-    assert!(stdout.contains(&format!("\nsuggestions  ")) , "{stdout}");
+    assert!(stdout.contains(&format!("\nsuggestions  ")), "{stdout}");
     assert!(mock.requests() - before <= 6 * 2, "only a page or two per resource: {}", mock.requests() - before);
     let c = open(&s.db());
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.suggestions"), 403);
@@ -94,7 +104,11 @@ fn state_lives_in_the_destination_and_can_be_reset() {
 fn failure_that_outlasts_retries_does_not_advance_state() {
     let mock = Mock::start(&["--records", "100"]);
     let s = Scratch::new();
-    let text_cfg = std::fs::read_to_string(incremental_config()).unwrap().replacen("client:\n", "client:\n  retry:\n    backoff_factor: 0.01\n", 1);
+    let text_cfg = std::fs::read_to_string(incremental_config()).unwrap().replacen(
+        "client:\n",
+        "client:\n  retry:\n    backoff_factor: 0.01\n",
+        1,
+    );
     let config = s.write("inc.yaml", &text_cfg);
     assert_ok(&run(&config, &mock, &s.db(), TOKEN, &[]));
     let st = state_json(&s.db());

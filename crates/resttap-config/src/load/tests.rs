@@ -2,7 +2,11 @@ use super::*;
 use crate::model::{RangeBound, RetryConfig, WriteDisposition};
 
 fn sources() -> SecretSources {
-    let mut s = SecretSources { ignore_env: true, secrets_toml: Some("/nonexistent/secrets.toml".into()), ..Default::default() };
+    let mut s = SecretSources {
+        ignore_env: true,
+        secrets_toml: Some("/nonexistent/secrets.toml".into()),
+        ..Default::default()
+    };
     s.overrides.insert("api_key".into(), crate::Secret::new("t0ken"));
     s
 }
@@ -150,7 +154,10 @@ fn placeholders_are_checked() {
     assert_eq!(suggestion.as_deref(), Some("{secrets.api_key}"));
     let err = load(&SEED_YAML.replace("{secrets.api_key}", "{secrets.other_key}"), Format::Yaml).unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("OTHER_KEY") && text.contains("client.auth.token") && text.contains("secrets.toml"), "{text}");
+    assert!(
+        text.contains("OTHER_KEY") && text.contains("client.auth.token") && text.contains("secrets.toml"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -210,13 +217,19 @@ fn incremental_config_and_legacy_form() {
     let inc = c.api.resources[1].endpoint.incremental.as_ref().unwrap();
     assert_eq!(inc.start_param.as_deref(), Some("since"));
     assert!(c.api.resources[1].endpoint.params.is_empty());
-    let (key, message, _) = invalid(&SEED_YAML.replace("      data_selector: suggestions", "      data_selector: suggestions\n      params:\n        since: \"{incremental.start_value}\""));
+    let (key, message, _) = invalid(&SEED_YAML.replace(
+        "      data_selector: suggestions",
+        "      data_selector: suggestions\n      params:\n        since: \"{incremental.start_value}\"",
+    ));
     assert_eq!(key, "resources[1].endpoint");
     assert!(message.contains("no `incremental` section"), "{message}");
     let (key, _, suggestion) = invalid(&SEED_YAML.replace("      data_selector: suggestions", "      data_selector: suggestions\n      params:\n        since: \"{incremental.start_valu}\"\n      incremental:\n        cursor_path: x"));
     assert_eq!(key, "resources[1].endpoint.params.since");
     assert_eq!(suggestion.as_deref(), Some("{incremental.start_value}"));
-    let (key, _, suggestion) = invalid(&SEED_YAML.replace("      data_selector: suggestions", "      data_selector: suggestions\n      incremental:\n        cursor_path: x\n        range_strat: open"));
+    let (key, _, suggestion) = invalid(&SEED_YAML.replace(
+        "      data_selector: suggestions",
+        "      data_selector: suggestions\n      incremental:\n        cursor_path: x\n        range_strat: open",
+    ));
     assert_eq!(key, "resources[1].endpoint.incremental.range_strat");
     assert_eq!(suggestion.as_deref(), Some("range_start"));
 }

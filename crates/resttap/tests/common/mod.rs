@@ -40,7 +40,11 @@ impl Mock {
             .expect("start mock");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected mock output {line:?}")).to_string();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected mock output {line:?}"))
+            .to_string();
         let addr = url.trim_start_matches("http://").to_string();
         Mock { child, url, addr }
     }
@@ -143,7 +147,11 @@ pub fn assert_ok(o: &Output) {
 }
 
 pub fn open(db: &Path) -> duckdb::Connection {
-    duckdb::Connection::open_with_flags(db, duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).unwrap()).unwrap()
+    duckdb::Connection::open_with_flags(
+        db,
+        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).unwrap(),
+    )
+    .unwrap()
 }
 
 pub fn count(conn: &duckdb::Connection, sql: &str) -> i64 {
@@ -153,7 +161,9 @@ pub fn count(conn: &duckdb::Connection, sql: &str) -> i64 {
 /// Expected rows of a nested table: the sum of list lengths at `field` over the mock's records.
 pub fn list_rows(resource: &str, records: u64, revision: u64, growth: u64, field: &str) -> i64 {
     let n = resttap_mock::data::record_count(resource, records, revision, growth);
-    (1..=n).map(|id| resttap_mock::data::record(resource, id, revision)[field].as_array().map_or(0, |a| a.len() as i64)).sum()
+    (1..=n)
+        .map(|id| resttap_mock::data::record(resource, id, revision)[field].as_array().map_or(0, |a| a.len() as i64))
+        .sum()
 }
 
 /// A stable fingerprint of a table's user data (system columns left out; columns by name, since
