@@ -68,6 +68,18 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
 }
 
+/// An error opening `location`: `Locked` when another process holds DuckDB's file lock.
+fn open_error(location: &str) -> impl Fn(duckdb::Error) -> LoadError + '_ {
+    move |e| {
+        let message = e.to_string();
+        if message.contains("lock") {
+            LoadError::Locked { location: location.to_string(), message }
+        } else {
+            LoadError::Open { location: location.to_string(), message }
+        }
+    }
+}
+
 fn werr(context: impl Into<String>) -> impl FnOnce(duckdb::Error) -> LoadError {
     let context = context.into();
     move |e| LoadError::Write { context, message: e.to_string() }
@@ -97,21 +109,8 @@ impl std::fmt::Debug for DuckDb {
 }
 
 impl DuckDb {
-    /// Opens (or creates) the database file at `path` for dataset `dataset`.
-    pub fn open(path: &Path, dataset: &str) -> Result<Self, LoadError> {
-        let location = path.display().to_string();
-        let conn = Connection::open(path).map_err(|e| {
-            let message = e.to_string();
-            if message.contains("lock") {
-                LoadError::Locked { location: location.clone(), message }
-            } else {
-                LoadError::Open { location: location.clone(), message }
-            }
-        })?;
-        // staged rows beyond this spill to <file>.tmp, which keeps memory flat as loads grow
-        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"))
-            .map_err(|e| LoadError::Open { location: location.clone(), message: e.to_string() })?;
-        Ok(DuckDb {
+    fn with_connection(conn: Connection, path: &Path, dataset: &str) -> Self {
+        DuckDb {
             conn,
             path: path.to_path_buf(),
             dataset: dataset.to_string(),
@@ -120,7 +119,16 @@ impl DuckDb {
             direct: BTreeMap::new(),
             existing_at_begin: HashSet::new(),
             in_txn: false,
-        })
+        }
+    }
+
+    /// Opens (or creates) the database file at `path` for dataset `dataset`.
+    pub fn open(path: &Path, dataset: &str) -> Result<Self, LoadError> {
+        let location = path.display().to_string();
+        let conn = Connection::open(path).map_err(open_error(&location))?;
+        // staged rows beyond this spill to <file>.tmp, which keeps memory flat as loads grow
+        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'")).map_err(open_error(&location))?;
+        Ok(Self::with_connection(conn, path, dataset))
     }
 
     /// Opens an existing file read-only (for `resttap schema`); fails if it does not exist.
@@ -129,27 +137,10 @@ impl DuckDb {
         if !path.exists() {
             return Err(LoadError::Open { location, message: "no such file; run `resttap run` first".into() });
         }
-        let config = duckdb::Config::default()
-            .access_mode(duckdb::AccessMode::ReadOnly)
-            .map_err(|e| LoadError::Open { location: location.clone(), message: e.to_string() })?;
-        let conn = Connection::open_with_flags(path, config).map_err(|e| {
-            let message = e.to_string();
-            if message.contains("lock") {
-                LoadError::Locked { location: location.clone(), message }
-            } else {
-                LoadError::Open { location: location.clone(), message }
-            }
-        })?;
-        Ok(DuckDb {
-            conn,
-            path: path.to_path_buf(),
-            dataset: dataset.to_string(),
-            staging: format!("{dataset}_staging"),
-            staged: BTreeMap::new(),
-            direct: BTreeMap::new(),
-            existing_at_begin: HashSet::new(),
-            in_txn: false,
-        })
+        let config =
+            duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).map_err(open_error(&location))?;
+        let conn = Connection::open_with_flags(path, config).map_err(open_error(&location))?;
+        Ok(Self::with_connection(conn, path, dataset))
     }
 
     /// The connection, for tests and `resttap schema`.
