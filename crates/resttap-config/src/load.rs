@@ -618,12 +618,29 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 "uses `{incremental.…}` placeholders but has no `incremental` section",
             ));
         }
-        let unsupported: [(&str, bool); 8] = [
+        for (j, a) in ep.response_actions.iter().flatten().enumerate() {
+            let k = format!("{key}.endpoint.response_actions[{j}]");
+            if a.action != "ignore" {
+                return Err(ctx.invalid(
+                    &format!("{k}.action"),
+                    format!(
+                        "`{}` is not supported: only `ignore` (dlt's Python hooks have no meaning in a file)",
+                        a.action
+                    ),
+                ));
+            }
+            if a.status_code.is_none() && a.content.is_none() {
+                return Err(ctx.invalid(&k, "needs `status_code`, `content` or both"));
+            }
+            if a.status_code.is_some() && a.status().is_none() {
+                return Err(ctx.invalid(&format!("{k}.status_code"), "must be an HTTP status such as 404"));
+            }
+        }
+        let unsupported: [(&str, bool); 7] = [
             ("schema_contract", res.schema_contract.is_some()),
             ("table_format", res.table_format.is_some()),
             ("nested_hints", res.nested_hints.is_some()),
             ("parent_table_name", res.parent_table_name.is_some()),
-            ("endpoint.response_actions", ep.response_actions.is_some()),
             ("endpoint.data", ep.data.is_some()),
             ("include_from_parent", res.include_from_parent.is_some()),
             ("columns", res.columns.is_some()),

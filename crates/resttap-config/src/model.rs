@@ -302,7 +302,7 @@ pub struct Endpoint {
     #[serde(default)]
     pub data_selector: Option<String>,
     #[serde(default)]
-    pub response_actions: Option<Vec<Value>>,
+    pub response_actions: Option<Vec<ResponseAction>>,
     #[serde(default)]
     pub incremental: Option<IncrementalConfig>,
     #[serde(default)]
@@ -388,6 +388,39 @@ pub enum LastValueFunc {
 pub enum RowOrder {
     Asc,
     Desc,
+}
+
+/// One of `endpoint.response_actions`: a response that matches is ignored (no records, and
+/// pagination of that request chain ends), as dlt's `action: ignore`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseAction {
+    /// The HTTP status to match (a number, or a string of digits).
+    #[serde(default)]
+    pub status_code: Option<Value>,
+    /// A substring the response body must contain.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Only `ignore` (dlt's Python hooks have no meaning in a file).
+    pub action: String,
+}
+
+impl ResponseAction {
+    /// The status as a number, if one is given.
+    pub fn status(&self) -> Option<u16> {
+        match &self.status_code {
+            Some(Value::Number(n)) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether a response with `status` and `body` matches.
+    pub fn matches(&self, status: u16, body: &[u8]) -> bool {
+        let status_ok = self.status_code.is_none() || self.status() == Some(status);
+        let content_ok = self.content.as_ref().is_none_or(|c| String::from_utf8_lossy(body).contains(c.as_str()));
+        status_ok && content_ok
+    }
 }
 
 /// A column hint (`columns:` of a resource).

@@ -271,6 +271,7 @@ pub struct Extractor {
     paginator: Paginator,
     next: Option<(RequestSpec, Pending)>,
     counters: Arc<Counters>,
+    actions: Vec<resttap_config::ResponseAction>,
     /// What auto-detection chose, once (paginator and data selector), for a warning.
     pub detected: Vec<String>,
 }
@@ -306,6 +307,7 @@ impl Extractor {
             resource: res.name.clone(),
             selector: Selector::new(res.endpoint.data_selector.as_deref()),
             paginator,
+            actions: res.endpoint.response_actions.clone().unwrap_or_default(),
             next: Some((req, pending)),
             client,
             counters,
@@ -318,6 +320,12 @@ impl Extractor {
         let Some((req, pending)) = self.next.take() else { return Ok(None) };
         let resource = self.resource.clone();
         let resp = match pending.await {
+            Ok(Err(HttpError::Status { status, body, .. }))
+                if self.actions.iter().any(|a| a.matches(status, &body)) =>
+            {
+                tracing::info!(resource = %resource, status, "response ignored by response_actions");
+                return Ok(None);
+            }
             Ok(r) => r.map_err(|source| ExtractError::Http { resource: resource.clone(), source })?,
             Err(join) => {
                 return Err(ExtractError::Http {
@@ -326,6 +334,10 @@ impl Extractor {
                 });
             }
         };
+        if self.actions.iter().any(|a| a.matches(resp.status.as_u16(), &resp.body)) {
+            tracing::info!(resource = %resource, status = resp.status.as_u16(), "response ignored by response_actions");
+            return Ok(None);
+        }
         let shown = self.client.redactor().redact(resp.url.as_str());
         let mut body: Value = serde_json::from_slice(&resp.body).map_err(|e| ExtractError::Json {
             resource: resource.clone(),

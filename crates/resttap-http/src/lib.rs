@@ -61,7 +61,14 @@ pub struct Response {
 pub enum HttpError {
     /// The server answered with a status that is not retried, or kept answering with one that is.
     #[error("HTTP {status} from {url} after {attempts} attempt(s){}: {excerpt}", hint(*status))]
-    Status { url: String, status: u16, excerpt: String, attempts: u32 },
+    Status {
+        url: String,
+        status: u16,
+        excerpt: String,
+        attempts: u32,
+        /// The whole body, for `response_actions` (never printed: it may be long).
+        body: Bytes,
+    },
     /// The request could not be sent or the response not read (connection refused, timeout, ...).
     #[error("request to {url} failed after {attempts} attempt(s): {message}")]
     Transport { url: String, message: String, attempts: u32 },
@@ -265,6 +272,7 @@ impl Client {
                             status: code,
                             excerpt: self.redactor.redact(&excerpt(&body)),
                             attempts: attempt,
+                            body,
                         });
                     }
                     let delay = resp_headers

@@ -331,3 +331,24 @@ fn a_truncated_page_fails_naming_resource_url_and_excerpt_and_commits_nothing() 
     assert_eq!(fingerprint(&c, "suggestions"), before);
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
 }
+
+#[test]
+fn response_actions_ignore_a_missing_endpoint() {
+    let mock = Mock::start(&["--records", "50"]);
+    let s = Scratch::new();
+    let base = std::fs::read_to_string(seed_config()).unwrap();
+    let extra = "  - name: archived_things\n    endpoint:\n      path: /v1/archived_things\n";
+    let without = s.write("without.yaml", &format!("{base}{extra}"));
+    let out = run(&without, &mock, &s.db(), TOKEN, &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("HTTP 404"), "{}", text(&out).1);
+    let with = s.write(
+        "with.yaml",
+        &format!("{base}{extra}      response_actions:\n        - status_code: 404\n          action: ignore\n"),
+    );
+    let out = run(&with, &mock, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let c = open(&s.db());
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.suggestions"), 50);
+    assert_eq!(count(&c, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'archived_things'"), 0);
+}
