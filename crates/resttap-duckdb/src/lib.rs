@@ -22,6 +22,12 @@ pub const MEMORY_LIMIT: &str = "128MB";
 /// dlt's own tables, left out of the user schema.
 const DLT_TABLES: [&str; 3] = ["_dlt_loads", "_dlt_version", "_dlt_pipeline_state"];
 
+/// The type of a column in a dataset table, or in a staging table, which keeps json as text
+/// (Arrow appends VARCHAR; the insert into the dataset casts).
+fn column_type(c: &Column, staging: bool) -> &'static str {
+    if staging && c.data_type == DataType::Json { "VARCHAR" } else { sql_type(c.data_type) }
+}
+
 /// Quotes an identifier for DuckDB.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -167,28 +173,12 @@ impl DuckDb {
     /// the load transaction), creating the table or adding columns as needed.
     fn write_direct(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
         let ctx = format!("writing rows of new table {}", batch.table);
-        match self.direct.get_mut(&batch.table) {
-            None => {
-                self.conn
-                    .execute_batch(&self.create_table_sql(&self.q(&batch.table), &batch.columns, false))
-                    .map_err(werr(&ctx))?;
-                self.direct.insert(batch.table.clone(), (batch.columns.clone(), 0));
-            }
-            Some((known, _)) => {
-                let added: Vec<Column> =
-                    batch.columns.iter().filter(|c| !known.iter().any(|k| k.name == c.name)).cloned().collect();
-                for c in added {
-                    let sql = format!(
-                        "ALTER TABLE {} ADD COLUMN {} {}",
-                        self.q(&batch.table),
-                        ident(&c.name),
-                        sql_type(c.data_type)
-                    );
-                    self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
-                    self.direct.get_mut(&batch.table).expect("present").0.push(c);
-                }
-            }
-        }
+        let (known, rows) = match self.direct.remove(&batch.table) {
+            Some((cols, rows)) => (Some(cols), rows),
+            None => (None, 0),
+        };
+        let cols = self.create_or_widen(&self.q(&batch.table), known, &batch.columns, false, &ctx)?;
+        self.direct.insert(batch.table.clone(), (cols, rows));
         let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
         let mut app = self.conn.appender_with_columns_to_db(&batch.table, &self.dataset, &names).map_err(werr(&ctx))?;
         app.append_record_batch(batch.batch.clone()).map_err(werr(&ctx))?;
@@ -240,11 +230,36 @@ impl DuckDb {
         let defs: Vec<String> = columns
             .iter()
             .map(|c| {
-                let ty = if staging && c.data_type == DataType::Json { "VARCHAR" } else { sql_type(c.data_type) };
+                let ty = column_type(c, staging);
                 format!("{} {ty}{}", ident(&c.name), if !staging && !c.nullable { " NOT NULL" } else { "" })
             })
             .collect();
-        format!("CREATE TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
+        let temp = if staging { "TEMP " } else { "" };
+        format!("CREATE {temp}TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
+    }
+
+    /// For a table this load writes to: creates it with `columns` when it has none yet (`known`
+    /// is `None`), else adds the columns of `columns` it lacks. Returns its columns afterwards.
+    fn create_or_widen(
+        &self,
+        qualified: &str,
+        known: Option<Vec<Column>>,
+        columns: &[Column],
+        staging: bool,
+        ctx: &str,
+    ) -> Result<Vec<Column>, LoadError> {
+        let Some(mut known) = known else {
+            self.conn.execute_batch(&self.create_table_sql(qualified, columns, staging)).map_err(werr(ctx))?;
+            return Ok(columns.to_vec());
+        };
+        for c in columns {
+            if !known.iter().any(|k| k.name == c.name) {
+                let sql = format!("ALTER TABLE {qualified} ADD COLUMN {} {}", ident(&c.name), column_type(c, staging));
+                self.conn.execute_batch(&sql).map_err(werr(ctx))?;
+                known.push(c.clone());
+            }
+        }
+        Ok(known)
     }
 
     /// Creates the dataset table or adds the columns it lacks.
@@ -285,17 +300,11 @@ impl DuckDb {
     }
 
     /// Moves one resource's staged rows into the dataset; returns rows inserted per table.
-    fn apply(
-        &self,
-        res: &ResourceLoad,
-        plan: &LoadPlan,
-        dest: &BTreeMap<String, HashSet<String>>,
-    ) -> Result<Vec<TableReport>, LoadError> {
+    fn apply(&self, res: &ResourceLoad, plan: &LoadPlan) -> Result<Vec<TableReport>, LoadError> {
         let root = &res.root_table;
         // every table of this resource in the dataset or staged: the root, then nested tables
         let mut tables: Vec<&str> = vec![root.as_str()];
         tables.extend(plan.schema.descendants(root).map(|t| t.name.as_str()));
-        let _ = dest;
         let existed = |t: &str| self.existing_at_begin.contains(t);
         let dest_children: Vec<&str> = tables[1..].iter().copied().filter(|t| existed(t)).collect();
         let mut reports = Vec::new();
@@ -397,7 +406,7 @@ impl DuckDb {
         }
         let mut tables = Vec::new();
         for res in &plan.resources {
-            tables.extend(self.apply(res, plan, &dest)?);
+            tables.extend(self.apply(res, plan)?);
         }
         // for the crash-safety tests only: die with the transaction half done
         if std::env::var("RESTTAP_CRASH_AT").is_ok_and(|v| v == "in_commit") {
@@ -589,31 +598,9 @@ impl Destination for DuckDb {
             return self.write_direct(batch);
         }
         let ctx = format!("staging rows of table {}", batch.table);
-        match self.staged.get_mut(&batch.table) {
-            None => {
-                let sql = self.create_table_sql(&self.qs(&batch.table), &batch.columns, true).replacen(
-                    "CREATE TABLE",
-                    "CREATE TEMP TABLE",
-                    1,
-                );
-                self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
-                self.staged.insert(batch.table.clone(), batch.columns.clone());
-            }
-            Some(known) => {
-                let mut added = Vec::new();
-                for c in &batch.columns {
-                    if !known.iter().any(|k| k.name == c.name) {
-                        added.push(c.clone());
-                    }
-                }
-                for c in added {
-                    let ty = if c.data_type == DataType::Json { "VARCHAR" } else { sql_type(c.data_type) };
-                    let sql = format!("ALTER TABLE {} ADD COLUMN {} {ty}", self.qs(&batch.table), ident(&c.name));
-                    self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
-                    self.staged.get_mut(&batch.table).expect("present").push(c);
-                }
-            }
-        }
+        let known = self.staged.remove(&batch.table);
+        let cols = self.create_or_widen(&self.qs(&batch.table), known, &batch.columns, true, &ctx)?;
+        self.staged.insert(batch.table.clone(), cols);
         let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
         let name = self.staging_name(&batch.table);
         let mut app =
