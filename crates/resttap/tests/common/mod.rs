@@ -15,7 +15,7 @@ pub fn bin() -> &'static str {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    manifest_dir().join("../..").canonicalize().unwrap()
 }
 
 pub fn seed_config() -> PathBuf {
@@ -182,4 +182,10 @@ pub fn fingerprint(conn: &duckdb::Connection, table: &str) -> String {
         |r| r.get(0),
     )
     .unwrap()
+}
+
+/// The crate's directory as `cargo test` reports it when the test runs: the build directory is
+/// shared between clones, so the compile-time value can name another clone.
+fn manifest_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
 }
