@@ -93,7 +93,9 @@ pub fn load_str(
     collect_placeholders(&ctx, &root, &mut String::new(), &mut names)?;
     let secrets = secret_sources.resolve(&names)?;
 
-    let api: RestApiConfig = serde_path_to_error::deserialize(root.clone()).map_err(|e| ctx.from_serde(&root, e))?;
+    let mut api: RestApiConfig =
+        serde_path_to_error::deserialize(root.clone()).map_err(|e| ctx.from_serde(&root, e))?;
+    link_parents(&ctx, &mut api)?;
     validate(&ctx, &api, &secrets)?;
     Ok(Config { path: path.to_path_buf(), api, secrets })
 }
@@ -170,20 +172,186 @@ fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-/// Recursive merge: `over` wins; objects merge key by key, everything else is replaced.
-fn merge_into(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Object(b), Value::Object(o)) => {
-            for (k, v) in o {
-                match b.get_mut(&k) {
-                    Some(existing) => merge_into(existing, v),
-                    None => {
-                        b.insert(k, v);
+/// dlt's `_merge_resource_endpoints`: resource keys replace the defaults' keys, and so do
+/// endpoint keys, except `params` and `json`, which merge one level deep; `columns` merge per
+/// column. (A paginator or auth from the defaults is replaced whole, never mixed.)
+fn merge_defaults(defaults: &Map<String, Value>, res: Map<String, Value>) -> Map<String, Value> {
+    let mut out = defaults.clone();
+    let mut endpoint = match defaults.get("endpoint") {
+        Some(Value::Object(e)) => e.clone(),
+        _ => Map::new(),
+    };
+    for (k, v) in res {
+        match (k.as_str(), v) {
+            ("endpoint", Value::Object(ep)) => {
+                for (ek, ev) in ep {
+                    match (ek.as_str(), endpoint.get_mut(&ek), ev) {
+                        ("params" | "json", Some(Value::Object(base)), Value::Object(over)) => base.extend(over),
+                        (_, _, ev) => {
+                            endpoint.insert(ek, ev);
+                        }
                     }
                 }
             }
+            ("columns", Value::Object(cols)) => match out.get_mut("columns") {
+                Some(Value::Object(base)) => {
+                    for (name, hint) in cols {
+                        match (base.get_mut(&name), hint) {
+                            (Some(Value::Object(b)), Value::Object(h)) => b.extend(h),
+                            (_, h) => {
+                                base.insert(name, h);
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    out.insert(k, Value::Object(cols));
+                }
+            },
+            (_, v) => {
+                out.insert(k, v);
+            }
         }
-        (b, o) => *b = o,
+    }
+    out.insert("endpoint".into(), Value::Object(endpoint));
+    out
+}
+
+/// The placeholders of a Python format string (`{name}`; `{{` and `}}` are literal braces),
+/// with the byte ranges they occupy.
+fn format_fields(s: &str) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'{' if b.get(i + 1) == Some(&b'{') => i += 2,
+            b'}' if b.get(i + 1) == Some(&b'}') => i += 2,
+            b'{' => match s[i + 1..].find('}') {
+                Some(end) => {
+                    out.push((i..i + end + 2, s[i + 1..i + 1 + end].trim().to_string()));
+                    i += end + 2;
+                }
+                None => break,
+            },
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// dlt's `_bind_path_params`: a path placeholder without a namespace (`/forums/{forum_id}`)
+/// takes a static value from `params` or names a `type: resolve` param, which becomes the
+/// `{resources.<parent>.<field>}` placeholder it stands for. Bound params leave `params`.
+fn bind_path_params(ctx: &Ctx, key: &str, ep: &mut Map<String, Value>) -> Result<(), ConfigError> {
+    let Some(Value::String(path)) = ep.get("path").cloned() else { return Ok(()) };
+    let mut params = match ep.get("params") {
+        Some(Value::Object(p)) => p.clone(),
+        _ => Map::new(),
+    };
+    let mut resolve: Vec<String> = params
+        .iter()
+        .filter(|(_, v)| v.get("type").and_then(Value::as_str) == Some("resolve"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for name in &resolve {
+        let cfg = params[name].as_object().expect("checked object");
+        for k in cfg.keys() {
+            if !["type", "resource", "field"].contains(&k.as_str()) {
+                return Err(ConfigError::Invalid {
+                    path: ctx.path.to_path_buf(),
+                    key: format!("{key}.endpoint.params.{name}.{k}"),
+                    message: format!("unknown key `{k}` (valid keys here: type, resource, field)"),
+                    suggestion: suggest(k, ["type", "resource", "field"]),
+                });
+            }
+        }
+        for k in ["resource", "field"] {
+            if cfg.get(k).and_then(Value::as_str).is_none_or(|v| v.trim().is_empty()) {
+                return Err(ctx.invalid(&format!("{key}.endpoint.params.{name}.{k}"), "missing required key (a name)"));
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut last = 0;
+    for (range, field) in format_fields(&path) {
+        out.push_str(&path[last..range.start]);
+        last = range.end;
+        if field.contains('.') {
+            out.push_str(&path[range]);
+            continue;
+        }
+        match params.get(&field).cloned() {
+            Some(Value::Object(r)) if resolve.contains(&field) => {
+                out.push_str(&format!(
+                    "{{resources.{}.{}}}",
+                    r["resource"].as_str().unwrap_or_default(),
+                    r["field"].as_str().unwrap_or_default()
+                ));
+                resolve.retain(|n| *n != field);
+                params.remove(&field);
+            }
+            Some(v @ (Value::Object(_) | Value::Array(_))) => {
+                return Err(ctx.invalid(
+                    &format!("{key}.endpoint.params.{field}"),
+                    format!(
+                        "is bound in the path `{path}` but is {}; a path can bind a value or a `type: resolve` param",
+                        if v.is_array() { "a list" } else { "a mapping" }
+                    ),
+                ));
+            }
+            Some(v) => {
+                let text = match v {
+                    Value::String(s) => s,
+                    Value::Bool(true) => "True".into(),
+                    Value::Bool(false) => "False".into(),
+                    Value::Null => "None".into(),
+                    other => other.to_string(),
+                };
+                out.push_str(&text.replace('{', "{{").replace('}', "}}"));
+                params.remove(&field);
+            }
+            None => {
+                return Err(ctx.invalid(
+                    &format!("{key}.endpoint.path"),
+                    format!(
+                        "the path `{path}` has a placeholder `{{{field}}}` but `endpoint.params` has no `{field}`; use `{{resources.<parent>.<field>}}` for a value from a parent resource"
+                    ),
+                ));
+            }
+        }
+    }
+    out.push_str(&path[last..]);
+    if let Some(name) = resolve.first() {
+        return Err(ctx.invalid(
+            &format!("{key}.endpoint.params.{name}"),
+            format!(
+                "a `type: resolve` param must be bound in the path (`{{{name}}}`); to send a parent's field as a query parameter write `{name}: \"{{resources.<parent>.<field>}}\"`"
+            ),
+        ));
+    }
+    ep.insert("path".into(), Value::String(out));
+    if ep.contains_key("params") {
+        ep.insert("params".into(), Value::Object(params));
+    }
+    Ok(())
+}
+
+/// dlt's `single_entity_path`: a path whose last segment holds a placeholder returns one object,
+/// so the whole body is the record and there is one page, unless the endpoint says otherwise.
+fn single_entity_defaults(ep: &mut Map<String, Value>) {
+    let Some(Value::String(path)) = ep.get("path") else { return };
+    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let single = format_fields(last)
+        .iter()
+        .any(|(_, f)| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+    if single {
+        if ep.get("data_selector").is_none_or(Value::is_null) {
+            ep.insert("data_selector".into(), Value::String("$".into()));
+        }
+        if ep.get("paginator").is_none_or(Value::is_null) {
+            ep.insert("paginator".into(), serde_json::json!({ "type": "single_page" }));
+        }
     }
 }
 
@@ -312,26 +480,23 @@ fn prepare(ctx: &Ctx, root: &mut Value) -> Result<(), ConfigError> {
             return Err(ctx.invalid(&key, "a resource must be a name or a mapping with `name` and `endpoint`"));
         };
         expand_resource(ctx, &key, m)?;
-        if let Some(d) = &defaults {
-            let mut merged = d.clone();
-            if let Value::Object(dm) = &mut merged {
-                if let Some(Value::String(p)) = dm.get("endpoint").cloned() {
-                    dm.insert("endpoint".into(), serde_json::json!({ "path": p }));
-                }
-                // dlt: a write_disposition dict in the defaults becomes its parts too
-                let mut tmp = dm.clone();
-                expand_resource(ctx, "resource_defaults", &mut tmp)?;
-                *dm = tmp;
+        if let Some(Value::Object(dm)) = &defaults {
+            let mut dm = dm.clone();
+            if let Some(Value::String(p)) = dm.get("endpoint").cloned() {
+                dm.insert("endpoint".into(), serde_json::json!({ "path": p }));
             }
-            merge_into(&mut merged, Value::Object(std::mem::take(m)));
-            *r = merged;
+            // dlt: a write_disposition dict in the defaults becomes its parts too
+            expand_resource(ctx, "resource_defaults", &mut dm)?;
+            *m = merge_defaults(&dm, std::mem::take(m));
         }
-        if let Value::Object(m) = r {
-            if !m.contains_key("endpoint") {
-                if let Some(Value::String(name)) = m.get("name").cloned() {
-                    m.insert("endpoint".into(), serde_json::json!({ "path": name }));
-                }
+        let name = m.get("name").cloned();
+        let ep = m.entry("endpoint").or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(ep) = ep {
+            if let (false, Some(Value::String(name))) = (ep.contains_key("path"), name) {
+                ep.insert("path".into(), Value::String(name));
             }
+            bind_path_params(ctx, &key, ep)?;
+            single_entity_defaults(ep);
         }
     }
     Ok(())
@@ -369,10 +534,12 @@ fn collect_placeholders(
                             });
                         }
                         "resources" => {
-                            return Err(ctx.invalid(
-                                key,
-                                format!("`{{{ns}.{name}}}` placeholders are not supported by resttap yet"),
-                            ));
+                            if !name.split_once('.').is_some_and(|(r, f)| !r.is_empty() && !f.is_empty()) {
+                                return Err(ctx.invalid(
+                                    key,
+                                    format!("`{{resources.{name}}}` must look like `{{resources.<parent>.<field>}}`"),
+                                ));
+                            }
                         }
                         other => {
                             return Err(ConfigError::Invalid {
@@ -413,12 +580,74 @@ fn collect_placeholders(
     }
 }
 
+/// dlt's dependency graph: a resource whose requests use `{resources.<parent>.<field>}` is
+/// fetched once per record of that one parent. Checks the parent exists, is the only one, and
+/// that no chain of parents loops.
+fn link_parents(ctx: &Ctx, api: &mut RestApiConfig) -> Result<(), ConfigError> {
+    let names: Vec<String> = api.resources.iter().map(|r| r.name.clone()).collect();
+    for (i, res) in api.resources.iter_mut().enumerate() {
+        let key = format!("resources[{i}]");
+        let parents: std::collections::BTreeSet<String> =
+            res.endpoint.parent_refs().into_iter().map(|(r, _)| r).collect();
+        let mut it = parents.iter();
+        match (it.next(), it.next()) {
+            (None, _) => {
+                if res.include_from_parent.is_some() {
+                    return Err(ctx.invalid(
+                        &format!("{key}.include_from_parent"),
+                        format!(
+                            "resource `{}` has no parent: no `{{resources.<parent>.<field>}}` in its endpoint",
+                            res.name
+                        ),
+                    ));
+                }
+            }
+            (Some(a), Some(b)) => {
+                return Err(ctx.invalid(
+                    &format!("{key}.endpoint"),
+                    format!("refers to two parent resources, `{a}` and `{b}`; a resource can depend on one"),
+                ));
+            }
+            (Some(p), None) => {
+                if *p == res.name {
+                    return Err(ctx.invalid(&format!("{key}.endpoint"), format!("resource `{p}` refers to itself")));
+                }
+                if !names.contains(p) {
+                    return Err(ConfigError::Invalid {
+                        path: ctx.path.to_path_buf(),
+                        key: format!("{key}.endpoint"),
+                        message: format!("refers to a parent resource `{p}` that is not defined"),
+                        suggestion: suggest(p, names.iter().map(String::as_str)),
+                    });
+                }
+                res.parent = Some(p.clone());
+            }
+        }
+    }
+    for (i, res) in api.resources.iter().enumerate() {
+        let mut seen = vec![res.name.as_str()];
+        let mut cur = res.parent.as_deref();
+        while let Some(p) = cur {
+            if seen.contains(&p) {
+                seen.push(p);
+                return Err(ctx.invalid(
+                    &format!("resources[{i}].endpoint"),
+                    format!("parent resources form a loop: {}", seen.join(" -> ")),
+                ));
+            }
+            seen.push(p);
+            cur = api.resources.iter().find(|r| r.name == p).and_then(|r| r.parent.as_deref());
+        }
+    }
+    Ok(())
+}
+
 fn uses_incremental_placeholder(res: &crate::model::Resource) -> bool {
     let ep = &res.endpoint;
     let mut texts: Vec<String> = ep.path.iter().cloned().collect();
     texts.extend(ep.params.values().map(Value::to_string));
     texts.extend(ep.headers.values().cloned());
-    texts.extend(ep.json.iter().map(Value::to_string));
+    texts.extend(ep.json.iter().chain(ep.data.iter()).map(Value::to_string));
     texts.iter().any(|t| t.contains("{incremental."))
 }
 
@@ -443,9 +672,7 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
             if cursor_param.is_some() && cursor_body_path.is_some() {
                 return Err(ctx.invalid(key, "set either `cursor_param` or `cursor_body_path`, not both"));
             }
-            if cursor_body_path.is_some() {
-                return Err(ctx.invalid(&format!("{key}.cursor_body_path"), "is not supported by resttap yet"));
-            }
+            check_body_path(ctx, key, "cursor_body_path", cursor_body_path)?;
             for (k, path) in [("cursor_path", Some(cursor_path)), ("has_more_path", has_more_path.as_ref())] {
                 if let Some(path) = path {
                     serde_json_path::JsonPath::parse(&to_jsonpath(path))
@@ -464,10 +691,8 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
             limit,
             ..
         } => {
-            if offset_body_path.is_some() || limit_body_path.is_some() {
-                return Err(
-                    ctx.invalid(&format!("{key}.offset_body_path"), "body paths are not supported by resttap yet")
-                );
+            for (k, p) in [("offset_body_path", offset_body_path), ("limit_body_path", limit_body_path)] {
+                check_body_path(ctx, key, k, p)?;
             }
             if *limit == 0 {
                 return Err(ctx.invalid(&format!("{key}.limit"), "must be at least 1"));
@@ -482,9 +707,7 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
             has_more_path,
             ..
         } => {
-            if page_body_path.is_some() {
-                return Err(ctx.invalid(&format!("{key}.page_body_path"), "is not supported by resttap yet"));
-            }
+            check_body_path(ctx, key, "page_body_path", page_body_path)?;
             check_range(ctx, key, total_path, maximum_page, *stop_after_empty_page, has_more_path)
         }
         PaginatorConfig::JsonLink { next_url_path: p, .. } => {
@@ -496,6 +719,16 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
         | PaginatorConfig::HeaderCursor { .. }
         | PaginatorConfig::SinglePage {}
         | PaginatorConfig::Auto {} => Ok(()),
+    }
+}
+
+/// A body path is dot-separated keys (`page.offset`), where the paginator writes its value
+/// into the JSON body.
+fn check_body_path(ctx: &Ctx, key: &str, name: &str, path: &Option<String>) -> Result<(), ConfigError> {
+    match path {
+        Some(p) if p.split('.').any(|k| k.trim().is_empty()) => Err(ctx
+            .invalid(&format!("{key}.{name}"), format!("`{p}` must be dot-separated key names such as `page.offset`"))),
+        _ => Ok(()),
     }
 }
 
@@ -524,15 +757,20 @@ fn check_range(
 }
 
 fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {
-    match a {
-        AuthConfig::Oauth2ClientCredentials { .. } => Err(ctx
-            .invalid(&format!("{key}.type"), "auth type `oauth2_client_credentials` is not supported by resttap yet")),
-        AuthConfig::ApiKey { location: crate::model::ApiKeyLocation::Cookie, .. } => {
-            Err(ctx.invalid(&format!("{key}.location"), "api_key location `cookie` is not supported by resttap yet"))
+    if let AuthConfig::Oauth2ClientCredentials { access_token_request_data: Some(d), .. } = a {
+        if !d.is_object() {
+            return Err(ctx.invalid(
+                &format!("{key}.access_token_request_data"),
+                "must be a mapping of form fields sent with the token request",
+            ));
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
+
+/// dlt's data types a `columns` hint can name, and the ones resttap stores.
+const HINT_TYPES: [&str; 8] = ["text", "bigint", "double", "bool", "timestamp", "json", "complex", "date"];
+const HINT_TYPES_LATER: [&str; 5] = ["decimal", "wei", "binary", "time", "bigint_unsigned"];
 
 fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), ConfigError> {
     let base = render(&api.client.base_url, secrets);
@@ -594,8 +832,40 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
             if v.is_object() || v.is_array() {
                 return Err(ctx.invalid(
                     &format!("{key}.endpoint.params.{k}"),
-                    "structured params (`type: resolve` / `type: incremental`) are not supported by resttap yet",
+                    "a query parameter must be a single value; a `type: resolve` param must be bound in the path, and \
+                     a parent's field in a query parameter is written `\"{resources.<parent>.<field>}\"`",
                 ));
+            }
+        }
+        match &ep.data {
+            None | Some(Value::String(_)) => {}
+            Some(Value::Object(m)) if m.values().all(|v| !v.is_object() && !v.is_array()) => {}
+            Some(_) => {
+                return Err(ctx.invalid(
+                    &format!("{key}.endpoint.data"),
+                    "must be a mapping of form fields with single values (sent form-encoded) or a string (sent as is)",
+                ));
+            }
+        }
+        if ep.data.is_some() && ep.json.is_some() {
+            return Err(ctx.invalid(&format!("{key}.endpoint"), "set either `json` or `data`, not both"));
+        }
+        for (col, hint) in res.columns.iter().flatten() {
+            if let Some(t) = &hint.data_type {
+                if HINT_TYPES_LATER.contains(&t.as_str()) {
+                    return Err(ctx.invalid(
+                        &format!("{key}.columns.{col}.data_type"),
+                        format!("`{t}` is not supported by resttap yet (supported: {})", HINT_TYPES.join(", ")),
+                    ));
+                }
+                if !HINT_TYPES.contains(&t.as_str()) {
+                    return Err(ConfigError::Invalid {
+                        path: ctx.path.to_path_buf(),
+                        key: format!("{key}.columns.{col}.data_type"),
+                        message: format!("unknown data type `{t}` (expected one of: {})", HINT_TYPES.join(", ")),
+                        suggestion: suggest(t, HINT_TYPES),
+                    });
+                }
             }
         }
         if let Some(steps) = &res.processing_steps {
@@ -636,14 +906,11 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 return Err(ctx.invalid(&format!("{k}.status_code"), "must be an HTTP status such as 404"));
             }
         }
-        let unsupported: [(&str, bool); 7] = [
+        let unsupported: [(&str, bool); 4] = [
             ("schema_contract", res.schema_contract.is_some()),
             ("table_format", res.table_format.is_some()),
             ("nested_hints", res.nested_hints.is_some()),
             ("parent_table_name", res.parent_table_name.is_some()),
-            ("endpoint.data", ep.data.is_some()),
-            ("include_from_parent", res.include_from_parent.is_some()),
-            ("columns", res.columns.is_some()),
         ];
         for (k, present) in unsupported {
             if present {

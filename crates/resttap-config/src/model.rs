@@ -90,7 +90,7 @@ pub enum AuthConfig {
     },
     /// HTTP basic auth.
     HttpBasic { username: Template, password: Template },
-    /// OAuth2 client credentials (not supported yet).
+    /// OAuth2 client credentials: a token from `access_token_url`, cached and refreshed.
     Oauth2ClientCredentials {
         access_token_url: Template,
         client_id: Template,
@@ -309,6 +309,39 @@ pub struct Endpoint {
     pub auth: Option<AuthConfig>,
 }
 
+impl Endpoint {
+    /// Every `{resources.<parent>.<field>}` placeholder in the path, params, json, data and
+    /// headers, as `(parent, field)`.
+    pub fn parent_refs(&self) -> std::collections::BTreeSet<(String, String)> {
+        fn walk(v: &Value, out: &mut std::collections::BTreeSet<(String, String)>) {
+            match v {
+                Value::String(s) => text(s, out),
+                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                Value::Object(m) => m.iter().for_each(|(k, x)| {
+                    text(k, out);
+                    walk(x, out)
+                }),
+                _ => {}
+            }
+        }
+        fn text(s: &str, out: &mut std::collections::BTreeSet<(String, String)>) {
+            for p in crate::secrets::parse_template(s).unwrap_or_default() {
+                if let crate::secrets::Piece::Placeholder(ns, name) = p {
+                    if let (true, Some((r, f))) = (ns == "resources", name.split_once('.')) {
+                        out.insert((r.to_string(), f.to_string()));
+                    }
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        self.path.iter().for_each(|p| text(p, &mut out));
+        self.params.values().for_each(|v| walk(v, &mut out));
+        self.json.iter().chain(self.data.iter()).for_each(|v| walk(v, &mut out));
+        self.headers.values().for_each(|h| text(h, &mut out));
+        out
+    }
+}
+
 /// `endpoint.incremental`: load only what is new since the last run (dlt's semantics).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -433,6 +466,9 @@ pub struct ColumnHint {
     pub nullable: Option<bool>,
     #[serde(default)]
     pub primary_key: Option<bool>,
+    /// Kept for documentation; no effect on the destination.
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// One resource: a table fed by one endpoint.
@@ -454,8 +490,9 @@ pub struct Resource {
     pub max_table_nesting: Option<u32>,
     #[serde(default = "yes")]
     pub selected: bool,
-    #[serde(default)]
-    pub columns: Option<BTreeMap<String, ColumnHint>>,
+    /// Column hints, in the order written (hinted columns come first in the table, as in dlt).
+    #[serde(default, deserialize_with = "ordered_hints")]
+    pub columns: Option<Vec<(String, ColumnHint)>>,
     #[serde(default)]
     pub include_from_parent: Option<Vec<String>>,
     #[serde(default)]
@@ -483,10 +520,34 @@ pub struct Resource {
     /// Not supported yet (rejected).
     #[serde(default)]
     pub parent_table_name: Option<Value>,
+    /// The resource this one takes `{resources.<parent>.<field>}` values from; set by the loader.
+    #[serde(skip)]
+    pub parent: Option<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn ordered_hints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, ColumnHint)>>, D::Error> {
+    struct Hints;
+    impl<'de> serde::de::Visitor<'de> for Hints {
+        type Value = Option<Vec<(String, ColumnHint)>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of column names to hints")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some((k, v)) = map.next_entry::<String, ColumnHint>()? {
+                out.push((k, v));
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_any(Hints)
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

@@ -59,7 +59,7 @@ fn set(root: &mut Value, key: &str, value: Value) {
 fn load(v: &Value) -> Result<(), ConfigError> {
     let mut secrets =
         SecretSources { ignore_env: true, secrets_toml: Some("/nonexistent".into()), ..Default::default() };
-    for name in ["api_key", "password", "other_token"] {
+    for name in ["api_key", "password", "other_token", "client_id"] {
         secrets.overrides.insert(name.into(), resttap_config::Secret::new("x"));
     }
     load_str(&v.to_string(), Format::Json, Path::new("keys.json"), &Overrides::default(), &secrets).map(|_| ())
@@ -75,7 +75,14 @@ fn every_documented_key_behaves_as_documented() {
         if status == "not applicable" {
             continue;
         }
-        let mut cfg = json!({"client": {"base_url": "http://localhost:1"}, "resources": [{"name": "r", "endpoint": {"path": "/r"}}]});
+        // `lists` is a parent the examples can refer to (`{resources.lists.id}`)
+        let mut cfg = json!({"client": {"base_url": "http://localhost:1"}, "resources": [
+            {"name": "r", "endpoint": {"path": "/r"}},
+            {"name": "lists", "endpoint": {"path": "/lists"}}
+        ]});
+        if key == "resources[].include_from_parent" {
+            cfg["resources"][0]["endpoint"]["path"] = json!("/lists/{resources.lists.id}/r");
+        }
         if key.ends_with(']') {
             set(&mut cfg, &format!("{key}.__dummy"), Value::Null);
             strip_dummy(&mut cfg);

@@ -42,6 +42,7 @@ pub fn sql_type(t: DataType) -> &'static str {
         DataType::Bool => "BOOLEAN",
         DataType::Timestamp => "TIMESTAMP WITH TIME ZONE",
         DataType::Json => "JSON",
+        DataType::Date => "DATE",
     }
 }
 
@@ -53,6 +54,7 @@ fn from_sql_type(t: &str) -> Option<DataType> {
         "BOOLEAN" => DataType::Bool,
         "TIMESTAMP WITH TIME ZONE" => DataType::Timestamp,
         "JSON" => DataType::Json,
+        "DATE" => DataType::Date,
         _ => return None,
     })
 }

@@ -17,6 +17,7 @@ fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<Comm
             max_nesting: None,
             load_id: Arc::from(load_id.as_str()),
             batch_rows: 2,
+            hints: vec![],
         },
         &existing,
     );
@@ -129,6 +130,7 @@ fn a_failed_commit_changes_nothing() {
             max_nesting: None,
             load_id: Arc::from("2"),
             batch_rows: 10,
+            hints: vec![],
         },
         &Schema::default(),
     );
@@ -212,6 +214,7 @@ fn a_first_load_written_in_place_still_collapses_duplicates_and_rolls_back() {
             max_nesting: None,
             load_id: Arc::from("x"),
             batch_rows: 10,
+            hints: vec![],
         },
         &Schema::default(),
     );

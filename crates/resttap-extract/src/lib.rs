@@ -5,12 +5,14 @@
 pub mod incremental;
 pub mod steps;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use incremental::Incremental;
+use resttap_config::Rendered;
 use resttap_config::{AuthConfig, ClientConfig, Resource, to_jsonpath};
-use resttap_http::{Client, HttpError, RequestSpec, Response, RetryNotice};
+use resttap_http::{Body, Client, HttpError, RequestSpec, Response, RetryNotice};
 use resttap_paginate::{Detected, Page as PageView, PaginateError, Paginator};
 use serde_json::Value;
 use serde_json_path::JsonPath;
@@ -36,6 +38,11 @@ pub enum ExtractError {
         #[source]
         source: PaginateError,
     },
+    /// A child resource's placeholder names a field its parent record does not have.
+    #[error(
+        "resource `{resource}`: the record from parent resource `{parent}` has no field `{field}` (for `{{resources.{parent}.{field}}}`); its fields are: {available}"
+    )]
+    ParentField { resource: String, parent: String, field: String, available: String },
     /// The endpoint URL cannot be built.
     #[error("resource `{resource}`: cannot build the URL from `client.base_url` and `endpoint.path`: {message}")]
     Url { resource: String, message: String },
@@ -80,49 +87,129 @@ fn param_text(v: &Value) -> String {
     }
 }
 
-/// Renders placeholders in a JSON body: a string that is exactly one placeholder takes the
-/// value with its type (`{"since": "{incremental.start_value}"}` stays a number if it is one).
-fn render_json(
-    client: &Client,
-    v: &Value,
-    inc: Option<&Incremental>,
-    values: &dyn Fn(&str, &str) -> Option<String>,
-) -> Value {
-    match v {
-        Value::String(s) => {
-            let whole = s.strip_prefix("{incremental.").and_then(|r| r.strip_suffix('}'));
-            if let (Some(name), Some(inc)) = (whole, inc) {
-                if let Some(val) = inc.placeholder(name) {
-                    return val;
+/// The values a request's placeholders take besides secrets: `{incremental.*}` (as they are at
+/// the start of the run) and `{resources.<parent>.<field>}`; and the incremental query params.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// `"incremental.start_value"`, `"resources.forums.id"`, ... → value.
+    values: HashMap<String, Value>,
+    /// `start_param` / `end_param` with their values.
+    params: Vec<(String, Value)>,
+}
+
+impl Context {
+    /// The placeholder values and params of an incremental resource (or none).
+    pub fn new(inc: Option<&Incremental>) -> Self {
+        let mut c = Context::default();
+        if let Some(inc) = inc {
+            for name in ["start_value", "last_value", "end_value", "initial_value"] {
+                if let Some(v) = inc.placeholder(name) {
+                    c.values.insert(format!("incremental.{name}"), v);
                 }
             }
-            Value::String(client.render_with(s, values).expose().to_string())
+            c.params = inc.params();
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| render_json(client, x, inc, values)).collect()),
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, x)| (k.clone(), render_json(client, x, inc, values))).collect())
+        c
+    }
+
+    /// This context with the values of one parent record (from [`parent_values`]).
+    pub fn with_parent(&self, parent: HashMap<String, Value>) -> Self {
+        let mut c = self.clone();
+        c.values.extend(parent.into_iter().map(|(k, v)| (format!("resources.{k}"), v)));
+        c
+    }
+
+    /// The value of placeholder `{ns.name}`, keeping its JSON type.
+    fn value(&self, ns: &str, name: &str) -> Option<Value> {
+        self.values.get(&format!("{ns}.{name}")).cloned()
+    }
+
+    fn text(&self, ns: &str, name: &str) -> Option<String> {
+        self.value(ns, name).map(|v| param_text(&v))
+    }
+}
+
+/// The values a child's placeholders take from one parent record (dlt's
+/// `collect_resolved_values`: a field is a key or a JSONPath into the record).
+pub fn parent_values(res: &Resource, record: &Value) -> Result<HashMap<String, Value>, ExtractError> {
+    let mut out = HashMap::new();
+    for (parent, field) in res.endpoint.parent_refs() {
+        let found = match record.get(&field) {
+            Some(v) => Some(v.clone()),
+            None => JsonPath::parse(&to_jsonpath(&field))
+                .ok()
+                .and_then(|p| p.query(record).all().into_iter().next().cloned()),
+        };
+        match found {
+            Some(v) => {
+                out.insert(format!("{parent}.{field}"), v);
+            }
+            None => {
+                let available = match record {
+                    Value::Object(m) => m.keys().cloned().collect::<Vec<_>>().join(", "),
+                    other => format!("none (the record is `{}`)", resttap_http::excerpt(other.to_string().as_bytes())),
+                };
+                return Err(ExtractError::ParentField { resource: res.name.clone(), parent, field, available });
+            }
         }
+    }
+    Ok(out)
+}
+
+/// Renders placeholders in a JSON body: a string that is exactly one placeholder takes the
+/// value with its type (`{"since": "{incremental.start_value}"}` stays a number if it is one).
+fn render_json(client: &Client, v: &Value, ctx: &Context) -> Value {
+    let text = |ns: &str, name: &str| ctx.text(ns, name);
+    match v {
+        Value::String(s) => {
+            let whole = s.strip_prefix('{').and_then(|r| r.strip_suffix('}')).filter(|r| !r.contains(['{', '}']));
+            if let Some(val) = whole.and_then(|w| w.split_once('.')).and_then(|(ns, name)| ctx.value(ns, name)) {
+                return val;
+            }
+            Value::String(client.render_with(s, &text).expose().to_string())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|x| render_json(client, x, ctx)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (client.render_with(k, &text).expose().to_string(), render_json(client, x, ctx)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
 
-/// The first request of a resource, from the client and endpoint config (and the incremental
-/// start, when the resource is incremental).
+/// The first request of a resource, from the client and endpoint config and the placeholder
+/// values of `ctx` (the incremental start, the parent record).
 pub fn first_request(
     client: &Client,
     cfg: &ClientConfig,
     res: &Resource,
-    inc: Option<&Incremental>,
+    ctx: &Context,
 ) -> Result<RequestSpec, ExtractError> {
     let uerr = |message: String| ExtractError::Url { resource: res.name.clone(), message };
-    let values = |ns: &str, name: &str| -> Option<String> {
-        if ns == "incremental" { inc.and_then(|i| i.placeholder(name)).map(|v| param_text(&v)) } else { None }
-    };
+    let values = |ns: &str, name: &str| -> Option<String> { ctx.text(ns, name) };
     let base = client.render(&cfg.base_url);
     let path = client.render_with(res.endpoint.path.as_deref().unwrap_or(&res.name), &values);
     let url = join_url(base.expose(), path.expose()).map_err(|m| uerr(client.redactor().redact(&m)))?;
-    let json = res.endpoint.json.as_ref().map(|j| render_json(client, j, inc, &values));
-    let mut req = RequestSpec { method: res.endpoint.method, url, query: Vec::new(), headers: Vec::new(), json };
+    let mut req = RequestSpec::new(res.endpoint.method, url);
+    req.json = res.endpoint.json.as_ref().map(|j| render_json(client, j, ctx));
+    req.data = match &res.endpoint.data {
+        Some(Value::String(s)) => Some(Body::Raw(client.render_with(s, &values))),
+        Some(Value::Object(m)) => Some(Body::Form(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    let text = match v {
+                        Value::String(s) => client.render_with(s, &values),
+                        Value::Bool(b) => Rendered::new(if *b { "True" } else { "False" }.into(), false),
+                        other => Rendered::new(other.to_string(), false),
+                    };
+                    (k.clone(), text)
+                })
+                .collect(),
+        )),
+        _ => None, // other shapes are rejected by the config loader
+    };
     for (k, v) in cfg.headers.iter().chain(res.endpoint.headers.iter()) {
         req.headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));
         req.headers.push((k.clone(), client.render_with(v, &values)));
@@ -135,10 +222,8 @@ pub fn first_request(
         };
         req.query.push((k.clone(), text));
     }
-    if let Some(inc) = inc {
-        for (k, v) in inc.params() {
-            req.set_query(&k, param_text(&v));
-        }
+    for (k, v) in &ctx.params {
+        req.set_query(k, param_text(v));
     }
     let auth: Option<&AuthConfig> = res.endpoint.auth.as_ref().or(cfg.auth.as_ref());
     if let Some(a) = auth {
@@ -296,9 +381,9 @@ impl Extractor {
         cfg: &ClientConfig,
         res: &Resource,
         counters: Arc<Counters>,
-        inc: Option<&Incremental>,
+        ctx: &Context,
     ) -> Result<Self, ExtractError> {
-        let mut req = first_request(&client, cfg, res, inc)?;
+        let mut req = first_request(&client, cfg, res, ctx)?;
         let paginator_cfg = res.endpoint.paginator.as_ref().or(cfg.paginator.as_ref());
         let paginator = Paginator::new(paginator_cfg);
         paginator.init(&mut req);

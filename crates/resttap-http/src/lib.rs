@@ -1,8 +1,11 @@
 //! The HTTP client of resttap: one connection pool, auth, retries with exponential backoff and
 //! `Retry-After`, and errors that name the URL (secrets redacted), the status and a body excerpt.
 
+mod oauth;
 mod redact;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +13,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use resttap_config::{ApiKeyLocation, AuthConfig, Method, Rendered, RetryConfig, Secrets, render};
 use url::Url;
 
+pub use oauth::OAuth2;
 pub use redact::Redactor;
 pub use reqwest::StatusCode;
 /// Header types, re-exported so that paginators need not depend on reqwest.
@@ -27,6 +31,19 @@ pub struct RequestSpec {
     pub headers: Vec<(String, Rendered)>,
     /// A JSON body.
     pub json: Option<serde_json::Value>,
+    /// A form or raw body (`endpoint.data`); not sent together with `json`.
+    pub data: Option<Body>,
+    /// The OAuth2 token source, when the request authenticates with one.
+    pub oauth: Option<Arc<OAuth2>>,
+}
+
+/// A request body other than JSON, as dlt's `data`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// Sent `application/x-www-form-urlencoded`.
+    Form(Vec<(String, Rendered)>),
+    /// Sent as it is.
+    Raw(Rendered),
 }
 
 impl RequestSpec {
@@ -34,6 +51,29 @@ impl RequestSpec {
     pub fn set_query(&mut self, name: &str, value: String) {
         self.query.retain(|(k, _)| k != name);
         self.query.push((name.to_string(), value));
+    }
+
+    /// A request with only a method and URL.
+    pub fn new(method: Method, url: Url) -> Self {
+        RequestSpec { method, url, query: Vec::new(), headers: Vec::new(), json: None, data: None, oauth: None }
+    }
+
+    /// Sets the value at a dot-separated path (`page.offset`) of the JSON body, creating the body
+    /// and the objects on the way.
+    pub fn set_json_path(&mut self, path: &str, value: serde_json::Value) {
+        let mut cur = self.json.get_or_insert_with(|| serde_json::Value::Object(Default::default()));
+        let keys: Vec<&str> = path.split('.').collect();
+        for (i, k) in keys.iter().enumerate() {
+            if !cur.is_object() {
+                *cur = serde_json::Value::Object(Default::default());
+            }
+            let m = cur.as_object_mut().expect("made an object");
+            if i + 1 == keys.len() {
+                m.insert((*k).to_string(), value);
+                return;
+            }
+            cur = m.entry((*k).to_string()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+        }
     }
 
     /// The full URL, query included.
@@ -147,6 +187,8 @@ pub struct Client {
     retry: RetryConfig,
     redactor: Redactor,
     secrets: Secrets,
+    /// OAuth2 token sources by token URL and client id, shared by every request using them.
+    oauth: Arc<Mutex<HashMap<String, Arc<OAuth2>>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -172,7 +214,7 @@ impl Client {
             .user_agent(concat!("resttap/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HttpError::Setup(e.to_string()))?;
-        Ok(Client { http, retry, redactor: Redactor::new(&secrets), secrets })
+        Ok(Client { http, retry, redactor: Redactor::new(&secrets), secrets, oauth: Arc::default() })
     }
 
     /// The redactor for this client's secrets.
@@ -203,7 +245,8 @@ impl Client {
                     ApiKeyLocation::Header => req.headers.push((name.clone(), key)),
                     ApiKeyLocation::Query => req.query.push((name.clone(), key.expose().to_string())),
                     ApiKeyLocation::Cookie => {
-                        return Err(HttpError::Setup("api_key in a cookie is not supported".into()));
+                        let cookie = format!("{name}={}", key.expose());
+                        req.headers.push(("Cookie".into(), Rendered::new(cookie, true)));
                     }
                 }
             }
@@ -213,15 +256,94 @@ impl Client {
                 let enc = base64::engine::general_purpose::STANDARD.encode(raw);
                 req.headers.push(("Authorization".into(), Rendered::new(format!("Basic {enc}"), true)));
             }
-            AuthConfig::Oauth2ClientCredentials { .. } => {
-                return Err(HttpError::Setup("oauth2_client_credentials is not supported yet".into()));
+            AuthConfig::Oauth2ClientCredentials {
+                access_token_url,
+                client_id,
+                client_secret,
+                access_token_request_data,
+                default_token_expiration,
+            } => {
+                let url = self.render(access_token_url);
+                let id = self.render(client_id);
+                let key = format!("{}\u{0}{}", url.expose(), id.expose());
+                let mut cache = self.oauth.lock().expect("oauth cache");
+                let source = cache.entry(key).or_insert_with(|| {
+                    let mut form = vec![
+                        ("client_id".to_string(), id.clone()),
+                        ("client_secret".to_string(), self.render(client_secret)),
+                        ("grant_type".to_string(), Rendered::new("client_credentials".into(), false)),
+                    ];
+                    for (k, v) in access_token_request_data.iter().flat_map(|d| d.as_object()).flatten() {
+                        let text = match v {
+                            serde_json::Value::String(s) => self.render(s),
+                            other => Rendered::new(other.to_string(), false),
+                        };
+                        form.retain(|(name, _)| name != k);
+                        form.push((k.clone(), text));
+                    }
+                    let lifetime = Duration::from_secs(default_token_expiration.unwrap_or(3600));
+                    Arc::new(OAuth2::new(url.clone(), form, lifetime))
+                });
+                req.oauth = Some(Arc::clone(source));
             }
         }
         Ok(())
     }
 
-    /// Sends `req`, retrying as the policy says. `on_retry` is called before each wait.
+    /// Sends `req`, retrying as the policy says. `on_retry` is called before each wait. With
+    /// OAuth2, the token is added (fetched first when needed) and a 401 refreshes it once.
     pub async fn send(
+        &self,
+        req: &RequestSpec,
+        on_retry: &(dyn Fn(&RetryNotice) + Sync),
+    ) -> Result<Response, HttpError> {
+        let Some(oauth) = &req.oauth else { return self.send_with_retries(req, on_retry).await };
+        let mut stale = None;
+        loop {
+            let token = oauth.token(stale, || self.fetch_token(oauth, on_retry)).await?;
+            let mut authed = req.clone();
+            authed.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+            authed
+                .headers
+                .push(("Authorization".into(), Rendered::new(format!("Bearer {}", token.value.expose()), true)));
+            match self.send_with_retries(&authed, on_retry).await {
+                Err(HttpError::Status { status: 401, .. }) if stale.is_none() => {
+                    tracing::info!("the API rejected the OAuth2 token (401); fetching a new one");
+                    stale = Some(token.generation);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Requests a token from the OAuth2 token endpoint (dlt's form: client id and secret in the
+    /// form body with `grant_type=client_credentials`).
+    async fn fetch_token(
+        &self,
+        oauth: &OAuth2,
+        on_retry: &(dyn Fn(&RetryNotice) + Sync),
+    ) -> Result<(Rendered, Option<u64>), HttpError> {
+        let url = Url::parse(oauth.url.expose())
+            .map_err(|e| HttpError::Setup(format!("OAuth2 `access_token_url` is not a valid URL: {e}")))?;
+        let mut req = RequestSpec::new(Method::Post, url);
+        req.data = Some(Body::Form(oauth.form.clone()));
+        let resp = self.send_with_retries(&req, on_retry).await.map_err(|e| match e {
+            HttpError::Status { url, status, excerpt, attempts, body } => {
+                HttpError::Status { url: format!("{url} (the OAuth2 token endpoint)"), status, excerpt, attempts, body }
+            }
+            other => other,
+        })?;
+        let (token, expires) = oauth::parse_token_response(&resp.body).map_err(|m| {
+            HttpError::Setup(format!(
+                "OAuth2 token from {}: {m}; it starts with: {}",
+                self.redactor.redact(resp.url.as_str()),
+                self.redactor.redact(&excerpt(&resp.body))
+            ))
+        })?;
+        Ok((Rendered::new(token, true), expires))
+    }
+
+    async fn send_with_retries(
         &self,
         req: &RequestSpec,
         on_retry: &(dyn Fn(&RetryNotice) + Sync),
@@ -247,6 +369,19 @@ impl Client {
             .headers(headers.clone());
             if let Some(j) = &req.json {
                 builder = builder.json(j);
+            }
+            match &req.data {
+                Some(Body::Form(fields)) => {
+                    let mut enc = url::form_urlencoded::Serializer::new(String::new());
+                    for (k, v) in fields {
+                        enc.append_pair(k, v.expose());
+                    }
+                    builder = builder
+                        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(enc.finish());
+                }
+                Some(Body::Raw(text)) => builder = builder.body(text.expose().to_string()),
+                None => {}
             }
             let outcome = match builder.send().await {
                 Ok(resp) => {

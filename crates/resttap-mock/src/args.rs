@@ -40,6 +40,9 @@ pub struct MockArgs {
     /// Render every page before accepting requests (for benchmarks).
     #[arg(long)]
     pub prerender: bool,
+    /// `expires_in` of the OAuth2 tokens issued by `POST /oauth/token`, in seconds (0: omit it).
+    #[arg(long, default_value_t = 3600)]
+    pub oauth_expires_in: u64,
 }
 
 impl MockArgs {
@@ -60,6 +63,7 @@ impl MockArgs {
                 truncate_every: 0,
             },
             prerender: self.prerender,
+            oauth_expires_in: self.oauth_expires_in,
         }
     }
 

@@ -7,11 +7,18 @@
 //! `revision` — set at start or through `POST /admin/revision/{n}` — changes some of them and
 //! adds new ones, so a second load can be checked against a changed API.
 //!
-//! Admin routes, for tests and benchmarks: `GET /admin/stats` (request and fault counters),
-//! `POST /admin/revision/{n}`, `PUT /admin/faults` (a JSON [`Faults`]).
+//! Other API styles (paginators, request bodies, single records, parent/child routes) are
+//! served too; see the `styles` module. Credentials: the bearer token, an OAuth2 token from
+//! `POST /oauth/token` (client `demo`, secret = the token), basic auth `demo:<token>`, or the
+//! token as an API key in `X-API-Key`, `?api_key=` or a `session` cookie.
+//!
+//! Admin routes, for tests and benchmarks: `GET /admin/stats` (request, fault and auth
+//! counters), `POST /admin/revision/{n}`, `PUT /admin/faults` (a JSON [`Faults`]),
+//! `POST /admin/oauth/revoke`.
 
 pub mod data;
 mod server;
+mod styles;
 
 mod args;
 pub use args::MockArgs;

@@ -56,6 +56,8 @@ pub struct MockOptions {
     pub faults: Faults,
     /// Render every page of the starting revision before accepting requests.
     pub prerender: bool,
+    /// `expires_in` of the OAuth2 tokens `POST /oauth/token` issues, in seconds.
+    pub oauth_expires_in: u64,
 }
 
 impl Default for MockOptions {
@@ -68,6 +70,7 @@ impl Default for MockOptions {
             growth: 2,
             faults: Faults::default(),
             prerender: false,
+            oauth_expires_in: 3600,
         }
     }
 }
@@ -83,6 +86,13 @@ pub struct Stats {
     pub unauthorized: u64,
     /// The current revision.
     pub revision: u64,
+    /// Accepted requests by the way they authenticated (`bearer`, `oauth2`, `http_basic`,
+    /// `api_key_header`, `api_key_query`, `api_key_cookie`).
+    #[serde(default)]
+    pub auth: std::collections::BTreeMap<String, u64>,
+    /// Requests to `POST /oauth/token` that issued a token.
+    #[serde(default)]
+    pub token_requests: u64,
 }
 
 /// (resource, offset, limit, revision, filter)
@@ -96,9 +106,9 @@ struct Filter {
     sort: bool,
 }
 
-struct Shared {
-    opts: MockOptions,
-    revision: AtomicU64,
+pub(crate) struct Shared {
+    pub(crate) opts: MockOptions,
+    pub(crate) revision: AtomicU64,
     requests: AtomicU64,
     faults_sent: AtomicU64,
     unauthorized: AtomicU64,
@@ -108,11 +118,94 @@ struct Shared {
     pages: Mutex<HashMap<PageKey, Bytes>>,
     /// Ids matching a filter, in the order served.
     selections: Mutex<HashMap<(usize, u64, Filter), Arc<Vec<u64>>>>,
+    /// Requests accepted per auth method.
+    auth_used: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// OAuth2 tokens issued and not revoked.
+    oauth_tokens: Mutex<std::collections::HashSet<String>>,
+    token_requests: AtomicU64,
 }
 
 impl Shared {
-    fn record(&self, name: &str, id: u64, revision: u64) -> serde_json::Value {
+    pub(crate) fn record(&self, name: &str, id: u64, revision: u64) -> serde_json::Value {
         record_with(name, id, revision, added_in(name, id, self.opts.records, self.opts.growth))
+    }
+
+    pub(crate) fn total(&self, name: &str) -> u64 {
+        record_count(name, self.opts.records, self.revision.load(Ordering::Relaxed), self.opts.growth)
+    }
+
+    /// How a request authenticates, if it does with something this server accepts.
+    pub(crate) fn auth_method(&self, headers: &HeaderMap, query: Option<&str>) -> Option<&'static str> {
+        use base64::engine::general_purpose::STANDARD;
+        let token = self.opts.token.as_str();
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if let Some(t) = auth.strip_prefix("Bearer ") {
+            if t == token {
+                return Some("bearer");
+            }
+            if self.oauth_tokens.lock().expect("tokens").contains(t) {
+                return Some("oauth2");
+            }
+        }
+        if let Some(b) = auth.strip_prefix("Basic ") {
+            if STANDARD.decode(b).ok().is_some_and(|raw| raw == format!("demo:{token}").as_bytes()) {
+                return Some("http_basic");
+            }
+        }
+        if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(token) {
+            return Some("api_key_header");
+        }
+        let cookie = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if cookie.split(';').any(|c| c.trim() == format!("session={token}")) {
+            return Some("api_key_cookie");
+        }
+        if url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).any(|(k, v)| k == "api_key" && v == token)
+        {
+            return Some("api_key_query");
+        }
+        None
+    }
+
+    /// Counts a request: `Err` with the response to send when it is unauthorized or a fault is
+    /// injected for it.
+    pub(crate) async fn admit(&self, uri: &axum::http::Uri, headers: &HeaderMap) -> Result<u64, Response> {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        let faults = self.faults.lock().expect("faults").clone();
+        if faults.slow_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
+        }
+        match self.auth_method(headers, uri.query()) {
+            Some(m) => *self.auth_used.lock().expect("auth").entry(m.to_string()).or_default() += 1,
+            None => {
+                self.unauthorized.fetch_add(1, Ordering::Relaxed);
+                return Err(json_error(StatusCode::UNAUTHORIZED, "missing or invalid credentials"));
+            }
+        }
+        let injected = if faults.always != 0 {
+            Some(faults.always)
+        } else if faults.fail_every > 0
+            && n % faults.fail_every == 0
+            && self.failed.lock().expect("failed").insert(uri.to_string())
+        {
+            let statuses =
+                if faults.statuses.is_empty() { vec![429, 500, 502, 503, 504] } else { faults.statuses.clone() };
+            Some(statuses[((n / faults.fail_every - 1) % statuses.len() as u64) as usize])
+        } else {
+            None
+        };
+        if let Some(code) = injected {
+            self.faults_sent.fetch_add(1, Ordering::Relaxed);
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = json_error(status, "injected fault");
+            if code == 429 {
+                let value = faults.retry_after.as_deref().unwrap_or("0");
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+            }
+            return Err(resp);
+        }
+        Ok(n)
     }
 
     fn selection(&self, resource: usize, revision: u64, filter: &Filter) -> Arc<Vec<u64>> {
@@ -184,7 +277,7 @@ fn decode_cursor(cursor: &str) -> Option<u64> {
     std::str::from_utf8(&raw).ok()?.strip_prefix("offset:")?.parse().ok()
 }
 
-fn json_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": status.canonical_reason().unwrap_or("error"), "message": message });
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
@@ -196,39 +289,10 @@ async fn list(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    let n = s.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let faults = s.faults.lock().expect("faults").clone();
-    if faults.slow_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
-    }
-    let expected = format!("Bearer {}", s.opts.token);
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        s.unauthorized.fetch_add(1, Ordering::Relaxed);
-        return json_error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token");
-    }
-    let injected = if faults.always != 0 {
-        Some(faults.always)
-    } else if faults.fail_every > 0
-        && n % faults.fail_every == 0
-        && s.failed.lock().expect("failed").insert(uri.to_string())
-    {
-        let statuses = if faults.statuses.is_empty() { vec![429, 500, 502, 503, 504] } else { faults.statuses.clone() };
-        Some(statuses[((n / faults.fail_every - 1) % statuses.len() as u64) as usize])
-    } else {
-        None
+    let n = match s.admit(&uri, &headers).await {
+        Ok(n) => n,
+        Err(resp) => return resp,
     };
-    if let Some(code) = injected {
-        s.faults_sent.fetch_add(1, Ordering::Relaxed);
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut resp = json_error(status, "injected fault");
-        if code == 429 {
-            let value = faults.retry_after.as_deref().unwrap_or("0");
-            if let Ok(v) = HeaderValue::from_str(value) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        return resp;
-    }
     let Some(idx) = RESOURCES.iter().position(|r| *r == resource) else {
         return json_error(StatusCode::NOT_FOUND, &format!("no resource named {resource:?}"));
     };
@@ -263,7 +327,8 @@ async fn list(
     let filter = (filter.after.is_some() || filter.before.is_some() || filter.sort).then_some(filter);
     let revision = s.revision.load(Ordering::Relaxed);
     let mut body = s.render_page(idx, offset, limit, revision, filter);
-    if faults.truncate_every > 0 && n % faults.truncate_every == 0 {
+    let truncate_every = s.faults.lock().expect("faults").truncate_every;
+    if truncate_every > 0 && n % truncate_every == 0 {
         body = body.slice(..body.len() / 2);
     }
     ([(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
@@ -275,6 +340,8 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
         faults: s.faults_sent.load(Ordering::Relaxed),
         unauthorized: s.unauthorized.load(Ordering::Relaxed),
         revision: s.revision.load(Ordering::Relaxed),
+        auth: s.auth_used.lock().expect("auth").clone(),
+        token_requests: s.token_requests.load(Ordering::Relaxed),
     })
     .into_response()
 }
@@ -296,9 +363,40 @@ async fn set_faults(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
+/// `POST /oauth/token`: OAuth2 client credentials in the form body (`client_id=demo`,
+/// `client_secret=<token>`, `grant_type=client_credentials`); issues `oauth-<n>` tokens.
+async fn oauth_token(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return json_error(StatusCode::BAD_REQUEST, "grant_type must be client_credentials");
+    }
+    if form.get("client_id").map(String::as_str) != Some("demo") || form.get("client_secret") != Some(&s.opts.token) {
+        return json_error(StatusCode::UNAUTHORIZED, "invalid client credentials");
+    }
+    let n = s.token_requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let token = format!("oauth-{n}");
+    s.oauth_tokens.lock().expect("tokens").insert(token.clone());
+    let mut body = serde_json::json!({ "access_token": token, "token_type": "bearer" });
+    if s.opts.oauth_expires_in > 0 {
+        body["expires_in"] = s.opts.oauth_expires_in.into();
+    }
+    axum::Json(body).into_response()
+}
+
+/// `POST /admin/oauth/revoke`: every OAuth2 token issued so far stops working.
+async fn oauth_revoke(State(s): State<Arc<Shared>>) -> Response {
+    s.oauth_tokens.lock().expect("tokens").clear();
+    StatusCode::NO_CONTENT.into_response()
+}
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/{resource}", get(list))
+        .route("/v1/{resource}/{id}", get(crate::styles::one))
+        .route("/v1/{resource}/{id}/{child}", get(crate::styles::children))
+        .route("/styles/{style}/{resource}", get(crate::styles::styled).post(crate::styles::styled))
+        .route("/oauth/token", post(oauth_token))
+        .route("/admin/oauth/revoke", post(oauth_revoke))
         .route("/admin/stats", get(stats))
         .route("/admin/revision/{rev}", post(set_revision))
         .route("/admin/faults", put(set_faults))
@@ -316,6 +414,9 @@ fn shared(opts: MockOptions) -> Arc<Shared> {
         failed: Mutex::new(std::collections::HashSet::new()),
         pages: Mutex::new(HashMap::new()),
         selections: Mutex::new(HashMap::new()),
+        auth_used: Mutex::new(Default::default()),
+        oauth_tokens: Mutex::new(Default::default()),
+        token_requests: AtomicU64::new(0),
         opts,
     });
     if s.opts.prerender {

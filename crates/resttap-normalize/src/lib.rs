@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -44,6 +44,21 @@ pub enum NormalizeError {
     /// A root record lacks a primary key column, or has it null.
     #[error("a record of table `{table}` has no value for primary key column `{column}`: {excerpt}")]
     MissingPrimaryKey { table: String, column: String, excerpt: String },
+    /// A root record lacks a column hinted `nullable: false`, or has it null.
+    #[error(
+        "a record of table `{table}` has no value for column `{column}`, which `columns` hints as `nullable: false`: {excerpt}"
+    )]
+    MissingRequired { table: String, column: String, excerpt: String },
+}
+
+/// A `columns` hint of the root table (names already normalized).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnHint {
+    pub name: String,
+    /// The column's type whatever the data says; the column exists even if every value is null.
+    pub data_type: Option<DataType>,
+    pub nullable: Option<bool>,
+    pub primary_key: bool,
 }
 
 /// How one resource's records become rows.
@@ -60,6 +75,8 @@ pub struct NormalizerConfig {
     pub load_id: Arc<str>,
     /// Rows a table collects before it is handed over as a batch.
     pub batch_rows: usize,
+    /// `columns` hints of the root table.
+    pub hints: Vec<ColumnHint>,
 }
 
 enum Builder {
@@ -69,6 +86,7 @@ enum Builder {
     Bool(BooleanBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     Json(StringBuilder),
+    Date(Date32Builder),
 }
 
 impl Builder {
@@ -80,6 +98,7 @@ impl Builder {
             DataType::Bool => Builder::Bool(BooleanBuilder::new()),
             DataType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
             DataType::Json => Builder::Json(StringBuilder::new()),
+            DataType::Date => Builder::Date(Date32Builder::new()),
         }
     }
 
@@ -90,6 +109,7 @@ impl Builder {
             Builder::Double(b) => b.append_null(),
             Builder::Bool(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
+            Builder::Date(b) => b.append_null(),
         }
     }
 
@@ -100,6 +120,7 @@ impl Builder {
             Builder::Double(b) => Arc::new(b.finish()),
             Builder::Bool(b) => Arc::new(b.finish()),
             Builder::Timestamp(b) => Arc::new(b.finish()),
+            Builder::Date(b) => Arc::new(b.finish()),
         }
     }
 }
@@ -112,6 +133,7 @@ pub fn arrow_type(t: DataType) -> ArrowType {
         DataType::Double => ArrowType::Float64,
         DataType::Bool => ArrowType::Boolean,
         DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        DataType::Date => ArrowType::Date32,
     }
 }
 
@@ -183,6 +205,8 @@ enum Cell<'a> {
     F64(f64),
     Bool(bool),
     Ts(i64),
+    /// Days since 1970-01-01.
+    Date(i32),
 }
 
 /// The type a value has on its own (with dlt's `iso_timestamp` detection for strings).
@@ -198,6 +222,15 @@ fn natural_type(v: &Value) -> DataType {
         Value::Array(_) | Value::Object(_) => DataType::Json,
         Value::Null => DataType::Text,
     }
+}
+
+/// A date (`2024-03-01`) or the UTC date of a date-time, as days since 1970-01-01.
+fn parse_date(s: &str) -> Option<i32> {
+    let t = s.trim();
+    if t.len() == 10 {
+        return parse_timestamp(&format!("{t}T00:00:00Z")).map(|us| us.div_euclid(86_400_000_000) as i32);
+    }
+    parse_timestamp(t).map(|us| us.div_euclid(86_400_000_000) as i32)
 }
 
 /// Python's `str()` of a float, which is what dlt writes when a float lands in a text column.
@@ -232,6 +265,7 @@ fn coerce(t: DataType, v: &Value) -> Option<Cell<'_>> {
             _ => return None,
         }),
         (DataType::Timestamp, Value::String(s)) => Cell::Ts(parse_timestamp(s)?),
+        (DataType::Date, Value::String(s)) => Cell::Date(parse_date(s)?),
         (DataType::Timestamp, Value::Number(n)) => {
             let secs = n.as_f64()?;
             if !secs.is_finite() || secs.abs() > 1e13 {
@@ -251,6 +285,7 @@ fn append(b: &mut Builder, cell: Cell<'_>) {
         (Builder::Double(b), Cell::F64(f)) => b.append_value(f),
         (Builder::Bool(b), Cell::Bool(x)) => b.append_value(x),
         (Builder::Timestamp(b), Cell::Ts(t)) => b.append_value(t),
+        (Builder::Date(b), Cell::Date(d)) => b.append_value(d),
         (b, _) => b.append_null(),
     }
 }
@@ -355,7 +390,34 @@ impl Normalizer {
         let i = self.bufs.len();
         self.bufs.push(TableBuf::new(table.to_string()));
         self.buf_index.insert(table.to_string(), i);
+        if parent.is_none() {
+            self.seed_hints(i);
+        }
         i
+    }
+
+    /// Hinted columns come first and exist even when every value is null, as in dlt.
+    fn seed_hints(&mut self, bi: usize) {
+        let root = self.cfg.table.clone();
+        for h in self.cfg.hints.clone() {
+            let Some(dtype) = h.data_type else { continue };
+            let table = self.schema.table_mut(&root).expect("registered");
+            if table.column(&h.name).is_none() {
+                let pk = h.primary_key || self.cfg.primary_key.contains(&h.name);
+                table.add_column(Column {
+                    name: h.name.clone(),
+                    data_type: dtype,
+                    nullable: !pk && h.nullable != Some(false),
+                    primary_key: pk,
+                });
+            }
+            let column = table.column(&h.name).expect("added").clone();
+            let buf = &mut self.bufs[bi];
+            if !buf.index.contains_key(&h.name) {
+                buf.index.insert(h.name.clone(), buf.cols.len());
+                buf.cols.push(ColBuf { builder: Builder::new(column.data_type), column, len: 0 });
+            }
+        }
     }
 
     /// Writes `value` into the column of name node `node` in the current row of buffer `bi`.
@@ -409,11 +471,13 @@ impl Normalizer {
             None => (col.to_string(), natural_type(value), true),
         };
         if table.column(&col_name).is_none() {
-            let pk = !table.is_nested() && self.cfg.primary_key.iter().any(|k| *k == col_name);
+            let root = !table.is_nested();
+            let pk = root && self.cfg.primary_key.iter().any(|k| *k == col_name);
+            let hinted = self.cfg.hints.iter().find(|h| root && h.name == col_name).and_then(|h| h.nullable);
             table.add_column(Column {
                 name: col_name.clone(),
                 data_type: dtype,
-                nullable: !(pk || not_null),
+                nullable: !(pk || not_null) && hinted != Some(false),
                 primary_key: pk,
             });
         }
@@ -494,13 +558,21 @@ impl Normalizer {
         let mut fields = Vec::with_capacity(obj.len() + 4);
         let mut lists = Vec::new();
         self.flatten(&root, obj, level, &mut fields, &mut lists);
-        for k in &self.cfg.primary_key {
+        let required = self.cfg.primary_key.iter().map(|k| (k, true)).chain(
+            self.cfg.hints.iter().filter(|h| h.nullable == Some(false) && !h.primary_key).map(|h| (&h.name, false)),
+        );
+        for (k, is_key) in required {
             if !fields.iter().any(|(n, v)| &*self.names[*n].full == k.as_str() && !v.is_null()) {
                 let mut excerpt: String = record.to_string().chars().take(200).collect();
                 if excerpt.len() >= 200 {
                     excerpt.push('…');
                 }
-                return Err(NormalizeError::MissingPrimaryKey { table: root, column: k.clone(), excerpt });
+                let column = k.clone();
+                return Err(if is_key {
+                    NormalizeError::MissingPrimaryKey { table: root, column, excerpt }
+                } else {
+                    NormalizeError::MissingRequired { table: root, column, excerpt }
+                });
             }
         }
         let bi = self.buf(&root, None);

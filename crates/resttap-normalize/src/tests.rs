@@ -10,6 +10,7 @@ fn cfg(wd: WriteDisposition) -> NormalizerConfig {
         max_nesting: None,
         load_id: Arc::from("1700000000.1"),
         batch_rows: 10_000,
+        hints: vec![],
     }
 }
 
@@ -172,4 +173,40 @@ fn lists_of_lists_and_scalars_records() {
     let b = n.finish();
     assert_eq!(by_table(&b, "forums__m").batch.num_rows(), 2);
     assert_eq!(by_table(&b, "forums__m__list").batch.num_rows(), 3);
+}
+
+#[test]
+fn column_hints_set_types_order_and_nullability() {
+    let mut c = cfg(WriteDisposition::Append);
+    c.hints = vec![
+        ColumnHint { name: "score".into(), data_type: Some(DataType::Text), nullable: None, primary_key: false },
+        ColumnHint { name: "day".into(), data_type: Some(DataType::Date), nullable: None, primary_key: false },
+        ColumnHint { name: "never_sent".into(), data_type: Some(DataType::Bigint), nullable: None, primary_key: false },
+        ColumnHint { name: "name".into(), data_type: None, nullable: Some(false), primary_key: false },
+    ];
+    let mut n = Normalizer::new(c, &Schema::default());
+    let mut out = Vec::new();
+    n.push(&json!({"id": 1, "name": "a", "score": 5, "day": "2024-03-01T23:30:00Z"}), &mut out).unwrap();
+    n.push(&json!({"id": 2, "name": "b", "score": 6.5, "day": "1969-12-31"}), &mut out).unwrap();
+    let b = by_table(&n.finish(), "forums");
+    // hinted columns first, in hint order, and present although `never_sent` has no values
+    assert_eq!(
+        names(&b),
+        vec![
+            "score:text",
+            "day:date",
+            "never_sent:bigint",
+            "id:bigint NN",
+            "name:text NN",
+            "_dlt_load_id:text NN",
+            "_dlt_id:text NN"
+        ]
+    );
+    let score = b.batch.column(0).as_string::<i32>();
+    assert_eq!((score.value(0), score.value(1)), ("5", "6.5"));
+    let day = b.batch.column(1).as_primitive::<arrow::datatypes::Date32Type>();
+    assert_eq!((day.value(0), day.value(1)), (19783, -1));
+    assert_eq!(b.batch.column(2).null_count(), 2);
+    let err = n.push(&json!({"id": 3, "name": null}), &mut out).unwrap_err();
+    assert!(matches!(err, NormalizeError::MissingRequired { ref column, .. } if column == "name"), "{err}");
 }

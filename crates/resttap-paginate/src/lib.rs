@@ -56,7 +56,7 @@ pub struct Paginator {
 enum Kind {
     Cursor {
         path: JsonPath,
-        param: String,
+        param: Target,
         has_more: Option<(String, JsonPath)>,
         stop_after_empty_page: bool,
     },
@@ -77,10 +77,35 @@ enum Kind {
     Auto,
 }
 
+/// Where a paginator puts its value in the next request.
+#[derive(Debug, Clone)]
+enum Target {
+    /// A query parameter.
+    Query(String),
+    /// A dot-separated path in the JSON body (`cursor_body_path`, `offset_body_path`, ...).
+    Body(String),
+}
+
+impl Target {
+    fn new(param: &str, body_path: Option<&String>) -> Target {
+        match body_path {
+            Some(p) => Target::Body(p.clone()),
+            None => Target::Query(param.to_string()),
+        }
+    }
+
+    fn set(&self, req: &mut RequestSpec, value: Value) {
+        match self {
+            Target::Query(name) => req.set_query(name, as_param(&value)),
+            Target::Body(path) => req.set_json_path(path, value),
+        }
+    }
+}
+
 struct Range {
-    param: String,
+    param: Target,
     /// `limit` for offsets: sent with every request.
-    limit: Option<(String, u64)>,
+    limit: Option<(Target, u64)>,
     current: u64,
     step: u64,
     base_index: u64,
@@ -92,9 +117,9 @@ struct Range {
 
 impl Range {
     fn apply(&self, value: u64, req: &mut RequestSpec) {
-        req.set_query(&self.param, value.to_string());
-        if let Some((name, limit)) = &self.limit {
-            req.set_query(name, limit.to_string());
+        self.param.set(req, Value::from(value));
+        if let Some((target, limit)) = &self.limit {
+            target.set(req, Value::from(*limit));
         }
     }
 }
@@ -199,16 +224,67 @@ fn find_next_path(v: &Value, path: &mut Vec<String>) -> Option<String> {
     None
 }
 
+/// dlt's `pages_number_paginator_detector`: a `total_pages`, `pages` or `totalPages` number
+/// (at any depth) means page numbers. dlt then counts from 0 and requests `page=1` next, which
+/// fetches the first page twice from an API that counts from 1; resttap takes the current page
+/// from the request's `page` parameter or the body's `page`/`current_page` when one is there.
+fn total_pages(body: &Value, url: &Url) -> Option<(String, Range)> {
+    fn find(v: &Value, path: &mut Vec<String>) -> Option<String> {
+        let Value::Object(m) = v else { return None };
+        for (k, child) in m {
+            let lower = k.to_ascii_lowercase();
+            if ["total_pages", "pages", "totalpages"].contains(&lower.as_str())
+                && (child.is_number() || child.as_str().is_some_and(|s| s.trim().parse::<u64>().is_ok()))
+            {
+                path.push(k.clone());
+                return Some(path.join("."));
+            }
+            if child.is_object() {
+                path.push(k.clone());
+                if let Some(p) = find(child, path) {
+                    return Some(p);
+                }
+                path.pop();
+            }
+        }
+        None
+    }
+    let p = find(body, &mut Vec::new())?;
+    let from_query = url.query_pairs().find(|(k, _)| k == "page").and_then(|(_, v)| v.parse::<u64>().ok());
+    let from_body = ["page", "current_page", "currentPage", "page_number"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64));
+    let current = from_query.or(from_body);
+    let range = Range {
+        param: Target::Query("page".into()),
+        limit: None,
+        current: current.unwrap_or(0),
+        step: 1,
+        // a 1-based API reports page 1 first: its last page is `total`, not `total - 1`
+        base_index: if current == Some(1) { 1 } else { 0 },
+        maximum: None,
+        total: Some((p.clone(), compile(&p))),
+        stop_after_empty_page: true,
+        has_more: None,
+    };
+    Some((p, range))
+}
+
 impl Paginator {
     /// Builds the paginator for a config (`None`: auto-detect from the first response).
     pub fn new(config: Option<&PaginatorConfig>) -> Paginator {
         let kind = match config {
             None | Some(PaginatorConfig::Auto {}) => Kind::Auto,
             Some(PaginatorConfig::Cursor {
-                cursor_path, cursor_param, has_more_path, stop_after_empty_page, ..
+                cursor_path,
+                cursor_param,
+                cursor_body_path,
+                has_more_path,
+                stop_after_empty_page,
+                ..
             }) => Kind::Cursor {
                 path: compile(cursor_path),
-                param: cursor_param.clone().unwrap_or_else(|| "cursor".into()),
+                param: Target::new(cursor_param.as_deref().unwrap_or("cursor"), cursor_body_path.as_ref()),
                 has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
                 stop_after_empty_page: *stop_after_empty_page,
             },
@@ -224,14 +300,16 @@ impl Paginator {
                 offset,
                 offset_param,
                 limit_param,
+                offset_body_path,
+                limit_body_path,
                 total_path,
                 maximum_offset,
                 stop_after_empty_page,
                 has_more_path,
                 ..
             }) => Kind::Range(Range {
-                param: offset_param.clone(),
-                limit: Some((limit_param.clone(), *limit)),
+                param: Target::new(offset_param, offset_body_path.as_ref()),
+                limit: Some((Target::new(limit_param, limit_body_path.as_ref()), *limit)),
                 current: *offset,
                 step: *limit,
                 base_index: 0,
@@ -244,13 +322,14 @@ impl Paginator {
                 base_page,
                 page,
                 page_param,
+                page_body_path,
                 total_path,
                 maximum_page,
                 stop_after_empty_page,
                 has_more_path,
                 ..
             }) => Kind::Range(Range {
-                param: page_param.clone(),
+                param: Target::new(page_param, page_body_path.as_ref()),
                 limit: None,
                 current: page.unwrap_or(*base_page),
                 step: 1,
@@ -285,11 +364,29 @@ impl Paginator {
     ) -> Result<Option<RequestSpec>, PaginateError> {
         self.pages += 1;
         if let Kind::Auto = self.kind {
-            let (kind, what) = if let Some(_) = link_header(page.headers, "next") {
+            let next = find_next_path(page.body, &mut Vec::new());
+            let next_is_url = next.as_ref().is_some_and(|p| {
+                first(&compile(p), page.body)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.starts_with("http") || v.starts_with('/'))
+            });
+            let (kind, what) = if link_header(page.headers, "next").is_some() {
                 (Kind::HeaderLink { rel: "next".into() }, "header_link (a `Link: rel=\"next\"` header)".to_string())
-            } else if let Some(p) = find_next_path(page.body, &mut Vec::new()) {
+            } else if let (Some(p), true) = (&next, next_is_url) {
                 let what = format!("json_link (next_url_path `{p}`)");
-                (Kind::JsonLink { path: compile(&p) }, what)
+                (Kind::JsonLink { path: compile(p) }, what)
+            } else if let Some((p, r)) = total_pages(page.body, page.url) {
+                let what = format!("page_number (total_path `{p}`, page_param `page`, next page {})", r.current + 1);
+                (Kind::Range(r), what)
+            } else if let Some(p) = &next {
+                let what = format!("cursor (cursor_path `{p}`, cursor_param `cursor`)");
+                let kind = Kind::Cursor {
+                    path: compile(p),
+                    param: Target::Query("cursor".into()),
+                    has_more: None,
+                    stop_after_empty_page: false,
+                };
+                (kind, what)
             } else {
                 (Kind::Single, "single_page (no next-page link in the first response)".to_string())
             };
@@ -300,7 +397,7 @@ impl Paginator {
         let next = match &self.kind {
             Kind::Auto | Kind::Single => None,
             Kind::Cursor { path, param, has_more, stop_after_empty_page } => {
-                let cursor = first(path, page.body).filter(|v| !falsy(v)).map(as_param);
+                let cursor = first(path, page.body).filter(|v| !falsy(v)).cloned();
                 let mut more = cursor.is_some();
                 if *stop_after_empty_page && page.records == 0 {
                     more = false;
@@ -309,9 +406,9 @@ impl Paginator {
                 }
                 match cursor {
                     Some(c) if more => {
-                        check_new(seen, pages, "cursor", &c)?;
+                        check_new(seen, pages, "cursor", &as_param(&c))?;
                         let mut req = current.clone();
-                        req.set_query(param, c);
+                        param.set(&mut req, c);
                         Some(req)
                     }
                     _ => None,

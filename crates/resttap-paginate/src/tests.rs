@@ -10,6 +10,8 @@ fn req(url: &str) -> RequestSpec {
         query: vec![("limit".into(), "10".into())],
         headers: vec![],
         json: None,
+        data: None,
+        oauth: None,
     }
 }
 
@@ -229,4 +231,76 @@ fn header_cursor() {
             .unwrap()
             .is_none()
     );
+}
+
+#[test]
+fn body_paths_write_into_the_json_body() {
+    let mut cfg = offset(Some("total"), None, true);
+    if let PaginatorConfig::Offset { offset_body_path, limit_body_path, .. } = &mut cfg {
+        *offset_body_path = Some("page.offset".into());
+        *limit_body_path = Some("page.limit".into());
+    }
+    let mut p = Paginator::new(Some(&cfg));
+    let mut r = RequestSpec { query: vec![], json: Some(json!({"q": "x"})), ..req("http://api/x") };
+    p.init(&mut r);
+    assert_eq!(r.json, Some(json!({"q": "x", "page": {"offset": 0, "limit": 10}})));
+    assert_eq!(r.full_url().as_str(), "http://api/x");
+    let r1 = page(&mut p, &r, json!({"total": 15}), 10).unwrap().unwrap();
+    assert_eq!(r1.json, Some(json!({"q": "x", "page": {"offset": 10, "limit": 10}})));
+
+    let mut cfg = cursor(None);
+    if let PaginatorConfig::Cursor { cursor_param, cursor_body_path, .. } = &mut cfg {
+        *cursor_param = None;
+        *cursor_body_path = Some("after".into());
+    }
+    let mut p = Paginator::new(Some(&cfg));
+    let r = RequestSpec { query: vec![], ..req("http://api/x") };
+    let r1 = page(&mut p, &r, json!({"pagination": {"cursor": 42}}), 1).unwrap().unwrap();
+    // the cursor keeps its JSON type in a body
+    assert_eq!(r1.json, Some(json!({"after": 42})));
+
+    let cfg = PaginatorConfig::PageNumber {
+        base_page: 1,
+        page: None,
+        page_param: "page".into(),
+        page_body_path: Some("paging.page".into()),
+        total_path: None,
+        maximum_page: Some(3),
+        stop_after_empty_page: true,
+        has_more_path: None,
+        stop_condition: None,
+    };
+    let mut p = Paginator::new(Some(&cfg));
+    let mut r = RequestSpec { query: vec![], ..req("http://api/x") };
+    p.init(&mut r);
+    assert_eq!(r.json, Some(json!({"paging": {"page": 1}})));
+    let r2 = page(&mut p, &r, json!({}), 1).unwrap().unwrap();
+    assert_eq!(r2.json, Some(json!({"paging": {"page": 2}})));
+    assert!(page(&mut p, &r2, json!({}), 1).unwrap().is_none());
+}
+
+#[test]
+fn auto_detects_total_pages_and_cursors_as_dlt() {
+    let detect = |body: Value| {
+        let r0 = RequestSpec { query: vec![], ..req("http://api/x") };
+        let url = r0.full_url();
+        let mut p = Paginator::new(None);
+        let mut d = None;
+        let next = p.next(&r0, &Page { body: &body, headers: &HeaderMap::new(), records: 1, url: &url }, &mut d);
+        (next.unwrap().map(|r| r.full_url().to_string()), d.unwrap().0, p)
+    };
+    // a `next` that is not a URL is a cursor
+    let (next, what, _) = detect(json!({"items": [1], "next": "abc"}));
+    assert_eq!(next.as_deref(), Some("http://api/x?cursor=abc"));
+    assert!(what.starts_with("cursor (cursor_path `next`"), "{what}");
+    // a relative next URL is a link
+    let (next, what, _) = detect(json!({"items": [1], "next": "/x?page=2"}));
+    assert_eq!(next.as_deref(), Some("http://api/x?page=2"));
+    assert!(what.starts_with("json_link"), "{what}");
+    // total pages with the current page in the body: 1-based, stops after the last
+    let (next, what, mut p) = detect(json!({"results": [1], "page": 1, "total_pages": 2}));
+    assert_eq!(next.as_deref(), Some("http://api/x?page=2"), "{what}");
+    assert!(what.starts_with("page_number (total_path `total_pages`"), "{what}");
+    let r2 = RequestSpec { query: vec![("page".into(), "2".into())], ..req("http://api/x") };
+    assert!(page(&mut p, &r2, json!({"results": [1], "page": 2, "total_pages": 2}), 1).unwrap().is_none());
 }

@@ -17,6 +17,7 @@ pub enum DataType {
     Bool,
     Timestamp,
     Json,
+    Date,
 }
 
 impl DataType {
@@ -29,6 +30,7 @@ impl DataType {
             DataType::Bool => "bool",
             DataType::Timestamp => "timestamp",
             DataType::Json => "json",
+            DataType::Date => "date",
         }
     }
 }

@@ -25,6 +25,7 @@ fn normalize(body: &[u8], resource: &str) -> Vec<TableBatch> {
             max_nesting: None,
             load_id: Arc::from("1"),
             batch_rows: 100_000,
+            hints: vec![],
         },
         &Schema::default(),
     );

@@ -24,13 +24,8 @@ pub async fn fetch_all(base_url: &str, token: &str) -> Result<(u64, u64), HttpEr
             .map_err(|e| HttpError::Setup(e.to_string()))?;
         let auth = Rendered::new(format!("Bearer {token}"), true);
         tasks.spawn(async move {
-            let mut req = RequestSpec {
-                method: Method::Get,
-                url,
-                query: Vec::new(),
-                headers: vec![("Authorization".into(), auth)],
-                json: None,
-            };
+            let mut req = RequestSpec::new(Method::Get, url);
+            req.headers.push(("Authorization".into(), auth));
             let (mut pages, mut bytes) = (0u64, 0u64);
             loop {
                 let resp = client.send(&req, &|_| {}).await?;

@@ -43,6 +43,9 @@ enum Command {
         /// Resources fetched at the same time.
         #[arg(long, default_value_t = 8)]
         concurrency: usize,
+        /// Request chains of a child resource in flight at a time (one per parent record).
+        #[arg(long, default_value_t = 8)]
+        fanout: usize,
     },
     /// Print the destination's tables with their columns, types and nullability.
     Schema {
@@ -200,7 +203,7 @@ fn config_error(e: ConfigError) -> ExitCode {
 
 async fn main_inner(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run { config, target: t, base_url, concurrency } => {
+        Command::Run { config, target: t, base_url, concurrency, fanout } => {
             let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
             let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
                 Ok(x) => x,
@@ -210,7 +213,8 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
-            run_and_report(cfg, RunOptions { pipeline, dataset, destination, concurrency, batch_rows: 8192 }).await
+            run_and_report(cfg, RunOptions { pipeline, dataset, destination, concurrency, fanout, batch_rows: 8192 })
+                .await
         }
         Command::Schema { target: t, json } => {
             let (_, dataset, destination) = match target(&t, None) {
@@ -302,6 +306,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 dataset: pipeline::default_dataset("demo"),
                 destination: DestinationSpec::DuckDb(output),
                 concurrency: 8,
+                fanout: 8,
                 batch_rows: 8192,
             };
             run_and_report(cfg, opts).await

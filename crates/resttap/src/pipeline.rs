@@ -2,6 +2,7 @@
 //! pages arrive, staged in the destination through a bounded queue, and committed at the end in
 //! one transaction — or not at all.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -9,13 +10,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use resttap_config::{Config, Resource};
 use resttap_duckdb::DuckDb;
 use resttap_extract::incremental::{Incremental, MissingCursor};
-use resttap_extract::{Counters, ExtractError, Extractor};
+use resttap_extract::{Context, Counters, ExtractError, Extractor, parent_values};
 use resttap_http::{Client, HttpError};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
 use resttap_schema::naming::{normalize_identifier, normalize_table_name};
-use resttap_schema::{Schema, WriteDisposition};
+use resttap_schema::{DataType, Schema, WriteDisposition};
 use resttap_state::IncrementalState;
+use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Where the data goes.
@@ -53,6 +55,8 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Rows a table collects before it is staged.
     pub batch_rows: usize,
+    /// Request chains of one child resource in flight at a time (one per parent record).
+    pub fanout: usize,
 }
 
 /// The default dataset name of a pipeline (dlt's `<pipeline>_dataset`, normalized).
@@ -122,7 +126,9 @@ pub fn open_destination(spec: &DestinationSpec, dataset: &str) -> Result<Box<dyn
 }
 
 struct ResourceOutcome {
-    load: ResourceLoad,
+    name: String,
+    /// `None` for a resource with `selected: false`: it only fed its children.
+    load: Option<ResourceLoad>,
     schema: Schema,
     detections: Vec<String>,
     /// The new incremental position: (cursor_path, state).
@@ -137,6 +143,114 @@ pub fn crash_point(name: &str) {
     }
 }
 
+/// Where a resource's records come from.
+enum Source {
+    /// Its own endpoint.
+    Root,
+    /// One request chain per record of its parent, received here.
+    Child { parents: mpsc::Receiver<Value>, fanout: usize },
+}
+
+/// What happens to each record of a resource: the incremental filter, the processing steps,
+/// its children, then normalization (when the resource is selected).
+struct Sink {
+    resource: String,
+    incremental: Option<Incremental>,
+    steps: Vec<resttap_config::steps::Step>,
+    children: Vec<mpsc::Sender<Value>>,
+    normalizer: Option<Normalizer>,
+    out: Vec<TableBatch>,
+    tx: mpsc::Sender<TableBatch>,
+}
+
+impl Sink {
+    async fn record(&mut self, rec: Value) -> Result<(), RunError> {
+        if let Some(inc) = &mut self.incremental {
+            if !inc.keep(&rec).map_err(|source| RunError::Incremental { resource: self.resource.clone(), source })? {
+                return Ok(());
+            }
+        }
+        let rec = if self.steps.is_empty() {
+            rec
+        } else {
+            match resttap_extract::steps::apply(&self.steps, rec) {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        };
+        for child in &self.children {
+            // a child that stopped has failed; its task reports why
+            let _ = child.send(rec.clone()).await;
+        }
+        if let Some(n) = &mut self.normalizer {
+            n.push(&rec, &mut self.out)
+                .map_err(|source| RunError::Normalize { resource: self.resource.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), RunError> {
+        for b in self.out.drain(..) {
+            self.tx.send(b).await.map_err(|_| RunError::Internal("the destination stopped accepting rows".into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Request chains started and not yet consumed; aborted if the resource stops early.
+struct Inflight(VecDeque<tokio::task::JoinHandle<Result<Vec<Value>, RunError>>>);
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// All pages of one parent record's request chain, with `include_from_parent` fields added
+/// (`_<parent>_<field>`, as dlt names them).
+async fn fetch_chain(
+    client: Client,
+    config: Arc<Config>,
+    res: Arc<Resource>,
+    counters: Arc<Counters>,
+    ctx: Context,
+    parent: Value,
+) -> Result<Vec<Value>, RunError> {
+    let parent_name = res.parent.clone().unwrap_or_default();
+    let ctx = ctx.with_parent(parent_values(&res, &parent)?);
+    let mut included = Vec::new();
+    for field in res.include_from_parent.iter().flatten() {
+        match parent.get(field) {
+            Some(v) => included.push((format!("_{parent_name}_{field}"), v.clone())),
+            None => {
+                let available = parent.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "));
+                return Err(RunError::Extract(ExtractError::ParentField {
+                    resource: res.name.clone(),
+                    parent: parent_name,
+                    field: field.clone(),
+                    available: available.unwrap_or_else(|| "none".into()),
+                }));
+            }
+        }
+    }
+    let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
+    let mut records = Vec::new();
+    while let Some(page) = extractor.next_page().await? {
+        records.extend(page.records.into_iter().map(|mut r| {
+            if let Value::Object(m) = &mut r {
+                for (k, v) in &included {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+            r
+        }));
+    }
+    Ok(records)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_resource(
     client: Client,
     config: Arc<Config>,
@@ -147,75 +261,128 @@ async fn run_resource(
     batch_rows: usize,
     tx: mpsc::Sender<TableBatch>,
     prior: Option<IncrementalState>,
+    source: Source,
+    children: Vec<mpsc::Sender<Value>>,
 ) -> Result<ResourceOutcome, RunError> {
     let table = normalize_table_name(res.table());
-    let primary_key: Vec<String> = res.primary_key.iter().map(|k| normalize_identifier(k)).collect();
+    let mut primary_key: Vec<String> = res.primary_key.iter().map(|k| normalize_identifier(k)).collect();
+    for (col, hint) in res.columns.iter().flatten() {
+        let col = normalize_identifier(col);
+        if hint.primary_key == Some(true) && !primary_key.contains(&col) {
+            primary_key.push(col);
+        }
+    }
     let wd = res.write_disposition;
-    if wd == WriteDisposition::Merge && primary_key.is_empty() {
+    if wd == WriteDisposition::Merge && primary_key.is_empty() && res.selected {
         tracing::warn!(resource = %res.name, "write_disposition merge without primary_key: rows are appended, as dlt does");
     }
-    let mut normalizer = Normalizer::new(
-        NormalizerConfig {
-            table: table.clone(),
-            write_disposition: wd,
-            primary_key: primary_key.clone(),
-            max_nesting: res.max_table_nesting,
-            load_id,
-            batch_rows,
-        },
-        &existing,
-    );
+    let normalizer = res.selected.then(|| {
+        Normalizer::new(
+            NormalizerConfig {
+                table: table.clone(),
+                write_disposition: wd,
+                primary_key: primary_key.clone(),
+                max_nesting: res.max_table_nesting,
+                load_id,
+                batch_rows,
+                hints: column_hints(&res),
+            },
+            &existing,
+        )
+    });
     let steps = match &res.processing_steps {
         Some(s) => resttap_config::steps::compile(s)
             .map_err(|e| RunError::Internal(format!("processing_steps{}: {}", e.key, e.message)))?,
         None => Vec::new(),
     };
-    let mut incremental =
-        res.endpoint.incremental.as_ref().map(|c| Incremental::new(c, prior.as_ref(), &res.primary_key));
-    let mut extractor = Extractor::start(client, &config.api.client, &res, counters, incremental.as_ref())?;
-    let mut out = Vec::new();
-    let mut first_page = true;
-    let closed = || RunError::Internal("the destination stopped accepting rows".into());
-    while let Some(page) = extractor.next_page().await? {
-        for rec in page.records {
-            if let Some(inc) = &mut incremental {
-                if !inc.keep(&rec).map_err(|source| RunError::Incremental { resource: res.name.clone(), source })? {
-                    continue;
+    let incremental = res.endpoint.incremental.as_ref().map(|c| Incremental::new(c, prior.as_ref(), &res.primary_key));
+    let ctx = Context::new(incremental.as_ref());
+    let mut sink = Sink { resource: res.name.clone(), incremental, steps, children, normalizer, out: Vec::new(), tx };
+    let mut detections = Vec::new();
+    match source {
+        Source::Root => {
+            let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
+            let mut first_page = true;
+            while let Some(page) = extractor.next_page().await? {
+                for rec in page.records {
+                    sink.record(rec).await?;
+                }
+                sink.flush().await?;
+                if first_page {
+                    crash_point("after_first_page");
+                    first_page = false;
                 }
             }
-            let rec = if steps.is_empty() {
-                rec
-            } else {
-                match resttap_extract::steps::apply(&steps, rec) {
-                    Some(r) => r,
-                    None => continue,
+            detections.extend(extractor.detected.iter().map(|d| format!("resource `{}`: auto-detected {d}", res.name)));
+        }
+        Source::Child { mut parents, fanout } => {
+            let res = Arc::new(res.clone());
+            let mut inflight = Inflight(VecDeque::new());
+            let mut open = true;
+            loop {
+                while open && inflight.0.len() < fanout.max(1) {
+                    match parents.recv().await {
+                        Some(parent) => inflight.0.push_back(tokio::spawn(fetch_chain(
+                            client.clone(),
+                            Arc::clone(&config),
+                            Arc::clone(&res),
+                            Arc::clone(&counters),
+                            ctx.clone(),
+                            parent,
+                        ))),
+                        None => open = false,
+                    }
                 }
-            };
-            normalizer
-                .push(&rec, &mut out)
-                .map_err(|source| RunError::Normalize { resource: res.name.clone(), source })?;
-        }
-        for b in out.drain(..) {
-            tx.send(b).await.map_err(|_| closed())?;
-        }
-        if first_page {
-            crash_point("after_first_page");
-            first_page = false;
+                let Some(chain) = inflight.0.pop_front() else { break };
+                let records = chain.await.map_err(|e| RunError::Internal(e.to_string()))??;
+                for rec in records {
+                    sink.record(rec).await?;
+                }
+                sink.flush().await?;
+            }
         }
     }
-    for b in normalizer.finish() {
-        tx.send(b).await.map_err(|_| closed())?;
-    }
-    let detections = extractor.detected.iter().map(|d| format!("resource `{}`: auto-detected {d}", res.name)).collect();
+    let batches: Vec<TableBatch> = sink.normalizer.as_mut().map(Normalizer::finish).unwrap_or_default();
+    sink.out.extend(batches);
+    sink.flush().await?;
     Ok(ResourceOutcome {
-        load: ResourceLoad { resource: res.name.clone(), root_table: table, write_disposition: wd, primary_key },
-        schema: normalizer.schema().clone(),
+        name: res.name.clone(),
+        load: res.selected.then(|| ResourceLoad {
+            resource: res.name.clone(),
+            root_table: table,
+            write_disposition: wd,
+            primary_key,
+        }),
+        schema: sink.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
         detections,
-        incremental: incremental
+        incremental: sink
+            .incremental
             .as_ref()
             .and_then(|i| i.state())
             .map(|st| (res.endpoint.incremental.as_ref().expect("incremental").cursor_path.clone(), st)),
     })
+}
+
+/// The `columns` hints of a resource, with normalized names.
+fn column_hints(res: &Resource) -> Vec<resttap_normalize::ColumnHint> {
+    res.columns
+        .iter()
+        .flatten()
+        .map(|(name, h)| resttap_normalize::ColumnHint {
+            name: normalize_identifier(name),
+            data_type: h.data_type.as_deref().map(|t| match t {
+                "text" => DataType::Text,
+                "bigint" => DataType::Bigint,
+                "double" => DataType::Double,
+                "bool" => DataType::Bool,
+                "timestamp" => DataType::Timestamp,
+                "date" => DataType::Date,
+                _ => DataType::Json, // json, complex; others are rejected by the config loader
+            }),
+            nullable: h.nullable,
+            primary_key: h.primary_key == Some(true),
+        })
+        .collect()
 }
 
 /// Runs `config` into the destination. `progress` receives the counters of each resource
@@ -260,32 +427,64 @@ pub async fn run(
         (dest, Ok(()))
     });
 
-    let selected: Vec<Resource> = config.api.resources.iter().filter(|r| r.selected).cloned().collect();
-    let shared: Vec<ResourceProgress> = selected
+    // a resource runs when it is selected or feeds a selected resource (dlt's `selected: false`)
+    let all = &config.api.resources;
+    let feeds_selected = |r: &Resource| {
+        let mut stack = vec![r.name.as_str()];
+        while let Some(n) = stack.pop() {
+            for c in all.iter().filter(|c| c.parent.as_deref() == Some(n)) {
+                if c.selected {
+                    return true;
+                }
+                stack.push(&c.name);
+            }
+        }
+        false
+    };
+    let active: Vec<Resource> = all.iter().filter(|r| r.selected || feeds_selected(r)).cloned().collect();
+    let shared: Vec<ResourceProgress> = active
         .iter()
         .map(|r| ResourceProgress { name: r.name.clone(), counters: Arc::new(Counters::default()) })
         .collect();
     progress(&shared);
+    // one bounded channel per parent → child edge
+    let mut senders: HashMap<String, Vec<mpsc::Sender<Value>>> = HashMap::new();
+    let mut receivers: HashMap<String, mpsc::Receiver<Value>> = HashMap::new();
+    for r in &active {
+        if let Some(p) = &r.parent {
+            let (ptx, prx) = mpsc::channel::<Value>(1024);
+            senders.entry(p.clone()).or_default().push(ptx);
+            receivers.insert(r.name.clone(), prx);
+        }
+    }
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let load_id_arc: Arc<str> = Arc::from(load_id.as_str());
     let mut tasks = tokio::task::JoinSet::new();
-    for (res, p) in selected.into_iter().zip(shared.iter()) {
-        let (client, config, counters, existing, lid, tx, limit) = (
+    for (res, p) in active.into_iter().zip(shared.iter()) {
+        let (client, config, counters, existing, lid, tx) = (
             client.clone(),
             Arc::clone(&config),
             Arc::clone(&p.counters),
             Arc::clone(&existing),
             Arc::clone(&load_id_arc),
             tx.clone(),
-            Arc::clone(&limit),
         );
         let batch_rows = opts.batch_rows;
         let prior = res.endpoint.incremental.as_ref().and_then(|c| {
             prior_state.resources.get(&res.name).and_then(|r| r.incremental.get(&c.cursor_path)).cloned()
         });
+        let children = senders.remove(&res.name).unwrap_or_default();
+        // children wait for their parent's records, so only roots take one of the permits
+        let (source, limit) = match receivers.remove(&res.name) {
+            Some(parents) => (Source::Child { parents, fanout: opts.fanout }, None),
+            None => (Source::Root, Some(Arc::clone(&limit))),
+        };
         tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.map_err(|e| RunError::Internal(e.to_string()))?;
-            run_resource(client, config, res, counters, existing, lid, batch_rows, tx, prior).await
+            let _permit = match limit {
+                Some(l) => Some(l.acquire_owned().await.map_err(|e| RunError::Internal(e.to_string()))?),
+                None => None,
+            };
+            run_resource(client, config, res, counters, existing, lid, batch_rows, tx, prior, source, children).await
         });
     }
     drop(tx);
@@ -319,7 +518,7 @@ pub async fn run(
 
     // keep the config's resource order in the plan and the report
     let order: Vec<&str> = config.api.resources.iter().map(|r| r.name.as_str()).collect();
-    outcomes.sort_by_key(|o| order.iter().position(|n| *n == o.load.resource));
+    outcomes.sort_by_key(|o| order.iter().position(|n| *n == o.name));
     let mut schema = Schema::default();
     let mut detections = Vec::new();
     for o in &outcomes {
@@ -329,7 +528,7 @@ pub async fn run(
     let mut state = prior_state.clone();
     for o in &outcomes {
         if let Some((cursor, st)) = &o.incremental {
-            state.resources.entry(o.load.resource.clone()).or_default().incremental.insert(cursor.clone(), st.clone());
+            state.resources.entry(o.name.clone()).or_default().incremental.insert(cursor.clone(), st.clone());
         }
     }
     let state_changed = state.content_hash() != prior_state.content_hash();
@@ -340,7 +539,7 @@ pub async fn run(
         load_id: load_id.clone(),
         schema_name: "rest_api".into(),
         schema,
-        resources: outcomes.iter().map(|o| o.load.clone()).collect(),
+        resources: outcomes.iter().filter_map(|o| o.load.clone()).collect(),
         state: state_changed.then_some(state),
     };
     crash_point("before_commit");

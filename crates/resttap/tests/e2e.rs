@@ -176,7 +176,7 @@ fn wrong_token_fails_naming_401_and_url_and_leaves_destination_as_it_was() {
     let (stdout, stderr) = text(&out);
     assert!(stderr.contains("HTTP 401"), "{stderr}");
     assert!(stderr.contains(&format!("{}/v1/", mock.url)), "{stderr}");
-    assert!(stderr.contains("missing or invalid bearer token"), "body excerpt: {stderr}");
+    assert!(stderr.contains("missing or invalid credentials"), "body excerpt: {stderr}");
     assert!(stderr.contains("nothing was committed"), "{stderr}");
     assert!(!stderr.contains("wrong-token-value") && !stdout.contains("wrong-token-value"), "{stderr}");
     let c = open(&s.db());

@@ -140,10 +140,107 @@ fn wrong_types_and_values() {
     let (key, message, _) = invalid(offset);
     assert_eq!(key, "client.paginator");
     assert!(message.contains("must end the pagination"), "{message}");
-    let oauth = "client:\n  base_url: http://x\n  auth:\n    type: oauth2_client_credentials\n    access_token_url: http://x/t\n    client_id: a\n    client_secret: b\nresources: [a]\n";
-    let (key, message, _) = invalid(oauth);
-    assert_eq!(key, "client.auth.type");
-    assert!(message.contains("not supported"), "{message}");
+    let oauth = "client:\n  base_url: http://x\n  auth:\n    type: oauth2_client_credentials\n    access_token_url: http://x/t\n    client_id: a\n    client_secret: b\n    access_token_request_data: [1]\nresources: [a]\n";
+    let (key, _, _) = invalid(oauth);
+    assert_eq!(key, "client.auth.access_token_request_data");
+    assert!(load(&oauth.replace("    access_token_request_data: [1]\n", ""), Format::Yaml).is_ok());
+}
+
+const PARENT_CHILD: &str = r#"
+client:
+  base_url: https://api.example.com
+resource_defaults:
+  primary_key: id
+  endpoint:
+    params: {limit: 50}
+    paginator: {type: cursor, cursor_path: next}
+resources:
+  - name: forums
+  - name: forum_suggestions
+    include_from_parent: [name]
+    endpoint:
+      path: forums/{forum_id}/suggestions
+      params:
+        forum_id: {type: resolve, resource: forums, field: id}
+        status: open
+      paginator: {type: offset, limit: 10, total_path: null}
+  - name: forum
+    endpoint:
+      path: "forums/{resources.forums.id}"
+      headers: {X-Forum: "{resources.forums.name}"}
+  - name: archive
+    endpoint:
+      path: "archive/{year}"
+      params: {year: 2024}
+"#;
+
+#[test]
+fn parents_resolve_params_and_dlt_merge_rules() {
+    let c = load(PARENT_CHILD, Format::Yaml).unwrap();
+    let r = &c.api.resources;
+    assert_eq!(r[0].parent, None);
+    // the legacy resolve param became a placeholder and left the query params
+    assert_eq!(r[1].endpoint.path.as_deref(), Some("forums/{resources.forums.id}/suggestions"));
+    assert_eq!(r[1].parent.as_deref(), Some("forums"));
+    assert_eq!(r[1].endpoint.params.keys().collect::<Vec<_>>(), vec!["limit", "status"]);
+    // the resource's paginator replaces the default whole (no cursor keys mixed into offset)
+    assert_eq!(r[1].endpoint.paginator.as_ref().unwrap().type_name(), "offset");
+    // a path ending in a placeholder is a single entity: whole body, one page
+    assert_eq!(r[2].endpoint.data_selector.as_deref(), Some("$"));
+    assert_eq!(r[2].endpoint.paginator.as_ref().unwrap().type_name(), "cursor"); // from the defaults
+    assert_eq!(r[2].parent.as_deref(), Some("forums"));
+    assert_eq!(
+        r[2].endpoint.parent_refs().into_iter().collect::<Vec<_>>(),
+        vec![("forums".to_string(), "id".to_string()), ("forums".to_string(), "name".to_string())]
+    );
+    // a static path param is bound and removed
+    assert_eq!(r[3].endpoint.path.as_deref(), Some("archive/2024"));
+    assert!(!r[3].endpoint.params.contains_key("year"));
+}
+
+#[test]
+fn parent_errors_name_the_key() {
+    let (key, message, suggestion) = invalid(&PARENT_CHILD.replace("resource: forums", "resource: forumz"));
+    assert_eq!(key, "resources[1].endpoint");
+    assert!(message.contains("`forumz` that is not defined"), "{message}");
+    assert_eq!(suggestion.as_deref(), Some("forums"));
+    let (key, message, _) = invalid(&PARENT_CHILD.replace("{resources.forums.name}", "{resources.archive.name}"));
+    assert_eq!(key, "resources[2].endpoint");
+    assert!(message.contains("two parent"), "{message}");
+    let looped =
+        PARENT_CHILD.replace("  - name: forums\n", "  - name: forums\n    endpoint: \"f/{resources.forum.id}/x\"\n");
+    let (_, message, _) = invalid(&looped);
+    assert!(message.contains("loop") && message.contains("forums -> forum -> forums"), "{message}");
+    let (key, message, _) = invalid(&PARENT_CHILD.replace("params: {year: 2024}", "params: {}"));
+    assert_eq!(key, "resources[3].endpoint.path");
+    assert!(message.contains("`{year}`"), "{message}");
+    let (key, message, _) =
+        invalid(&PARENT_CHILD.replace("path: forums/{forum_id}/suggestions", "path: forums/suggestions"));
+    assert_eq!(key, "resources[1].endpoint.params.forum_id");
+    assert!(message.contains("bound in the path"), "{message}");
+    let (key, _, _) =
+        invalid(&PARENT_CHILD.replace("  - name: forums\n", "  - name: forums\n    include_from_parent: [id]\n"));
+    assert_eq!(key, "resources[0].include_from_parent");
+}
+
+#[test]
+fn columns_data_and_body_paths() {
+    let base = "client:\n  base_url: http://x\nresources:\n  - name: a\n";
+    let ok = format!(
+        "{base}    columns:\n      id: {{data_type: bigint, nullable: false, primary_key: true}}\n      day: {{data_type: date}}\n    endpoint:\n      method: POST\n      data: {{q: x, n: 1}}\n      paginator: {{type: offset, limit: 5, offset_body_path: page.offset, limit_body_path: page.limit}}\n"
+    );
+    let c = load(&ok, Format::Yaml).unwrap();
+    let cols = c.api.resources[0].columns.as_ref().unwrap();
+    assert_eq!((cols[0].0.as_str(), cols[0].1.nullable, cols[1].0.as_str()), ("id", Some(false), "day"));
+    let (key, message, _) = invalid(&ok.replace("data_type: date", "data_type: decimal"));
+    assert_eq!(key, "resources[0].columns.day.data_type");
+    assert!(message.contains("not supported by resttap yet"), "{message}");
+    let (_, _, suggestion) = invalid(&ok.replace("data_type: date", "data_type: bigin"));
+    assert_eq!(suggestion.as_deref(), Some("bigint"));
+    let (key, _, _) = invalid(&ok.replace("page.offset", "page..offset"));
+    assert_eq!(key, "resources[0].endpoint.paginator.offset_body_path");
+    let (key, _, _) = invalid(&ok.replace("{q: x, n: 1}", "{q: [1]}"));
+    assert_eq!(key, "resources[0].endpoint.data");
 }
 
 #[test]

@@ -70,6 +70,11 @@ impl Mock {
         serde_json::from_str(&self.request("GET", "/admin/stats", "").1).unwrap()
     }
 
+    /// Sends an admin request without a body; returns the status.
+    pub fn admin(&self, method: &str, path: &str) -> u16 {
+        self.request(method, path, "").0
+    }
+
     pub fn set_revision(&self, rev: u64) {
         assert_eq!(self.request("POST", &format!("/admin/revision/{rev}"), "").0, 204);
     }
