@@ -717,8 +717,8 @@ fn check_paginator(ctx: &Ctx, key: &str, p: &PaginatorConfig) -> Result<(), Conf
         }
         PaginatorConfig::HeaderLink { .. }
         | PaginatorConfig::HeaderCursor { .. }
-        | PaginatorConfig::SinglePage {}
-        | PaginatorConfig::Auto {} => Ok(()),
+        | PaginatorConfig::SinglePage { .. }
+        | PaginatorConfig::Auto { .. } => Ok(()),
     }
 }
 

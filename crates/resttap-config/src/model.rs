@@ -208,9 +208,15 @@ pub enum PaginatorConfig {
         stop_condition: Option<String>,
     },
     /// One request, no pagination.
-    SinglePage {},
-    /// Detect from the first response (not supported yet).
-    Auto {},
+    SinglePage {
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
+    /// Detect from the first response, as dlt's detectors do.
+    Auto {
+        #[serde(default)]
+        stop_condition: Option<String>,
+    },
 }
 
 fn default_cursor_path() -> String {
@@ -251,8 +257,8 @@ impl PaginatorConfig {
             PaginatorConfig::HeaderCursor { .. } => "header_cursor",
             PaginatorConfig::Offset { .. } => "offset",
             PaginatorConfig::PageNumber { .. } => "page_number",
-            PaginatorConfig::SinglePage {} => "single_page",
-            PaginatorConfig::Auto {} => "auto",
+            PaginatorConfig::SinglePage { .. } => "single_page",
+            PaginatorConfig::Auto { .. } => "auto",
         }
     }
 
@@ -264,8 +270,9 @@ impl PaginatorConfig {
             | PaginatorConfig::HeaderLink { stop_condition, .. }
             | PaginatorConfig::HeaderCursor { stop_condition, .. }
             | PaginatorConfig::Offset { stop_condition, .. }
-            | PaginatorConfig::PageNumber { stop_condition, .. } => stop_condition.as_deref(),
-            PaginatorConfig::SinglePage {} | PaginatorConfig::Auto {} => None,
+            | PaginatorConfig::PageNumber { stop_condition, .. }
+            | PaginatorConfig::SinglePage { stop_condition }
+            | PaginatorConfig::Auto { stop_condition } => stop_condition.as_deref(),
         }
     }
 }

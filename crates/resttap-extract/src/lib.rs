@@ -357,6 +357,8 @@ pub struct Extractor {
     next: Option<(RequestSpec, Pending)>,
     counters: Arc<Counters>,
     actions: Vec<resttap_config::ResponseAction>,
+    /// The previous page's body: an identical next page means the API ignores the paginator.
+    last_body: Option<bytes::Bytes>,
     /// What auto-detection chose, once (paginator and data selector), for a warning.
     pub detected: Vec<String>,
 }
@@ -396,6 +398,7 @@ impl Extractor {
             next: Some((req, pending)),
             client,
             counters,
+            last_body: None,
             detected: Vec::new(),
         })
     }
@@ -437,6 +440,11 @@ impl Extractor {
             self.selector = Selector::Keys(path);
         }
         let n = count_records(&self.selector, &body);
+        if n > 0 && self.last_body.as_ref().is_some_and(|prev| *prev == resp.body) {
+            let pages = self.counters.pages.load(Ordering::Relaxed) as usize;
+            return Err(ExtractError::Paginate { resource, url: shown, source: PaginateError::SamePage { pages } });
+        }
+        self.last_body = Some(resp.body.clone());
         let mut detected: Option<Detected> = None;
         let page = PageView { body: &body, headers: &resp.headers, records: n, url: &resp.url };
         let next = self.paginator.next(&req, &page, &mut detected).map_err(|source| ExtractError::Paginate {

@@ -32,6 +32,11 @@ pub enum PaginateError {
         "the API returned the {what} `{value}` a second time after {pages} page(s); stopping instead of looping forever"
     )]
     Repeated { what: &'static str, value: String, pages: usize },
+    /// A page is byte for byte the page before it: the API ignores what the paginator sends.
+    #[error(
+        "the API returned the same page again after {pages} page(s): it ignores the paginator's parameter (check the paginator's type and parameter names); stopping instead of looping forever"
+    )]
+    SamePage { pages: usize },
     /// A `has_more_path` is missing or not a boolean.
     #[error("`{path}` in the response is {found}, expected a boolean")]
     HasMore { path: String, found: String },
@@ -274,7 +279,7 @@ impl Paginator {
     /// Builds the paginator for a config (`None`: auto-detect from the first response).
     pub fn new(config: Option<&PaginatorConfig>) -> Paginator {
         let kind = match config {
-            None | Some(PaginatorConfig::Auto {}) => Kind::Auto,
+            None | Some(PaginatorConfig::Auto { .. }) => Kind::Auto,
             Some(PaginatorConfig::Cursor {
                 cursor_path,
                 cursor_param,
@@ -339,7 +344,7 @@ impl Paginator {
                 stop_after_empty_page: *stop_after_empty_page,
                 has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
             }),
-            Some(PaginatorConfig::SinglePage {}) => Kind::Single,
+            Some(PaginatorConfig::SinglePage { .. }) => Kind::Single,
         };
         let stop = config
             .and_then(PaginatorConfig::stop_condition)

@@ -154,6 +154,16 @@ fn repeated_cursor_is_an_error_naming_the_resource() {
     let (_, stderr) = text(&out);
     assert!(stderr.contains("resource `looping`") && stderr.contains("a second time"), "{stderr}");
     assert!(!s.db().exists() || !table_exists(&open(&s.db()), "looping"));
+    // page numbers sent to an API that ignores them: the same page comes back
+    let cfg = STYLES.split("  - name: json_link").next().unwrap().to_string()
+        + "  - name: ignored\n    endpoint:\n      path: /styles/cursor/forums\n      data_selector: data\n      paginator: {type: page_number, total_path: null, maximum_page: 1000}\n";
+    let out = run(&s.write("same.yaml", &cfg), &mock, &s.db(), TOKEN, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("resource `ignored`") && stderr.contains("the same page again after 1 page(s)"),
+        "{stderr}"
+    );
 }
 
 fn auth_config(mock: &Mock) -> String {
@@ -410,4 +420,16 @@ fn column_hints_set_types_nullability_and_order() {
         count(&c, &format!("SELECT count(*) FROM t_dataset.forums WHERE id = 1 AND created_at = DATE '{day}'")),
         1
     );
+}
+
+#[test]
+fn the_parent_child_example_runs() {
+    let mock = Mock::start(&MOCK_ARGS);
+    let s = Scratch::new();
+    let out = run(&repo_root().join("examples/parent-child.yaml"), &mock, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let c = open(&s.db());
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forum_suggestions"), 250);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forum_details"), FORUMS);
+    assert_eq!(count(&c, "SELECT count(DISTINCT _forums_name) FROM t_dataset.forum_suggestions"), 10);
 }
