@@ -16,8 +16,14 @@ use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 
-/// DuckDB's memory limit for a load.
-pub const MEMORY_LIMIT: &str = "128MB";
+/// DuckDB's memory limit for a load: rows beyond it spill to `<file>.tmp`.
+pub const MEMORY_LIMIT: &str = "32MB";
+
+/// Rows per DuckDB row group. DuckDB compresses and writes a table's row group when it is full,
+/// on the loader thread while extraction goes on; with DuckDB's default (122,880) a table of
+/// fewer rows is held uncompressed in memory until the commit, which then compresses everything
+/// on one core. Measured at N=100,000 (240k records): wall 2.0 -> 1.8 s, peak RSS 225 -> 140 MB.
+pub const ROW_GROUP_SIZE: u32 = 16_384;
 
 /// dlt's own tables, left out of the user schema.
 const DLT_TABLES: [&str; 3] = ["_dlt_loads", "_dlt_version", "_dlt_pipeline_state"];
@@ -133,9 +139,15 @@ impl DuckDb {
     /// Opens (or creates) the database file at `path` for dataset `dataset`.
     pub fn open(path: &Path, dataset: &str) -> Result<Self, LoadError> {
         let location = path.display().to_string();
-        let conn = Connection::open(path).map_err(open_error(&location))?;
-        // staged rows beyond this spill to <file>.tmp, which keeps memory flat as loads grow
-        conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'")).map_err(open_error(&location))?;
+        // the file is attached (not opened as the main database) because only ATTACH takes a
+        // row group size; `USE` makes it the default catalog, so names resolve as before
+        let conn = Connection::open_in_memory().map_err(open_error(&location))?;
+        let quoted = location.replace('\'', "''");
+        conn.execute_batch(&format!(
+            "SET memory_limit = '{MEMORY_LIMIT}'; SET temp_directory = '{quoted}.tmp'; \
+             ATTACH '{quoted}' AS resttap_db (ROW_GROUP_SIZE {ROW_GROUP_SIZE}); USE resttap_db"
+        ))
+        .map_err(open_error(&location))?;
         Ok(Self::with_connection(conn, path, dataset))
     }
 
@@ -408,7 +420,9 @@ impl DuckDb {
         }
         let mut tables = Vec::new();
         for res in &plan.resources {
+            let t = std::time::Instant::now();
             tables.extend(self.apply(res, plan)?);
+            tracing::debug!(resource = %res.resource, elapsed_ms = t.elapsed().as_millis() as u64, "applied");
         }
         // for the crash-safety tests only: die with the transaction half done
         if std::env::var("RESTTAP_CRASH_AT").is_ok_and(|v| v == "in_commit") {
@@ -619,7 +633,9 @@ impl Destination for DuckDb {
         }
         match self.commit_inner(plan) {
             Ok(report) => {
+                let t = std::time::Instant::now();
                 self.conn.execute_batch("COMMIT").map_err(werr("committing the load"))?;
+                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "COMMIT");
                 self.in_txn = false;
                 self.direct.clear();
                 // staged rows are in the dataset now; free the space
