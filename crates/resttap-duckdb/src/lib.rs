@@ -143,8 +143,11 @@ impl DuckDb {
         // row group size; `USE` makes it the default catalog, so names resolve as before
         let conn = Connection::open_in_memory().map_err(open_error(&location))?;
         let quoted = location.replace('\'', "''");
+        // one core is left to extraction and normalization, which run while DuckDB writes;
+        // on 2 cores DuckDB's second worker only spun on its scheduler's lock (~5% of CPU)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
         conn.execute_batch(&format!(
-            "SET memory_limit = '{MEMORY_LIMIT}'; SET temp_directory = '{quoted}.tmp'; \
+            "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = {threads}; SET temp_directory = '{quoted}.tmp'; \
              ATTACH '{quoted}' AS resttap_db (ROW_GROUP_SIZE {ROW_GROUP_SIZE}); USE resttap_db"
         ))
         .map_err(open_error(&location))?;
