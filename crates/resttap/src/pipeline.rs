@@ -198,7 +198,13 @@ impl Sink {
 }
 
 /// Request chains started and not yet consumed; aborted if the resource stops early.
-struct Inflight(VecDeque<tokio::task::JoinHandle<Result<Vec<Value>, RunError>>>);
+struct Inflight(VecDeque<tokio::task::JoinHandle<Result<Chain, RunError>>>);
+
+/// What one parent record's request chain brought: its records, and what auto-detection chose.
+struct Chain {
+    records: Vec<Value>,
+    detected: Vec<String>,
+}
 
 impl Drop for Inflight {
     fn drop(&mut self) {
@@ -217,7 +223,7 @@ async fn fetch_chain(
     counters: Arc<Counters>,
     ctx: Context,
     parent: Value,
-) -> Result<Vec<Value>, RunError> {
+) -> Result<Chain, RunError> {
     let parent_name = res.parent.clone().unwrap_or_default();
     let ctx = ctx.with_parent(parent_values(&res, &parent)?);
     let mut included = Vec::new();
@@ -247,7 +253,7 @@ async fn fetch_chain(
             r
         }));
     }
-    Ok(records)
+    Ok(Chain { records, detected: std::mem::take(&mut extractor.detected) })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -334,8 +340,14 @@ async fn run_resource(
                     }
                 }
                 let Some(chain) = inflight.0.pop_front() else { break };
-                let records = chain.await.map_err(|e| RunError::Internal(e.to_string()))??;
-                for rec in records {
+                let chain = chain.await.map_err(|e| RunError::Internal(e.to_string()))??;
+                for d in chain.detected {
+                    let line = format!("resource `{}`: auto-detected {d}", res.name);
+                    if !detections.contains(&line) {
+                        detections.push(line);
+                    }
+                }
+                for rec in chain.records {
                     sink.record(rec).await?;
                 }
                 sink.flush().await?;

@@ -334,6 +334,11 @@ resources:
       params:
         forum: {type: resolve, resource: forums, field: id}
       data_selector: features
+  - name: forum_suggestions_auto
+    endpoint:
+      path: "/v1/forums/{resources.forums.id}/suggestions"
+      paginator: auto
+      data_selector: suggestions
   - name: suggestion_detail
     processing_steps:
       - filter: "vote_count >= 500"
@@ -347,6 +352,10 @@ fn parent_child_resources_fan_out_per_parent_record() {
     let s = Scratch::new();
     let out = run(&s.write("pc.yaml", PARENT_CHILD), &mock, &s.db(), TOKEN, &[]);
     assert_ok(&out);
+    // a child's request chains auto-detect too, and say so once
+    let (_, stderr) = text(&out);
+    let line = "resource `forum_suggestions_auto`: auto-detected paginator single_page";
+    assert_eq!(stderr.matches(line).count(), 1, "{stderr}");
     let c = open(&s.db());
     // `selected: false`: fetched to feed its children, not loaded
     assert!(!table_exists(&c, "forums"));
