@@ -194,33 +194,19 @@ fn link_header(headers: &resttap_http::reqwest_header::HeaderMap, rel: &str) -> 
     None
 }
 
-/// dlt's search for a next-page link in a body: a key named `next` holding a string, or a
-/// dict with `href`/`url`, up to any depth.
-fn find_next_path(v: &Value, path: &mut Vec<String>) -> Option<String> {
+/// The first key (depth first, in body order, at any depth) for which `hit` gives a path tail,
+/// as a dotted path: the search dlt's paginator detectors make.
+fn search_key(v: &Value, path: &mut Vec<String>, hit: &dyn Fn(&str, &Value) -> Option<Vec<String>>) -> Option<String> {
     let Value::Object(m) = v else { return None };
     for (k, child) in m {
-        if k.eq_ignore_ascii_case("next") {
-            match child {
-                Value::Object(inner) => {
-                    for (ik, iv) in inner {
-                        if (ik.eq_ignore_ascii_case("href") || ik.eq_ignore_ascii_case("url"))
-                            && (iv.is_string() || iv.is_number())
-                        {
-                            path.extend([k.clone(), ik.clone()]);
-                            return Some(path.join("."));
-                        }
-                    }
-                }
-                Value::String(_) | Value::Number(_) => {
-                    path.push(k.clone());
-                    return Some(path.join("."));
-                }
-                _ => {}
-            }
+        if let Some(tail) = hit(k, child) {
+            path.push(k.clone());
+            path.extend(tail);
+            return Some(path.join("."));
         }
         if child.is_object() {
             path.push(k.clone());
-            if let Some(found) = find_next_path(child, path) {
+            if let Some(found) = search_key(child, path, hit) {
                 return Some(found);
             }
             path.pop();
@@ -229,32 +215,37 @@ fn find_next_path(v: &Value, path: &mut Vec<String>) -> Option<String> {
     None
 }
 
+/// dlt's search for a next-page link in a body: a key named `next` holding a string, or a
+/// dict with `href`/`url`, up to any depth.
+fn find_next_path(v: &Value, path: &mut Vec<String>) -> Option<String> {
+    search_key(v, path, &|k, child| {
+        if !k.eq_ignore_ascii_case("next") {
+            return None;
+        }
+        match child {
+            Value::Object(inner) => inner
+                .iter()
+                .find(|(ik, iv)| {
+                    (ik.eq_ignore_ascii_case("href") || ik.eq_ignore_ascii_case("url"))
+                        && (iv.is_string() || iv.is_number())
+                })
+                .map(|(ik, _)| vec![ik.clone()]),
+            Value::String(_) | Value::Number(_) => Some(Vec::new()),
+            _ => None,
+        }
+    })
+}
+
 /// dlt's `pages_number_paginator_detector`: a `total_pages`, `pages` or `totalPages` number
 /// (at any depth) means page numbers. dlt then counts from 0 and requests `page=1` next, which
 /// fetches the first page twice from an API that counts from 1; resttap takes the current page
 /// from the request's `page` parameter or the body's `page`/`current_page` when one is there.
 fn total_pages(body: &Value, url: &Url) -> Option<(String, Range)> {
-    fn find(v: &Value, path: &mut Vec<String>) -> Option<String> {
-        let Value::Object(m) = v else { return None };
-        for (k, child) in m {
-            let lower = k.to_ascii_lowercase();
-            if ["total_pages", "pages", "totalpages"].contains(&lower.as_str())
-                && (child.is_number() || child.as_str().is_some_and(|s| s.trim().parse::<u64>().is_ok()))
-            {
-                path.push(k.clone());
-                return Some(path.join("."));
-            }
-            if child.is_object() {
-                path.push(k.clone());
-                if let Some(p) = find(child, path) {
-                    return Some(p);
-                }
-                path.pop();
-            }
-        }
-        None
-    }
-    let p = find(body, &mut Vec::new())?;
+    let p = search_key(body, &mut Vec::new(), &|k, child| {
+        let lower = k.to_ascii_lowercase();
+        let number = child.is_number() || child.as_str().is_some_and(|s| s.trim().parse::<u64>().is_ok());
+        (["total_pages", "pages", "totalpages"].contains(&lower.as_str()) && number).then(Vec::new)
+    })?;
     let from_query = url.query_pairs().find(|(k, _)| k == "page").and_then(|(_, v)| v.parse::<u64>().ok());
     let from_body = ["page", "current_page", "currentPage", "page_number"]
         .iter()
