@@ -145,15 +145,41 @@ pub fn parent_values(res: &Resource, record: &Value) -> Result<HashMap<String, V
                 out.insert(format!("{parent}.{field}"), v);
             }
             None => {
-                let available = match record {
-                    Value::Object(m) => m.keys().cloned().collect::<Vec<_>>().join(", "),
-                    other => format!("none (the record is `{}`)", resttap_http::excerpt(other.to_string().as_bytes())),
-                };
+                let available = fields_of(record);
                 return Err(ExtractError::ParentField { resource: res.name.clone(), parent, field, available });
             }
         }
     }
     Ok(out)
+}
+
+/// dlt's `include_from_parent`: the parent record's fields to add to each child record, named
+/// `_<parent>_<field>` as dlt's `make_parent_key_name` does.
+pub fn included_from_parent(res: &Resource, record: &Value) -> Result<Vec<(String, Value)>, ExtractError> {
+    let parent = res.parent.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    for field in res.include_from_parent.iter().flatten() {
+        match record.get(field) {
+            Some(v) => out.push((format!("_{parent}_{field}"), v.clone())),
+            None => {
+                return Err(ExtractError::ParentField {
+                    resource: res.name.clone(),
+                    parent,
+                    field: field.clone(),
+                    available: fields_of(record),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The top-level keys of a record, for messages.
+fn fields_of(record: &Value) -> String {
+    match record {
+        Value::Object(m) => m.keys().cloned().collect::<Vec<_>>().join(", "),
+        other => format!("none (the record is `{}`)", resttap_http::excerpt(other.to_string().as_bytes())),
+    }
 }
 
 /// Renders placeholders in a JSON body: a string that is exactly one placeholder takes the

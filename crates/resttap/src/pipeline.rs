@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use resttap_config::{Config, Resource};
 use resttap_duckdb::DuckDb;
 use resttap_extract::incremental::{Incremental, MissingCursor};
-use resttap_extract::{Context, Counters, ExtractError, Extractor, parent_values};
+use resttap_extract::{Context, Counters, ExtractError, Extractor, included_from_parent, parent_values};
 use resttap_http::{Client, HttpError};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
@@ -197,14 +197,14 @@ impl Sink {
     }
 }
 
-/// Request chains started and not yet consumed; aborted if the resource stops early.
-struct Inflight(VecDeque<tokio::task::JoinHandle<Result<Chain, RunError>>>);
-
 /// What one parent record's request chain brought: its records, and what auto-detection chose.
 struct Chain {
     records: Vec<Value>,
     detected: Vec<String>,
 }
+
+/// Request chains started and not yet consumed; aborted if the resource stops early.
+struct Inflight(VecDeque<tokio::task::JoinHandle<Result<Chain, RunError>>>);
 
 impl Drop for Inflight {
     fn drop(&mut self) {
@@ -224,23 +224,8 @@ async fn fetch_chain(
     ctx: Context,
     parent: Value,
 ) -> Result<Chain, RunError> {
-    let parent_name = res.parent.clone().unwrap_or_default();
     let ctx = ctx.with_parent(parent_values(&res, &parent)?);
-    let mut included = Vec::new();
-    for field in res.include_from_parent.iter().flatten() {
-        match parent.get(field) {
-            Some(v) => included.push((format!("_{parent_name}_{field}"), v.clone())),
-            None => {
-                let available = parent.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "));
-                return Err(RunError::Extract(ExtractError::ParentField {
-                    resource: res.name.clone(),
-                    parent: parent_name,
-                    field: field.clone(),
-                    available: available.unwrap_or_else(|| "none".into()),
-                }));
-            }
-        }
-    }
+    let included = included_from_parent(&res, &parent)?;
     let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
     let mut records = Vec::new();
     while let Some(page) = extractor.next_page().await? {
