@@ -347,3 +347,15 @@ fn incremental_example_loads() {
 fn manifest_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()))
 }
+
+#[test]
+fn column_hints_keep_their_order_in_every_format() {
+    let yaml = "client: {base_url: \"http://x\"}\nresources:\n  - name: a\n    columns: {zeta: {data_type: text}, alpha: {data_type: bigint}}\n";
+    let toml = "[client]\nbase_url = \"http://x\"\n[[resources]]\nname = \"a\"\n[resources.columns.zeta]\ndata_type = \"text\"\n[resources.columns.alpha]\ndata_type = \"bigint\"\n";
+    let json = r#"{"client": {"base_url": "http://x"}, "resources": [{"name": "a", "columns": {"zeta": {"data_type": "text"}, "alpha": {"data_type": "bigint"}}}]}"#;
+    for (text, format) in [(yaml, Format::Yaml), (toml, Format::Toml), (json, Format::Json)] {
+        let c = load(text, format).unwrap();
+        let names: Vec<&str> = c.api.resources[0].columns.as_ref().unwrap().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["zeta", "alpha"], "{format:?}");
+    }
+}
