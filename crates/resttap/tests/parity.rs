@@ -95,6 +95,12 @@ resources:
       data: {min_id: 3}
       data_selector: items
       paginator: {type: offset, limit: 6, total_path: total}
+  - name: static_path_param
+    endpoint:
+      path: /styles/{style}/forums
+      params: {style: offset}
+      data_selector: items
+      paginator: {type: offset, limit: 10, total_path: total}
   - name: auto_json_link
     endpoint: /styles/json_link/forums
   - name: auto_page_number
@@ -122,7 +128,8 @@ fn every_paginator_style_and_request_body_loads_every_record_once() {
         ("body_offset", FORUMS),
         ("body_cursor", FORUMS),
         ("body_page", FORUMS),
-        ("form", FORUMS - 2), // `data: {min_id: 3}` went in the form body
+        ("form", FORUMS - 2),          // `data: {min_id: 3}` went in the form body
+        ("static_path_param", FORUMS), // `{style}` bound from params, not sent as a query parameter
         ("auto_json_link", FORUMS),
         ("auto_page_number", FORUMS),
         ("auto_cursor", FORUMS),
@@ -339,6 +346,16 @@ resources:
       path: "/v1/forums/{resources.forums.id}/suggestions"
       paginator: auto
       data_selector: suggestions
+  - name: body_child
+    primary_key: []
+    write_disposition: append
+    include_from_parent: [id]
+    endpoint:
+      path: /styles/body/suggestions
+      method: POST
+      json: {filter: {min_id: "{resources.forums.id}"}, page: {limit: 1000}}
+      data_selector: items
+      paginator: single_page
   - name: suggestion_detail
     processing_steps:
       - filter: "vote_count >= 500"
@@ -377,6 +394,11 @@ fn parent_child_resources_fan_out_per_parent_record() {
         .filter(|id| resttap_mock::data::record("features", *id, 0)["forum_id"].as_u64().unwrap() <= FORUMS as u64)
         .count() as i64;
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.forum_features"), with_forum);
+    // a JSON body whose value is one placeholder keeps the parent's type: the mock reads
+    // `min_id` only as a number
+    let per_forum: i64 = (1..=FORUMS).map(|f| suggestions - f + 1).sum();
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.body_child"), per_forum);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.body_child WHERE id < _forums_id"), 0);
     // a grandchild: one request per suggestion; the processing step filtered its records
     let popular = (1..=suggestions as u64)
         .filter(|id| resttap_mock::data::record("suggestions", *id, 0)["vote_count"].as_u64().unwrap() >= 500)
