@@ -13,6 +13,7 @@ use incremental::Incremental;
 use resttap_config::Rendered;
 use resttap_config::{AuthConfig, ClientConfig, Resource, to_jsonpath};
 use resttap_http::{Body, Client, HttpError, RequestSpec, Response, RetryNotice};
+pub use resttap_json::{Json, Node};
 use resttap_paginate::{Detected, Page as PageView, PaginateError, Paginator};
 use serde_json::Value;
 use serde_json_path::JsonPath;
@@ -429,10 +430,10 @@ impl Extractor {
         })
     }
 
-    /// The next page, or `None` after the last one.
-    pub async fn next_page(&mut self) -> Result<Option<Page>, ExtractError> {
+    /// The next response, or `None` after the last one (or when `response_actions` ignore it).
+    async fn receive(&mut self) -> Result<Option<(RequestSpec, Response, String)>, ExtractError> {
         let Some((req, pending)) = self.next.take() else { return Ok(None) };
-        let resource = self.resource.clone();
+        let resource = &self.resource;
         let resp = match pending.await {
             Ok(Err(HttpError::Status { status, body, .. }))
                 if self.actions.iter().any(|a| a.matches(status, &body)) =>
@@ -443,7 +444,7 @@ impl Extractor {
             Ok(r) => r.map_err(|source| ExtractError::Http { resource: resource.clone(), source })?,
             Err(join) => {
                 return Err(ExtractError::Http {
-                    resource,
+                    resource: resource.clone(),
                     source: HttpError::Setup(format!("request task failed: {join}")),
                 });
             }
@@ -453,31 +454,37 @@ impl Extractor {
             return Ok(None);
         }
         let shown = self.client.redactor().redact(resp.url.as_str());
-        let mut body: Value = serde_json::from_slice(&resp.body).map_err(|e| ExtractError::Json {
-            resource: resource.clone(),
-            url: shown.clone(),
+        Ok(Some((req, resp, shown)))
+    }
+
+    fn json_error(&self, resp: &Response, shown: &str, e: serde_json::Error) -> ExtractError {
+        ExtractError::Json {
+            resource: self.resource.clone(),
+            url: shown.to_string(),
             message: e.to_string(),
             excerpt: self.client.redactor().redact(&resttap_http::excerpt(&resp.body)),
-        })?;
-        if let Selector::Detect = self.selector {
-            let path = detect(&body);
-            let shown_path = if path.is_empty() { "$".to_string() } else { path.join(".") };
-            self.detected.push(format!("data_selector `{shown_path}`"));
-            self.selector = Selector::Keys(path);
         }
-        let n = count_records(&self.selector, &body);
+    }
+
+    /// After a page with `n` records: refuses a page identical to the one before, asks the
+    /// paginator for the next request (`body` is what it reads) and starts fetching it.
+    fn advance(
+        &mut self,
+        req: &RequestSpec,
+        resp: &Response,
+        shown: &str,
+        body: &Value,
+        n: usize,
+    ) -> Result<(), ExtractError> {
+        let perr = |source| ExtractError::Paginate { resource: self.resource.clone(), url: shown.to_string(), source };
         if n > 0 && self.last_body.as_ref().is_some_and(|prev| *prev == resp.body) {
             let pages = self.counters.pages.load(Ordering::Relaxed) as usize;
-            return Err(ExtractError::Paginate { resource, url: shown, source: PaginateError::SamePage { pages } });
+            return Err(perr(PaginateError::SamePage { pages }));
         }
         self.last_body = Some(resp.body.clone());
         let mut detected: Option<Detected> = None;
-        let page = PageView { body: &body, headers: &resp.headers, records: n, url: &resp.url };
-        let next = self.paginator.next(&req, &page, &mut detected).map_err(|source| ExtractError::Paginate {
-            resource: resource.clone(),
-            url: shown.clone(),
-            source,
-        })?;
+        let page = PageView { body, headers: &resp.headers, records: n, url: &resp.url };
+        let next = self.paginator.next(req, &page, &mut detected).map_err(perr)?;
         if let Some(d) = detected {
             self.detected.push(format!("paginator {}", d.0));
         }
@@ -485,14 +492,64 @@ impl Extractor {
             let pending = spawn_fetch(&self.client, &next_req, &self.counters);
             self.next = Some((next_req, pending));
         }
-        let (records, empty_match) = take_records(&self.selector, &mut body);
-        if empty_match && self.counters.pages.load(Ordering::Relaxed) == 0 {
-            tracing::warn!(resource = %resource, url = %shown, "the data selector matched nothing or null: empty page");
-        }
         self.counters.pages.fetch_add(1, Ordering::Relaxed);
-        self.counters.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.counters.records.fetch_add(n as u64, Ordering::Relaxed);
         self.counters.bytes.fetch_add(resp.body.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The next page, or `None` after the last one.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, ExtractError> {
+        let Some((req, resp, shown)) = self.receive().await? else { return Ok(None) };
+        let mut body: Value = serde_json::from_slice(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
+        if let Selector::Detect = self.selector {
+            let path = detect(&body);
+            let shown_path = if path.is_empty() { "$".to_string() } else { path.join(".") };
+            self.detected.push(format!("data_selector `{shown_path}`"));
+            self.selector = Selector::Keys(path);
+        }
+        let n = count_records(&self.selector, &body);
+        self.advance(&req, &resp, &shown, &body, n)?;
+        let (records, empty_match) = take_records(&self.selector, &mut body);
+        if empty_match && self.counters.pages.load(Ordering::Relaxed) == 1 {
+            tracing::warn!(resource = %self.resource, url = %shown, "the data selector matched nothing or null: empty page");
+        }
         Ok(Some(Page { records, url: shown }))
+    }
+
+    /// The key path to the records when it is a plain one (`data.items`), which
+    /// [`Extractor::next_page_borrowed`] needs.
+    pub fn records_path(&self) -> Option<&[String]> {
+        match &self.selector {
+            Selector::Keys(k) if !k.is_empty() => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Like [`Extractor::next_page`], for a resource whose records only the normalizer reads:
+    /// the body is parsed once into a [`Json`] tree that borrows from it, `f` gets the records,
+    /// and the paginator reads the rest of the body. Returns `false` after the last page.
+    /// Requires [`Extractor::records_path`].
+    pub async fn next_page_borrowed<E: From<ExtractError>>(
+        &mut self,
+        f: impl FnOnce(&[Json<'_>]) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let Some((req, resp, shown)) = self.receive().await? else { return Ok(false) };
+        let keys = self.records_path().expect("next_page_borrowed needs a plain records path").to_vec();
+        let body: Json<'_> = serde_json::from_slice(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
+        let found = keys.iter().try_fold(&body, |cur, k| Node::get(cur, k));
+        let records: &[Json<'_>] = match found {
+            None | Some(Json::Null) => &[],
+            Some(Json::Arr(a)) => a,
+            Some(one) => std::slice::from_ref(one),
+        };
+        if found.is_none_or(|v| matches!(v, Json::Null)) && self.counters.pages.load(Ordering::Relaxed) == 0 {
+            tracing::warn!(resource = %self.resource, url = %shown, "the data selector matched nothing or null: empty page");
+        }
+        let envelope = body.to_value_without(&keys);
+        self.advance(&req, &resp, &shown, &envelope, records.len())?;
+        f(records)?;
+        Ok(true)
     }
 }
 

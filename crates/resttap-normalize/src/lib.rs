@@ -23,9 +23,10 @@ use arrow::array::{
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use base64::Engine;
+use resttap_json::{Kind, Node};
 use resttap_schema::naming::{PATH_SEPARATOR, normalize_identifier};
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use resttap_schema::timestamp::parse_timestamp;
 
@@ -212,17 +213,17 @@ enum Cell<'a> {
 }
 
 /// The type a value has on its own (with dlt's `iso_timestamp` detection for strings).
-fn natural_type(v: &Value) -> DataType {
-    match v {
-        Value::Bool(_) => DataType::Bool,
-        Value::Number(n) if n.is_i64() => DataType::Bigint,
+fn natural_type<N: Node>(v: &N) -> DataType {
+    match v.kind() {
+        Kind::Bool(_) => DataType::Bool,
+        Kind::I64(_) => DataType::Bigint,
         // integers beyond i64 and floats
-        Value::Number(n) if n.is_u64() => DataType::Text,
-        Value::Number(_) => DataType::Double,
-        Value::String(s) if parse_timestamp(s).is_some() => DataType::Timestamp,
-        Value::String(_) => DataType::Text,
-        Value::Array(_) | Value::Object(_) => DataType::Json,
-        Value::Null => DataType::Text,
+        Kind::U64(_) => DataType::Text,
+        Kind::F64(_) => DataType::Double,
+        Kind::Str(s) if parse_timestamp(s).is_some() => DataType::Timestamp,
+        Kind::Str(_) => DataType::Text,
+        Kind::Arr(_) | Kind::Obj => DataType::Json,
+        Kind::Null => DataType::Text,
     }
 }
 
@@ -241,35 +242,38 @@ fn py_float(f: f64) -> String {
 }
 
 /// `value` as a cell of type `t`, or `None` when it cannot be coerced (dlt's coercion table).
-fn coerce(t: DataType, v: &Value) -> Option<Cell<'_>> {
-    Some(match (t, v) {
-        (DataType::Json, v) => Cell::Owned(v.to_string()),
-        (_, Value::Array(_) | Value::Object(_)) => return None,
-        (DataType::Text, Value::String(s)) => Cell::Str(s),
-        (DataType::Text, Value::Bool(b)) => Cell::Owned(if *b { "True".into() } else { "False".into() }),
-        (DataType::Text, Value::Number(n)) => Cell::Owned(match n.as_f64() {
-            Some(f) if !n.is_i64() && !n.is_u64() => py_float(f),
-            _ => n.to_string(),
-        }),
-        (DataType::Bigint, Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => Cell::I64(i),
-            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Cell::I64(f as i64),
-            _ => return None,
-        },
-        (DataType::Bigint, Value::String(s)) => Cell::I64(s.trim().parse().ok()?),
-        (DataType::Double, Value::Number(n)) => Cell::F64(n.as_f64()?),
-        (DataType::Double, Value::String(s)) => Cell::F64(s.trim().parse().ok()?),
-        (DataType::Bool, Value::Bool(b)) => Cell::Bool(*b),
-        (DataType::Bool, Value::Number(n)) => Cell::Bool(n.as_f64()? != 0.0),
-        (DataType::Bool, Value::String(s)) => Cell::Bool(match s.trim().to_ascii_lowercase().as_str() {
+fn coerce<N: Node>(t: DataType, v: &N) -> Option<Cell<'_>> {
+    let as_f64 = |k: &Kind<'_, N>| match *k {
+        Kind::I64(i) => Some(i as f64),
+        Kind::U64(u) => Some(u as f64),
+        Kind::F64(f) => Some(f),
+        _ => None,
+    };
+    let k = v.kind();
+    Some(match (t, k) {
+        (DataType::Json, _) => Cell::Owned(v.to_json()),
+        (_, Kind::Arr(_) | Kind::Obj) => return None,
+        (DataType::Text, Kind::Str(s)) => Cell::Str(s),
+        (DataType::Text, Kind::Bool(b)) => Cell::Owned(if b { "True".into() } else { "False".into() }),
+        (DataType::Text, Kind::I64(i)) => Cell::Owned(i.to_string()),
+        (DataType::Text, Kind::U64(u)) => Cell::Owned(u.to_string()),
+        (DataType::Text, Kind::F64(f)) => Cell::Owned(py_float(f)),
+        (DataType::Bigint, Kind::I64(i)) => Cell::I64(i),
+        (DataType::Bigint, Kind::F64(f)) if f.fract() == 0.0 && f.abs() < 9.2e18 => Cell::I64(f as i64),
+        (DataType::Bigint, Kind::Str(s)) => Cell::I64(s.trim().parse().ok()?),
+        (DataType::Double, Kind::I64(_) | Kind::U64(_) | Kind::F64(_)) => Cell::F64(as_f64(&k)?),
+        (DataType::Double, Kind::Str(s)) => Cell::F64(s.trim().parse().ok()?),
+        (DataType::Bool, Kind::Bool(b)) => Cell::Bool(b),
+        (DataType::Bool, Kind::I64(_) | Kind::U64(_) | Kind::F64(_)) => Cell::Bool(as_f64(&k)? != 0.0),
+        (DataType::Bool, Kind::Str(s)) => Cell::Bool(match s.trim().to_ascii_lowercase().as_str() {
             "true" | "yes" | "y" | "1" | "on" => true,
             "false" | "no" | "n" | "0" | "off" => false,
             _ => return None,
         }),
-        (DataType::Timestamp, Value::String(s)) => Cell::Ts(parse_timestamp(s)?),
-        (DataType::Date, Value::String(s)) => Cell::Date(parse_date(s)?),
-        (DataType::Timestamp, Value::Number(n)) => {
-            let secs = n.as_f64()?;
+        (DataType::Timestamp, Kind::Str(s)) => Cell::Ts(parse_timestamp(s)?),
+        (DataType::Date, Kind::Str(s)) => Cell::Date(parse_date(s)?),
+        (DataType::Timestamp, Kind::I64(_) | Kind::U64(_) | Kind::F64(_)) => {
+            let secs = as_f64(&k)?;
             if !secs.is_finite() || secs.abs() > 1e13 {
                 return None;
             }
@@ -324,7 +328,7 @@ pub struct Normalizer {
 }
 
 /// A list found while flattening: its name node and items.
-type ListAt<'a> = (usize, &'a [Value]);
+type ListAt<'a, N> = (usize, &'a [N]);
 
 impl Normalizer {
     /// A normalizer for one resource. `existing` is what the destination already holds, so that
@@ -423,7 +427,7 @@ impl Normalizer {
     }
 
     /// Writes `value` into the column of name node `node` in the current row of buffer `bi`.
-    fn put(&mut self, bi: usize, node: usize, value: &Value, not_null: bool) {
+    fn put<N: Node>(&mut self, bi: usize, node: usize, value: &N, not_null: bool) {
         if value.is_null() {
             return;
         }
@@ -455,7 +459,7 @@ impl Normalizer {
     }
 
     /// Creates the column (or a variant column) as dlt would, then writes the value.
-    fn put_slow(&mut self, bi: usize, node: usize, col: &str, value: &Value, not_null: bool) {
+    fn put_slow<N: Node>(&mut self, bi: usize, node: usize, col: &str, value: &N, not_null: bool) {
         let buf = &mut self.bufs[bi];
         let table = self.schema.table_mut(&buf.name).expect("table registered with its buffer");
         let (col_name, dtype, is_base) = match table.column(col).map(|c| c.data_type) {
@@ -517,25 +521,21 @@ impl Normalizer {
 
     /// dlt's `_flatten`: scalars of `obj` and its nested objects (depth first, last object
     /// first, as dlt's stack does) with their name nodes, and the lists found on the way.
-    fn flatten<'v>(
+    fn flatten<'v, N: Node>(
         &mut self,
         table: &str,
-        obj: &'v Map<String, Value>,
+        obj: &'v N,
         level: i64,
-        out: &mut Vec<(usize, &'v Value)>,
-        lists: &mut Vec<ListAt<'v>>,
+        out: &mut Vec<(usize, &'v N)>,
+        lists: &mut Vec<ListAt<'v, N>>,
     ) {
-        let mut stack: Vec<(&Map<String, Value>, i64, usize)> = vec![(obj, level, 0)];
+        let mut stack: Vec<(&N, i64, usize)> = vec![(obj, level, 0)];
         while let Some((cur, lvl, parent)) = stack.pop() {
-            for (k, v) in cur {
+            for (k, v) in cur.entries().into_iter().flatten() {
                 let node = self.child(parent, k);
-                match v {
-                    Value::Object(m) if !self.keep_whole(table, &self.names[node].full, lvl) => {
-                        stack.push((m, lvl - 1, node))
-                    }
-                    Value::Array(a) if !self.keep_whole(table, &self.names[node].full, lvl) => {
-                        lists.push((node, a.as_slice()))
-                    }
+                match v.kind() {
+                    Kind::Obj if !self.keep_whole(table, &self.names[node].full, lvl) => stack.push((v, lvl - 1, node)),
+                    Kind::Arr(a) if !self.keep_whole(table, &self.names[node].full, lvl) => lists.push((node, a)),
                     _ => out.push((node, v)),
                 }
             }
@@ -543,29 +543,25 @@ impl Normalizer {
     }
 
     /// Normalizes one record of the resource. Returns the batches of tables that are full.
-    pub fn push(&mut self, record: &Value, out: &mut Vec<TableBatch>) -> Result<(), NormalizeError> {
-        let wrapped;
-        let obj = match record {
-            Value::Object(m) => m,
-            other => {
-                // dlt wraps non-objects as {"value": ...}
-                let mut m = Map::new();
-                m.insert(cols::VALUE.into(), other.clone());
-                wrapped = m;
-                &wrapped
-            }
-        };
+    pub fn push<N: Node>(&mut self, record: &N, out: &mut Vec<TableBatch>) -> Result<(), NormalizeError> {
+        if record.entries().is_none() {
+            // dlt wraps non-objects as {"value": ...}
+            let inner: Value = serde_json::from_str(&record.to_json()).expect("a node is valid JSON");
+            let mut m = serde_json::Map::new();
+            m.insert(cols::VALUE.into(), inner);
+            return self.push(&Value::Object(m), out);
+        }
         let root = self.cfg.table.clone();
         let level = self.cfg.max_nesting.map_or(1000, i64::from);
-        let mut fields = Vec::with_capacity(obj.len() + 4);
+        let mut fields = Vec::with_capacity(16);
         let mut lists = Vec::new();
-        self.flatten(&root, obj, level, &mut fields, &mut lists);
+        self.flatten(&root, record, level, &mut fields, &mut lists);
         let required = self.cfg.primary_key.iter().map(|k| (k, true)).chain(
             self.cfg.hints.iter().filter(|h| h.nullable == Some(false) && !h.primary_key).map(|h| (&h.name, false)),
         );
         for (k, is_key) in required {
             if !fields.iter().any(|(n, v)| &*self.names[*n].full == k.as_str() && !v.is_null()) {
-                let mut excerpt: String = record.to_string().chars().take(200).collect();
+                let mut excerpt: String = record.to_json().chars().take(200).collect();
                 if excerpt.len() >= 200 {
                     excerpt.push('…');
                 }
@@ -579,7 +575,7 @@ impl Normalizer {
         }
         let bi = self.buf(&root, None);
         for (node, v) in &fields {
-            self.put(bi, *node, v, false);
+            self.put(bi, *node, *v, false);
         }
         let load_id = Arc::clone(&self.cfg.load_id);
         self.put_sys(bi, self.sys.load_id, Cell::Str(&load_id));
@@ -600,11 +596,11 @@ impl Normalizer {
         Ok(())
     }
 
-    fn list(
+    fn list<N: Node>(
         &mut self,
         parent_table: &str,
         path: &str,
-        items: &[Value],
+        items: &[N],
         parent_id: &str,
         root_id: Option<&str>,
         level: i64,
@@ -614,18 +610,18 @@ impl Normalizer {
         let mut fields = Vec::new();
         for (idx, item) in items.iter().enumerate() {
             let id = nested_id(parent_id, &table, idx);
-            let mut child_lists: Vec<ListAt<'_>> = Vec::new();
+            let mut child_lists: Vec<ListAt<'_, N>> = Vec::new();
             fields.clear();
-            match item {
-                Value::Object(m) => {
-                    self.flatten(&table, m, level, &mut fields, &mut child_lists);
+            match item.kind() {
+                Kind::Obj => {
+                    self.flatten(&table, item, level, &mut fields, &mut child_lists);
                     for (node, v) in &fields {
-                        self.put(bi, *node, v, false);
+                        self.put(bi, *node, *v, false);
                     }
                 }
                 // a list in a list: dlt wraps it as {"list": [...]}, one table deeper
-                Value::Array(a) => child_lists.push((self.sys.list, a.as_slice())),
-                scalar => self.put(bi, self.sys.value, scalar, false),
+                Kind::Arr(a) => child_lists.push((self.sys.list, a)),
+                _ => self.put(bi, self.sys.value, item, false),
             }
             if let Some(r) = root_id {
                 self.put_sys(bi, self.sys.root_id, Cell::Str(r));
@@ -634,7 +630,7 @@ impl Normalizer {
             self.put_sys(bi, self.sys.list_idx, Cell::I64(idx as i64));
             self.put_sys(bi, self.sys.id, Cell::Str(&id));
             self.end_row(bi);
-            let next_level = if matches!(item, Value::Array(_)) { level - 1 } else { level };
+            let next_level = if matches!(item.kind(), Kind::Arr(_)) { level - 1 } else { level };
             for (node, sub) in child_lists {
                 let p = Arc::clone(&self.names[node].full);
                 self.list(&table, &p, sub, &id, root_id, next_level - 1);

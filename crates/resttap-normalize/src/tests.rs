@@ -210,3 +210,43 @@ fn column_hints_set_types_order_and_nullability() {
     let err = n.push(&json!({"id": 3, "name": null}), &mut out).unwrap_err();
     assert!(matches!(err, NormalizeError::MissingRequired { ref column, .. } if column == "name"), "{err}");
 }
+
+#[test]
+fn borrowed_records_normalize_exactly_like_values() {
+    // every kind of value, nesting, a list of lists, escapes, a type change (variant column),
+    // an integer beyond i64 and a scalar record
+    let page = r#"[
+        {"id": 1, "name": "caf\u00e9 \"q\"", "n": 1.0, "big": 18446744073709551615, "ok": true,
+         "at": "2024-01-01T00:00:00+02:00", "o": {"b": {"c": null, "d": [1, [2, 3]]}, "a": -5},
+         "tags": [{"k": "x", "v": [true]}, {"k": "y"}], "none": null},
+        {"id": 2, "name": 7, "n": "text now", "o": {"a": "x"}, "tags": [], "extra": {"z": 1.5e300}},
+        {"id": 3, "name": "only"}
+    ]"#;
+    let values: Vec<Value> = serde_json::from_str(page).unwrap();
+    let borrowed: Vec<resttap_json::Json<'_>> = serde_json::from_str(page).unwrap();
+    let run = |push: &dyn Fn(&mut Normalizer, &mut Vec<TableBatch>)| {
+        let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+        let mut out = Vec::new();
+        push(&mut n, &mut out);
+        out.extend(n.finish());
+        out.sort_by(|a, b| a.table.cmp(&b.table));
+        // ids are random per run; everything else must be equal
+        out.iter()
+            .map(|b| {
+                let keep: Vec<usize> = (0..b.columns.len())
+                    .filter(|i| !["_dlt_id", "_dlt_parent_id", "_dlt_root_id"].contains(&b.columns[*i].name.as_str()))
+                    .collect();
+                (b.table.clone(), names(b), b.batch.project(&keep).unwrap())
+            })
+            .collect::<Vec<_>>()
+    };
+    let a = run(&|n, out| values.iter().for_each(|v| n.push(v, out).unwrap()));
+    let b = run(&|n, out| borrowed.iter().for_each(|v| n.push(v, out).unwrap()));
+    assert_eq!(a.len(), 5, "{:?}", a.iter().map(|t| &t.0).collect::<Vec<_>>());
+    assert_eq!(a, b);
+    let mut n = Normalizer::new(cfg(WriteDisposition::Append), &Schema::default());
+    let scalar: resttap_json::Json<'_> = serde_json::from_str("5").unwrap();
+    let mut out = Vec::new();
+    let err = n.push(&scalar, &mut out).unwrap_err();
+    assert!(matches!(err, NormalizeError::MissingPrimaryKey { .. }), "{err}");
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use resttap_config::{Config, Resource};
+use resttap_config::{Config, PaginatorConfig, Resource};
 use resttap_duckdb::DuckDb;
 use resttap_extract::incremental::{Incremental, MissingCursor};
 use resttap_extract::{Context, Counters, ExtractError, Extractor, included_from_parent, parent_values};
@@ -294,6 +294,28 @@ async fn run_resource(
         Source::Root => {
             let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
             let mut first_page = true;
+            if borrowed_ok(&res, &config, &sink, &extractor) {
+                // only the normalizer reads the records: normalize them from the page's text
+                loop {
+                    let (normalizer, out) = (sink.normalizer.as_mut().expect("selected"), &mut sink.out);
+                    let more = extractor
+                        .next_page_borrowed(|records| {
+                            records
+                                .iter()
+                                .try_for_each(|r| normalizer.push(r, out))
+                                .map_err(|source| RunError::Normalize { resource: res.name.clone(), source })
+                        })
+                        .await?;
+                    if !more {
+                        break;
+                    }
+                    sink.flush().await?;
+                    if first_page {
+                        crash_point("after_first_page");
+                        first_page = false;
+                    }
+                }
+            }
             while let Some(page) = extractor.next_page().await? {
                 for rec in page.records {
                     sink.record(rec).await?;
@@ -358,6 +380,31 @@ async fn run_resource(
             .and_then(|i| i.state())
             .map(|st| (res.endpoint.incremental.as_ref().expect("incremental").cursor_path.clone(), st)),
     })
+}
+
+/// Whether a resource's pages can be normalized straight from their text (see
+/// [`Extractor::next_page_borrowed`]): nothing but the normalizer reads its records (no
+/// incremental cursor, processing steps or children), its data selector is a plain key path,
+/// and no paginator path or stop condition can reach into the records.
+fn borrowed_ok(res: &Resource, config: &Config, sink: &Sink, extractor: &Extractor) -> bool {
+    let Some(first_key) = extractor.records_path().and_then(|k| k.first()) else { return false };
+    if sink.incremental.is_some() || !sink.steps.is_empty() || !sink.children.is_empty() || sink.normalizer.is_none() {
+        return false;
+    }
+    let paginator = res.endpoint.paginator.as_ref().or(config.api.client.paginator.as_ref());
+    let texts: Vec<&str> = match paginator {
+        Some(PaginatorConfig::Cursor { cursor_path, has_more_path, .. }) => {
+            std::iter::once(cursor_path.as_str()).chain(has_more_path.as_deref()).collect()
+        }
+        Some(PaginatorConfig::JsonLink { next_url_path, .. }) => vec![next_url_path],
+        Some(
+            PaginatorConfig::Offset { total_path, has_more_path, .. }
+            | PaginatorConfig::PageNumber { total_path, has_more_path, .. },
+        ) => total_path.as_deref().into_iter().chain(has_more_path.as_deref()).collect(),
+        _ => Vec::new(),
+    };
+    let stop = paginator.and_then(PaginatorConfig::stop_condition);
+    !texts.into_iter().chain(stop).any(|t| t.contains(first_key.as_str()))
 }
 
 /// The `columns` hints of a resource, with normalized names.

@@ -1,0 +1,338 @@
+//! Records as the normalizer reads them.
+//!
+//! [`Node`] is the view the normalizer needs of a JSON value: its kind, an object's entries in
+//! order, an array's items, and its compact text. `serde_json::Value` implements it, and so does
+//! [`Json`], a tree parsed straight from a response body that borrows its strings from the body
+//! (when they have no escapes) and keeps objects as vectors: no per-key hashing and a few
+//! allocations per record instead of dozens. Extraction uses [`Json`] where nothing but the
+//! normalizer looks at the records (no incremental cursor, processing steps or child resources).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// What a JSON value is, borrowing its contents.
+#[derive(Debug, PartialEq)]
+pub enum Kind<'a, N> {
+    Null,
+    Bool(bool),
+    /// An integer that fits `i64`.
+    I64(i64),
+    /// An integer above `i64::MAX`.
+    U64(u64),
+    F64(f64),
+    Str(&'a str),
+    Arr(&'a [N]),
+    Obj,
+}
+
+impl<N> Clone for Kind<'_, N> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<N> Copy for Kind<'_, N> {}
+
+/// A JSON value as the normalizer reads it.
+pub trait Node: Sized {
+    /// An object's entries, in document order.
+    type Entries<'a>: Iterator<Item = (&'a str, &'a Self)>
+    where
+        Self: 'a;
+
+    /// The kind of the value.
+    fn kind(&self) -> Kind<'_, Self>;
+
+    /// The entries, if the value is an object.
+    fn entries(&self) -> Option<Self::Entries<'_>>;
+
+    /// The value of `key`, if the value is an object that has it.
+    fn get(&self, key: &str) -> Option<&Self> {
+        self.entries()?.find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    /// Compact JSON text, as `serde_json` writes it.
+    fn to_json(&self) -> String;
+
+    /// Whether the value is `null`.
+    fn is_null(&self) -> bool {
+        matches!(self.kind(), Kind::Null)
+    }
+}
+
+fn number_kind<N>(n: &serde_json::Number) -> Kind<'static, N> {
+    if let Some(i) = n.as_i64() {
+        Kind::I64(i)
+    } else if let Some(u) = n.as_u64() {
+        Kind::U64(u)
+    } else {
+        Kind::F64(n.as_f64().unwrap_or(f64::NAN))
+    }
+}
+
+type ValueEntries<'a> = std::iter::Map<serde_json::map::Iter<'a>, fn((&'a String, &'a Value)) -> (&'a str, &'a Value)>;
+
+impl Node for Value {
+    type Entries<'a> = ValueEntries<'a>;
+
+    fn kind(&self) -> Kind<'_, Self> {
+        match self {
+            Value::Null => Kind::Null,
+            Value::Bool(b) => Kind::Bool(*b),
+            Value::Number(n) => number_kind(n),
+            Value::String(s) => Kind::Str(s),
+            Value::Array(a) => Kind::Arr(a),
+            Value::Object(_) => Kind::Obj,
+        }
+    }
+
+    fn entries(&self) -> Option<Self::Entries<'_>> {
+        fn entry<'a>((k, v): (&'a String, &'a Value)) -> (&'a str, &'a Value) {
+            (k.as_str(), v)
+        }
+        match self {
+            Value::Object(m) => Some(m.iter().map(entry as fn(_) -> _)),
+            _ => None,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Self> {
+        Value::get(self, key)
+    }
+
+    fn to_json(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A JSON value whose strings borrow from the text it was parsed from. Objects keep their
+/// entries in order; a key given twice keeps its first place and its last value, as
+/// `serde_json::Value` does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Str(Cow<'a, str>),
+    Arr(Vec<Json<'a>>),
+    Obj(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+type JsonEntries<'a, 'b> = std::iter::Map<
+    std::slice::Iter<'a, (Cow<'b, str>, Json<'b>)>,
+    fn(&'a (Cow<'b, str>, Json<'b>)) -> (&'a str, &'a Json<'b>),
+>;
+
+impl<'b> Node for Json<'b> {
+    type Entries<'a>
+        = JsonEntries<'a, 'b>
+    where
+        Self: 'a;
+
+    fn kind(&self) -> Kind<'_, Self> {
+        match self {
+            Json::Null => Kind::Null,
+            Json::Bool(b) => Kind::Bool(*b),
+            Json::I64(i) => Kind::I64(*i),
+            Json::U64(u) => Kind::U64(*u),
+            Json::F64(f) => Kind::F64(*f),
+            Json::Str(s) => Kind::Str(s),
+            Json::Arr(a) => Kind::Arr(a),
+            Json::Obj(_) => Kind::Obj,
+        }
+    }
+
+    fn entries(&self) -> Option<Self::Entries<'_>> {
+        fn entry<'a, 'b>(e: &'a (Cow<'b, str>, Json<'b>)) -> (&'a str, &'a Json<'b>) {
+            (&e.0, &e.1)
+        }
+        match self {
+            Json::Obj(m) => Some(m.iter().map(entry as fn(_) -> _)),
+            _ => None,
+        }
+    }
+
+    fn to_json(&self) -> String {
+        self.to_value().to_string()
+    }
+}
+
+impl Json<'_> {
+    /// The same value as a `serde_json::Value`.
+    pub fn to_value(&self) -> Value {
+        self.to_value_without(&[])
+    }
+
+    /// The value with the array or value at `path` (object keys) replaced by an empty array:
+    /// the envelope of a page without its records, for the paginator.
+    pub fn to_value_without(&self, path: &[String]) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::I64(i) => Value::from(*i),
+            Json::U64(u) => Value::from(*u),
+            Json::F64(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            Json::Str(s) => Value::String(s.to_string()),
+            Json::Arr(a) => Value::Array(a.iter().map(Json::to_value).collect()),
+            Json::Obj(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let v = match path {
+                            [first] if first == k => Value::Array(Vec::new()),
+                            [first, rest @ ..] if first == k => v.to_value_without(rest),
+                            _ => v.to_value(),
+                        };
+                        (k.to_string(), v)
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor(std::marker::PhantomData))
+    }
+}
+
+struct JsonVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+/// A key as the deserializer gives it: borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
+    type Value = Json<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Json<'a>, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Json<'a>, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'a>, E> {
+        Ok(Json::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'a>, E> {
+        Ok(Json::I64(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'a>, E> {
+        Ok(i64::try_from(v).map_or(Json::U64(v), Json::I64))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Json<'a>, E> {
+        Ok(Json::F64(v))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'a>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Json<'a>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Json<'a>, E> {
+        Ok(Json::Str(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'a>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element::<Json<'a>>()? {
+            out.push(v);
+        }
+        Ok(Json::Arr(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'a>, A::Error> {
+        let mut out: Vec<(Cow<'a, str>, Json<'a>)> = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        while let Some(Key(k)) = map.next_key::<Key<'a>>()? {
+            let v = map.next_value::<Json<'a>>()?;
+            match out.iter_mut().find(|(seen, _)| *seen == k) {
+                Some(slot) => slot.1 = v,
+                None => out.push((k, v)),
+            }
+        }
+        Ok(Json::Obj(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{"b": 1, "a": [true, null, -2, 18446744073709551615, 1.5, "x\"y"], "o": {"k": "v"}, "b": 2}"#;
+
+    #[test]
+    fn parses_like_serde_json_value() {
+        let j: Json<'_> = serde_json::from_str(DOC).unwrap();
+        let v: Value = serde_json::from_str(DOC).unwrap();
+        assert_eq!(j.to_value(), v);
+        assert_eq!(j.to_json(), v.to_string());
+        // a repeated key keeps its first place and its last value, as serde_json does
+        assert_eq!(j.entries().unwrap().map(|(k, _)| k).collect::<Vec<_>>(), ["b", "a", "o"]);
+        assert_eq!(Node::get(&j, "b").map(Node::kind), Some(Kind::I64(2)));
+    }
+
+    #[test]
+    fn kinds_agree_with_value() {
+        let j: Json<'_> = serde_json::from_str(DOC).unwrap();
+        let v: Value = serde_json::from_str(DOC).unwrap();
+        let (Kind::Arr(ja), Kind::Arr(va)) = (Node::get(&j, "a").unwrap().kind(), Node::get(&v, "a").unwrap().kind())
+        else {
+            panic!("arrays")
+        };
+        for (a, b) in ja.iter().zip(va) {
+            match (a.kind(), b.kind()) {
+                (Kind::Str(x), Kind::Str(y)) => assert_eq!(x, y),
+                (Kind::Arr(_), Kind::Arr(_)) | (Kind::Obj, Kind::Obj) => {}
+                (x, y) => assert_eq!(format!("{x:?}"), format!("{y:?}")),
+            }
+        }
+        // strings without escapes are borrowed from the text
+        let j: Json<'_> = serde_json::from_str(r#"{"k": "plain"}"#).unwrap();
+        assert!(matches!(Node::get(&j, "k"), Some(Json::Str(Cow::Borrowed("plain")))));
+    }
+
+    #[test]
+    fn envelope_without_records() {
+        let j: Json<'_> = serde_json::from_str(r#"{"data": {"items": [1, 2]}, "next": "c"}"#).unwrap();
+        let env = j.to_value_without(&["data".to_string(), "items".to_string()]);
+        assert_eq!(env, serde_json::json!({"data": {"items": []}, "next": "c"}));
+    }
+}
