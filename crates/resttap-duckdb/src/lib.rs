@@ -413,6 +413,11 @@ impl DuckDb {
     }
 
     fn commit_inner(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
+        // The merge's joins (replaced records and their nested rows) need memory in proportion
+        // to the tables: with the load's small limit a merge into a table of a million rows
+        // failed with "Out of Memory". Extraction is over, so DuckDB gets its default limit
+        // (80% of RAM) back for the commit.
+        self.conn.execute_batch("RESET memory_limit").map_err(werr("raising DuckDB's memory limit for the commit"))?;
         let dest = self.existing_columns()?;
         for t in &plan.schema.tables {
             // a table no row was ever staged for (all values null so far) is not created
