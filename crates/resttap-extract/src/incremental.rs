@@ -13,6 +13,7 @@ use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use resttap_config::{IncrementalConfig, LastValueFunc, OnCursorValueMissing, RangeBound, to_jsonpath};
+use resttap_json::Node;
 use resttap_schema::timestamp::{format_timestamp, parse_timestamp};
 use resttap_state::IncrementalState;
 use serde_json::Value;
@@ -127,6 +128,8 @@ fn digest(text: &str) -> String {
 pub struct Incremental {
     cfg: IncrementalConfig,
     cursor: JsonPath,
+    /// The cursor path as plain keys (`updated_at`, `meta.changed`), when it is one.
+    cursor_keys: Option<Vec<String>>,
     primary_key: Vec<String>,
     start: Option<Value>,
     prior: IncrementalState,
@@ -162,9 +165,16 @@ impl Incremental {
         };
         // boundary hashes only mean something when the run starts exactly at the stored value
         let seen_at_start = if start == last { prior.unique_hashes.iter().cloned().collect() } else { HashSet::new() };
+        let plain = cfg.cursor_path.trim().trim_start_matches("$.");
+        let cursor_keys = (!plain.is_empty()
+            && plain
+                .split('.')
+                .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')))
+        .then(|| plain.split('.').map(String::from).collect());
         Incremental {
             cursor: JsonPath::parse(&to_jsonpath(&cfg.cursor_path))
                 .expect("cursor_path validated by the config loader"),
+            cursor_keys,
             cfg: cfg.clone(),
             primary_key: primary_key.to_vec(),
             start,
@@ -198,13 +208,24 @@ impl Incremental {
         out
     }
 
-    fn hash(&self, record: &Value) -> String {
-        let key: Option<Value> = match self.primary_key.as_slice() {
-            [] => None,
-            [one] => record.get(one).cloned(),
-            many => Some(Value::Array(many.iter().map(|k| record.get(k).cloned().unwrap_or(Value::Null)).collect())),
+    fn hash<N: Node>(&self, record: &N) -> String {
+        let key: Value = match self.primary_key.as_slice() {
+            [] => record.to_value(),
+            // a record without its key is hashed whole, as before
+            [one] => record.get(one).map_or_else(|| record.to_value(), Node::to_value),
+            many => Value::Array(many.iter().map(|k| record.get(k).map_or(Value::Null, Node::to_value)).collect()),
         };
-        digest(&py_json(key.as_ref().unwrap_or(record)))
+        digest(&py_json(&key))
+    }
+
+    /// The record's cursor value, if it has one that is not null.
+    fn cursor_value<N: Node>(&self, record: &N) -> Option<Value> {
+        let found = match &self.cursor_keys {
+            Some(keys) => keys.iter().try_fold(record, |cur, k| cur.get(k)).map(Node::to_value),
+            // a JSONPath beyond plain keys: query the record as a serde_json value
+            None => self.cursor.query(&record.to_value()).all().into_iter().next().cloned(),
+        };
+        found.filter(|v| !v.is_null())
     }
 
     /// Orders `a` against `b` so that `Greater` means newer.
@@ -214,13 +235,12 @@ impl Incremental {
     }
 
     /// Whether to keep `record`; tracks the new position.
-    pub fn keep(&mut self, record: &Value) -> Result<bool, MissingCursor> {
-        let value = self.cursor.query(record).all().into_iter().next().filter(|v| !v.is_null()).cloned();
-        let Some(value) = value else {
+    pub fn keep<N: Node>(&mut self, record: &N) -> Result<bool, MissingCursor> {
+        let Some(value) = self.cursor_value(record) else {
             return match self.cfg.on_cursor_value_missing {
                 OnCursorValueMissing::Raise => Err(MissingCursor {
                     cursor_path: self.cfg.cursor_path.clone(),
-                    excerpt: record.to_string().chars().take(200).collect(),
+                    excerpt: record.to_json().chars().take(200).collect(),
                 }),
                 OnCursorValueMissing::Include => Ok(true),
                 OnCursorValueMissing::Exclude => Ok(false),

@@ -57,6 +57,9 @@ pub trait Node: Sized {
     /// Compact JSON text, as `serde_json` writes it.
     fn to_json(&self) -> String;
 
+    /// The same value as a `serde_json::Value`.
+    fn to_value(&self) -> Value;
+
     /// Whether the value is `null`.
     fn is_null(&self) -> bool {
         matches!(self.kind(), Kind::Null)
@@ -105,6 +108,10 @@ impl Node for Value {
 
     fn to_json(&self) -> String {
         self.to_string()
+    }
+
+    fn to_value(&self) -> Value {
+        self.clone()
     }
 }
 
@@ -160,14 +167,13 @@ impl<'b> Node for Json<'b> {
     fn to_json(&self) -> String {
         self.to_value().to_string()
     }
+
+    fn to_value(&self) -> Value {
+        self.to_value_without(&[])
+    }
 }
 
 impl Json<'_> {
-    /// The same value as a `serde_json::Value`.
-    pub fn to_value(&self) -> Value {
-        self.to_value_without(&[])
-    }
-
     /// The value with the array or value at `path` (object keys) replaced by an empty array:
     /// the envelope of a page without its records, for the paginator.
     pub fn to_value_without(&self, path: &[String]) -> Value {
@@ -178,14 +184,14 @@ impl Json<'_> {
             Json::U64(u) => Value::from(*u),
             Json::F64(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Json::Str(s) => Value::String(s.to_string()),
-            Json::Arr(a) => Value::Array(a.iter().map(Json::to_value).collect()),
+            Json::Arr(a) => Value::Array(a.iter().map(Node::to_value).collect()),
             Json::Obj(m) => Value::Object(
                 m.iter()
                     .map(|(k, v)| {
                         let v = match path {
                             [first] if first == k => Value::Array(Vec::new()),
                             [first, rest @ ..] if first == k => v.to_value_without(rest),
-                            _ => v.to_value(),
+                            _ => Node::to_value(v),
                         };
                         (k.to_string(), v)
                     })
@@ -302,7 +308,7 @@ mod tests {
     fn parses_like_serde_json_value() {
         let j: Json<'_> = serde_json::from_str(DOC).unwrap();
         let v: Value = serde_json::from_str(DOC).unwrap();
-        assert_eq!(j.to_value(), v);
+        assert_eq!(Node::to_value(&j), v);
         assert_eq!(j.to_json(), v.to_string());
         // a repeated key keeps its first place and its last value, as serde_json does
         assert_eq!(j.entries().unwrap().map(|(k, _)| k).collect::<Vec<_>>(), ["b", "a", "o"]);

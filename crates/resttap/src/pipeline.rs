@@ -295,15 +295,28 @@ async fn run_resource(
             let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
             let mut first_page = true;
             if borrowed_ok(&res, &config, &sink, &extractor) {
-                // only the normalizer reads the records: normalize them from the page's text
+                // only the incremental filter and the normalizer read the records: both read
+                // them from the page's text
                 loop {
                     let (normalizer, out) = (sink.normalizer.as_mut().expect("selected"), &mut sink.out);
+                    let incremental = &mut sink.incremental;
                     let more = extractor
                         .next_page_borrowed(|records| {
-                            records
-                                .iter()
-                                .try_for_each(|r| normalizer.push(r, out))
-                                .map_err(|source| RunError::Normalize { resource: res.name.clone(), source })
+                            for r in records {
+                                if let Some(inc) = incremental.as_mut() {
+                                    let keep = inc.keep(r).map_err(|source| RunError::Incremental {
+                                        resource: res.name.clone(),
+                                        source,
+                                    })?;
+                                    if !keep {
+                                        continue;
+                                    }
+                                }
+                                normalizer
+                                    .push(r, out)
+                                    .map_err(|source| RunError::Normalize { resource: res.name.clone(), source })?;
+                            }
+                            Ok::<(), RunError>(())
                         })
                         .await?;
                     if !more {
@@ -383,12 +396,12 @@ async fn run_resource(
 }
 
 /// Whether a resource's pages can be normalized straight from their text (see
-/// [`Extractor::next_page_borrowed`]): nothing but the normalizer reads its records (no
-/// incremental cursor, processing steps or children), its data selector is a plain key path,
-/// and no paginator path or stop condition can reach into the records.
+/// [`Extractor::next_page_borrowed`]): only the incremental filter and the normalizer read its
+/// records (no processing steps or children), its data selector is a plain key path, and no
+/// paginator path or stop condition can reach into the records.
 fn borrowed_ok(res: &Resource, config: &Config, sink: &Sink, extractor: &Extractor) -> bool {
     let Some(first_key) = extractor.records_path().and_then(|k| k.first()) else { return false };
-    if sink.incremental.is_some() || !sink.steps.is_empty() || !sink.children.is_empty() || sink.normalizer.is_none() {
+    if !sink.steps.is_empty() || !sink.children.is_empty() || sink.normalizer.is_none() {
         return false;
     }
     let paginator = res.endpoint.paginator.as_ref().or(config.api.client.paginator.as_ref());
