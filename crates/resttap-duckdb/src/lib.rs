@@ -413,11 +413,17 @@ impl DuckDb {
     }
 
     fn commit_inner(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
-        // The merge's joins (replaced records and their nested rows) need memory in proportion
-        // to the tables: with the load's small limit a merge into a table of a million rows
-        // failed with "Out of Memory". Extraction is over, so DuckDB gets its default limit
-        // (80% of RAM) back for the commit.
-        self.conn.execute_batch("RESET memory_limit").map_err(werr("raising DuckDB's memory limit for the commit"))?;
+        // Rows for tables that existed are staged, to be merged or appended: the merge's joins
+        // (replaced records and their nested rows) need memory in proportion to the tables, and
+        // under the load's small limit a merge into a table of a million rows failed with "Out
+        // of Memory" (also with the joins written as DELETE ... USING). Extraction is over, so
+        // DuckDB gets its default limit (80% of RAM) for such a commit. A first load (every
+        // table new, written in place) keeps the small limit.
+        if !self.staged.is_empty() {
+            self.conn
+                .execute_batch("RESET memory_limit")
+                .map_err(werr("raising DuckDB's memory limit for the commit"))?;
+        }
         let dest = self.existing_columns()?;
         for t in &plan.schema.tables {
             // a table no row was ever staged for (all values null so far) is not created
