@@ -165,12 +165,7 @@ impl Incremental {
         };
         // boundary hashes only mean something when the run starts exactly at the stored value
         let seen_at_start = if start == last { prior.unique_hashes.iter().cloned().collect() } else { HashSet::new() };
-        let plain = cfg.cursor_path.trim().trim_start_matches("$.");
-        let cursor_keys = (!plain.is_empty()
-            && plain
-                .split('.')
-                .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')))
-        .then(|| plain.split('.').map(String::from).collect());
+        let cursor_keys = crate::plain_keys(&cfg.cursor_path).filter(|k| !k.is_empty());
         Incremental {
             cursor: JsonPath::parse(&to_jsonpath(&cfg.cursor_path))
                 .expect("cursor_path validated by the config loader"),

@@ -272,21 +272,27 @@ enum Selector {
 impl Selector {
     fn new(data_selector: Option<&str>) -> Selector {
         let Some(sel) = data_selector else { return Selector::Detect };
-        let p = to_jsonpath(sel);
-        let rest = p.strip_prefix("$").unwrap_or(&p);
-        if rest.is_empty() {
-            return Selector::Keys(Vec::new());
-        }
-        let simple = rest.starts_with('.')
-            && rest[1..]
-                .split('.')
-                .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'));
-        if simple {
-            Selector::Keys(rest[1..].split('.').map(String::from).collect())
-        } else {
-            Selector::Path(JsonPath::parse(&p).expect("data_selector validated by the config loader"))
+        match plain_keys(sel) {
+            Some(keys) => Selector::Keys(keys),
+            None => Selector::Path(
+                JsonPath::parse(&to_jsonpath(sel)).expect("data_selector validated by the config loader"),
+            ),
         }
     }
+}
+
+/// A JSONPath (or dlt's shorthand) that is only object keys (`$`, `data.items`, `$.a.b`), as
+/// those keys: such a path is followed without a JSONPath engine.
+pub fn plain_keys(path: &str) -> Option<Vec<String>> {
+    let p = to_jsonpath(path);
+    let rest = p.strip_prefix('$').unwrap_or(&p);
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    let keys: Vec<&str> = rest.strip_prefix('.')?.split('.').collect();
+    keys.iter()
+        .all(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+        .then(|| keys.into_iter().map(String::from).collect())
 }
 
 /// dlt's `find_response_page_data`: the first list under a records-like key (`data`, `items`,
@@ -597,6 +603,15 @@ mod tests {
         let s = Selector::new(Some("$.d[*].x"));
         assert_eq!(count_records(&s, &body), 2);
         assert_eq!(take_records(&s, &mut body).0, vec![json!({"id": 1}), json!({"id": 2})]);
+    }
+
+    #[test]
+    fn plain_key_paths() {
+        assert_eq!(plain_keys("$"), Some(vec![]));
+        assert_eq!(plain_keys("data.items"), Some(vec!["data".to_string(), "items".to_string()]));
+        assert_eq!(plain_keys("$.updated-at"), Some(vec!["updated-at".to_string()]));
+        assert_eq!(plain_keys("$.data[*]"), None);
+        assert_eq!(plain_keys("$..id"), None);
     }
 
     #[test]
