@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use resttap_config::{Config, PaginatorConfig, Resource};
 use resttap_duckdb::DuckDb;
 use resttap_extract::incremental::{Incremental, MissingCursor};
-use resttap_extract::{Context, Counters, ExtractError, Extractor, included_from_parent, parent_values};
+use resttap_extract::{Context, Counters, ExtractError, Extractor, Json, Node, included_from_parent, parent_values};
 use resttap_http::{Client, HttpError};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
@@ -164,11 +164,33 @@ struct Sink {
 }
 
 impl Sink {
-    async fn record(&mut self, rec: Value) -> Result<(), RunError> {
-        if let Some(inc) = &mut self.incremental {
-            if !inc.keep(&rec).map_err(|source| RunError::Incremental { resource: self.resource.clone(), source })? {
-                return Ok(());
+    /// Whether the incremental filter (if any) keeps `rec`.
+    fn admits<N: Node>(&mut self, rec: &N) -> Result<bool, RunError> {
+        match &mut self.incremental {
+            Some(inc) => {
+                inc.keep(rec).map_err(|source| RunError::Incremental { resource: self.resource.clone(), source })
             }
+            None => Ok(true),
+        }
+    }
+
+    fn normalize<N: Node>(&mut self, rec: &N) -> Result<(), RunError> {
+        if let Some(n) = &mut self.normalizer {
+            n.push(rec, &mut self.out)
+                .map_err(|source| RunError::Normalize { resource: self.resource.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// A record read from the page text: for a resource without processing steps or children
+    /// (see [`borrowed_ok`]), the incremental filter and the normalizer are all there is.
+    fn borrowed(&mut self, rec: &Json<'_>) -> Result<(), RunError> {
+        if self.admits(rec)? { self.normalize(rec) } else { Ok(()) }
+    }
+
+    async fn record(&mut self, rec: Value) -> Result<(), RunError> {
+        if !self.admits(&rec)? {
+            return Ok(());
         }
         let rec = if self.steps.is_empty() {
             rec
@@ -182,11 +204,7 @@ impl Sink {
             // a child that stopped has failed; its task reports why
             let _ = child.send(rec.clone()).await;
         }
-        if let Some(n) = &mut self.normalizer {
-            n.push(&rec, &mut self.out)
-                .map_err(|source| RunError::Normalize { resource: self.resource.clone(), source })?;
-        }
-        Ok(())
+        self.normalize(&rec)
     }
 
     async fn flush(&mut self) -> Result<(), RunError> {
@@ -294,44 +312,24 @@ async fn run_resource(
         Source::Root => {
             let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
             let mut first_page = true;
-            if borrowed_ok(&res, &config, &sink, &extractor) {
-                // only the incremental filter and the normalizer read the records: both read
-                // them from the page's text
-                loop {
-                    let (normalizer, out) = (sink.normalizer.as_mut().expect("selected"), &mut sink.out);
-                    let incremental = &mut sink.incremental;
-                    let more = extractor
-                        .next_page_borrowed(|records| {
-                            for r in records {
-                                if let Some(inc) = incremental.as_mut() {
-                                    let keep = inc.keep(r).map_err(|source| RunError::Incremental {
-                                        resource: res.name.clone(),
-                                        source,
-                                    })?;
-                                    if !keep {
-                                        continue;
-                                    }
-                                }
-                                normalizer
-                                    .push(r, out)
-                                    .map_err(|source| RunError::Normalize { resource: res.name.clone(), source })?;
+            // without processing steps or children, records are read from the page's text
+            let borrowed = borrowed_ok(&res, &config, &sink, &extractor);
+            loop {
+                let more = if borrowed {
+                    extractor.next_page_borrowed(|records| records.iter().try_for_each(|r| sink.borrowed(r))).await?
+                } else {
+                    match extractor.next_page().await? {
+                        Some(page) => {
+                            for rec in page.records {
+                                sink.record(rec).await?;
                             }
-                            Ok::<(), RunError>(())
-                        })
-                        .await?;
-                    if !more {
-                        break;
+                            true
+                        }
+                        None => false,
                     }
-                    sink.flush().await?;
-                    if first_page {
-                        crash_point("after_first_page");
-                        first_page = false;
-                    }
-                }
-            }
-            while let Some(page) = extractor.next_page().await? {
-                for rec in page.records {
-                    sink.record(rec).await?;
+                };
+                if !more {
+                    break;
                 }
                 sink.flush().await?;
                 if first_page {
