@@ -21,6 +21,6 @@ mod secrets;
 pub mod steps;
 
 pub use error::{ConfigError, suggest};
-pub use load::{Config, Format, Overrides, load_file, load_str, to_jsonpath};
+pub use load::{Config, Format, Overrides, load_file, load_str, py_str, to_jsonpath};
 pub use model::*;
 pub use secrets::{Rendered, Secret, SecretSources, Secrets, env_var_name, render, render_with};

@@ -301,14 +301,7 @@ fn bind_path_params(ctx: &Ctx, key: &str, ep: &mut Map<String, Value>) -> Result
                 ));
             }
             Some(v) => {
-                let text = match v {
-                    Value::String(s) => s,
-                    Value::Bool(true) => "True".into(),
-                    Value::Bool(false) => "False".into(),
-                    Value::Null => "None".into(),
-                    other => other.to_string(),
-                };
-                out.push_str(&text.replace('{', "{{").replace('}', "}}"));
+                out.push_str(&py_str(&v).replace('{', "{{").replace('}', "}}"));
                 params.remove(&field);
             }
             None => {
@@ -649,6 +642,18 @@ fn uses_incremental_placeholder(res: &crate::model::Resource) -> bool {
     texts.extend(ep.headers.values().cloned());
     texts.extend(ep.json.iter().chain(ep.data.iter()).map(Value::to_string));
     texts.iter().any(|t| t.contains("{incremental."))
+}
+
+/// Python's `str()` of a scalar, which is what dlt (through `str.format` and `requests`) sends
+/// for a value bound into a path or a form field: `True`, `None`, `5`, the text itself.
+pub fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Converts dlt's JSONPath shorthand (`forums`, `data.items`) to RFC 9535 (`$.forums`).

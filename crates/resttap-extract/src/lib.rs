@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use incremental::Incremental;
 use resttap_config::Rendered;
-use resttap_config::{AuthConfig, ClientConfig, Resource, to_jsonpath};
+use resttap_config::{AuthConfig, ClientConfig, Resource, py_str, to_jsonpath};
 use resttap_http::{Body, Client, HttpError, RequestSpec, Response, RetryNotice};
 pub use resttap_json::{Json, Node};
 use resttap_paginate::{Detected, Page as PageView, PaginateError, Paginator};
@@ -228,8 +228,7 @@ pub fn first_request(
                 .map(|(k, v)| {
                     let text = match v {
                         Value::String(s) => client.render_with(s, &values),
-                        Value::Bool(b) => Rendered::new(if *b { "True" } else { "False" }.into(), false),
-                        other => Rendered::new(other.to_string(), false),
+                        other => Rendered::new(py_str(other), false),
                     };
                     (k.clone(), text)
                 })
