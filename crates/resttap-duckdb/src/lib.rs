@@ -527,8 +527,12 @@ impl DuckDb {
 /// A stable hash of a schema, for `_dlt_loads.schema_version_hash`.
 fn version_hash(schema_json: &str) -> String {
     use base64::Engine;
-    use sha3::Digest;
-    base64::engine::general_purpose::STANDARD.encode(sha3::Sha3_256::digest(schema_json.as_bytes()))
+    use tiny_keccak::Hasher;
+    let mut h = tiny_keccak::Sha3::v256();
+    h.update(schema_json.as_bytes());
+    let mut out = [0u8; 32];
+    h.finalize(&mut out);
+    base64::engine::general_purpose::STANDARD.encode(out)
 }
 
 impl Destination for DuckDb {

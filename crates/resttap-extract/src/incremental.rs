@@ -115,11 +115,11 @@ pub fn py_json(v: &Value) -> String {
 
 fn digest(text: &str) -> String {
     use base64::Engine;
-    use sha3::digest::{ExtendableOutput, Update, XofReader};
-    let mut h = sha3::Shake128::default();
+    use tiny_keccak::{Hasher, Xof};
+    let mut h = tiny_keccak::Shake::v128();
     h.update(text.as_bytes());
     let mut out = [0u8; 15];
-    h.finalize_xof().read(&mut out);
+    h.squeeze(&mut out);
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
 }
 

@@ -84,6 +84,9 @@ fn flattens_like_dlt_with_nested_tables() {
 fn nested_id_matches_dlt_digest128() {
     // python: dlt.common.utils.digest128("abc_forums__tags_0", 10)
     assert_eq!(nested_id("abc", "forums__tags", 0), "eUJfyaNS1T1d0Q");
+    // indexes of several digits (python: digest128("abc_forums__tags_12", 10), ...)
+    assert_eq!(nested_id("abc", "forums__tags", 12), "M5nZZ6bgTUyNUQ");
+    assert_eq!(nested_id("abc", "forums__tags", 1234567), "w/SlEms1VW91Xg");
 }
 
 #[test]
