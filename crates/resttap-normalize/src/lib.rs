@@ -116,14 +116,28 @@ impl Builder {
         }
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    /// The values appended so far, as an array of `rows` rows. The builder starts over with room
+    /// for as many rows and bytes, so that the next batch of the table grows no buffers (arrow's
+    /// `finish` leaves a builder with no capacity: every batch would reallocate its way up).
+    fn finish(&mut self, rows: usize) -> ArrayRef {
+        fn swap<B>(b: &mut B, next: B, finish: impl FnOnce(&mut B) -> ArrayRef) -> ArrayRef {
+            let array = finish(b);
+            *b = next;
+            array
+        }
         match self {
-            Builder::Text(b) | Builder::Json(b) => Arc::new(b.finish()),
-            Builder::Bigint(b) => Arc::new(b.finish()),
-            Builder::Double(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
-            Builder::Timestamp(b) => Arc::new(b.finish()),
-            Builder::Date(b) => Arc::new(b.finish()),
+            Builder::Text(b) | Builder::Json(b) => {
+                let bytes = b.values_slice().len();
+                swap(b, StringBuilder::with_capacity(rows, bytes), |b| Arc::new(b.finish()))
+            }
+            Builder::Bigint(b) => swap(b, Int64Builder::with_capacity(rows), |b| Arc::new(b.finish())),
+            Builder::Double(b) => swap(b, Float64Builder::with_capacity(rows), |b| Arc::new(b.finish())),
+            Builder::Bool(b) => swap(b, BooleanBuilder::with_capacity(rows), |b| Arc::new(b.finish())),
+            Builder::Timestamp(b) => {
+                let next = TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC");
+                swap(b, next, |b| Arc::new(b.finish()))
+            }
+            Builder::Date(b) => swap(b, Date32Builder::with_capacity(rows), |b| Arc::new(b.finish())),
         }
     }
 }
@@ -189,7 +203,7 @@ impl TableBuf {
                 c.len += 1;
             }
             fields.push(Field::new(&c.column.name, arrow_type(c.column.data_type), true));
-            arrays.push(c.builder.finish());
+            arrays.push(c.builder.finish(rows));
             columns.push(c.column.clone());
             c.len = 0;
         }
