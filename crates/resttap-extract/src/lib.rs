@@ -296,6 +296,16 @@ pub fn plain_keys(path: &str) -> Option<Vec<String>> {
 
 /// dlt's `find_response_page_data`: the first list under a records-like key (`data`, `items`,
 /// `results`, ...) within three levels, else the first list, else the whole body.
+/// Parses a response body. A UTF-8 body (every JSON body should be) is checked once as a whole
+/// and parsed as text, which spares serde_json a check of every string; anything else is parsed
+/// as bytes for serde_json's error, which names the line and column.
+fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    }
+}
+
 fn detect(body: &Value) -> Vec<String> {
     const RECORD_KEYS: [&str; 11] = [
         "data", "items", "results", "entries", "records", "rows", "entities", "payload", "content", "objects", "values",
@@ -506,7 +516,7 @@ impl Extractor {
     /// The next page, or `None` after the last one.
     pub async fn next_page(&mut self) -> Result<Option<Page>, ExtractError> {
         let Some((req, resp, shown)) = self.receive().await? else { return Ok(None) };
-        let mut body: Value = serde_json::from_slice(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
+        let mut body: Value = parse_body(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
         if let Selector::Detect = self.selector {
             let path = detect(&body);
             let shown_path = if path.is_empty() { "$".to_string() } else { path.join(".") };
@@ -541,7 +551,7 @@ impl Extractor {
     ) -> Result<bool, E> {
         let Some((req, resp, shown)) = self.receive().await? else { return Ok(false) };
         let keys = self.records_path().expect("next_page_borrowed needs a plain records path").to_vec();
-        let body: Json<'_> = serde_json::from_slice(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
+        let body: Json<'_> = parse_body(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
         let found = keys.iter().try_fold(&body, |cur, k| Node::get(cur, k));
         let records: &[Json<'_>] = match found {
             None | Some(Json::Null) => &[],
@@ -570,6 +580,20 @@ impl Drop for Extractor {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn bodies_parse_as_text_and_bad_bytes_are_located() {
+        let v: Value = parse_body(b"{\"a\": [\"x\\u00e9\", \"\xc3\xa9\"]}").unwrap();
+        assert_eq!(v, json!({"a": ["x\u{e9}", "\u{e9}"]}));
+        let j: Json<'_> = parse_body(br#"{"a": "b"}"#).unwrap();
+        assert_eq!(j.to_value(), json!({"a": "b"}));
+        // a body that is not UTF-8 gets serde_json's error with its position
+        let e = parse_body::<Value>(b"{\"a\":\n \"\xff\"}").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        // truncated text, too
+        let e = parse_body::<Json<'_>>(br#"{"a": [1, 2"#).unwrap_err();
+        assert!(e.to_string().contains("EOF"), "{e}");
+    }
 
     #[test]
     fn join_url_like_dlt() {
