@@ -354,9 +354,17 @@ impl DuckDb {
             let sql = format!("DELETE FROM {} d WHERE {matched}", self.q(root));
             self.conn.execute_batch(&sql).map_err(werr(ctx("deleting replaced records")))?;
         }
-        if merge && self.direct.contains_key(root) {
-            // a new root table: keep the last of duplicate keys (appended last, highest rowid)
-            let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+        // a new root table with duplicate keys (counted first: a grouping of the keys is much
+        // cheaper than the deletes, which join the nested tables' string ids)
+        let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+        let collapse = merge
+            && self.direct.contains_key(root)
+            && self.count(
+                &format!("SELECT count(*) FROM (SELECT 1 FROM {} GROUP BY {pk} HAVING count(*) > 1)", self.q(root)),
+                &ctx("looking for duplicate keys"),
+            )? > 0;
+        if collapse {
+            // keep the last of duplicate keys (appended last, highest rowid)
             let sql = format!(
                 "DELETE FROM {q} WHERE rowid NOT IN (SELECT max(rowid) FROM {q} GROUP BY {pk})",
                 q = self.q(root)
@@ -365,7 +373,7 @@ impl DuckDb {
         }
         for t in &tables {
             if self.direct.contains_key(*t) {
-                if merge && *t != root.as_str() {
+                if collapse && *t != root.as_str() {
                     // nested rows of records that lost to a later duplicate go with them
                     let sql = format!(
                         "DELETE FROM {c} WHERE NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.{id} = {c}.{rid})",
@@ -385,7 +393,6 @@ impl DuckDb {
             let Some(cols_sql) = self.staged_columns(t) else { continue };
             let sql = if merge && *t == root.as_str() {
                 // duplicates within the load: the last one seen wins
-                let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
                 format!(
                     "INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {} QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY rowid DESC) = 1",
                     self.q(t),
