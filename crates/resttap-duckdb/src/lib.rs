@@ -8,10 +8,10 @@
 //! parents), and records the load in `_dlt_loads`. DuckDB holds a file lock, so a second
 //! process cannot open the same file while a run is going on.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use duckdb::Connection;
+use duckdb::{Appender, Connection};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
@@ -24,6 +24,11 @@ pub const MEMORY_LIMIT: &str = "32MB";
 /// fewer rows is held uncompressed in memory until the commit, which then compresses everything
 /// on one core. Measured at N=100,000 (240k records): wall 2.0 -> 1.8 s, peak RSS 225 -> 140 MB.
 pub const ROW_GROUP_SIZE: u32 = 16_384;
+
+/// Rows an appender collects before it writes them into the table: one row group. DuckDB runs
+/// each appender flush as an INSERT statement (parsed, planned and executed); flushing every
+/// 2048-row batch cost about a quarter of a load's CPU at N=100,000 (see docs/benchmarks.md).
+pub const FLUSH_ROWS: usize = ROW_GROUP_SIZE as usize;
 
 /// dlt's own tables, left out of the user schema.
 const DLT_TABLES: [&str; 3] = ["_dlt_loads", "_dlt_version", "_dlt_pipeline_state"];
@@ -108,8 +113,8 @@ pub struct DuckDb {
     /// Staged tables and their columns, in order.
     staged: BTreeMap<String, Vec<Column>>,
     /// Tables new in this load, written straight into the dataset inside the load transaction
-    /// (nothing to merge with, so no staging copy): their columns and the rows appended.
-    direct: BTreeMap<String, (Vec<Column>, u64)>,
+    /// (nothing to merge with, so no staging copy), and their columns.
+    direct: BTreeMap<String, Vec<Column>>,
     /// Dataset tables that existed when the load began.
     existing_at_begin: HashSet<String>,
     /// Whether the load transaction is open.
@@ -172,36 +177,14 @@ impl DuckDb {
     }
 
     fn q(&self, table: &str) -> String {
-        format!("{}.{}", ident(&self.dataset), ident(table))
+        qualified(&self.dataset, table)
     }
 
     /// The staging table of `table`: a temporary table of this connection, so staged rows are
     /// written once (into the dataset, at commit), are never in the WAL, and vanish with the
     /// process if it dies.
     fn qs(&self, table: &str) -> String {
-        format!("temp.main.{}", ident(&self.staging_name(table)))
-    }
-
-    fn staging_name(&self, table: &str) -> String {
-        format!("{}__{table}", self.staging)
-    }
-
-    /// Appends a batch of a table that is new in this load straight into the dataset (inside
-    /// the load transaction), creating the table or adding columns as needed.
-    fn write_direct(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
-        let ctx = format!("writing rows of new table {}", batch.table);
-        let (known, rows) = match self.direct.remove(&batch.table) {
-            Some((cols, rows)) => (Some(cols), rows),
-            None => (None, 0),
-        };
-        let cols = self.create_or_widen(&self.q(&batch.table), known, &batch.columns, false, &ctx)?;
-        self.direct.insert(batch.table.clone(), (cols, rows));
-        let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
-        let mut app = self.conn.appender_with_columns_to_db(&batch.table, &self.dataset, &names).map_err(werr(&ctx))?;
-        app.append_record_batch(batch.batch.clone()).map_err(werr(&ctx))?;
-        app.flush().map_err(werr(&ctx))?;
-        self.direct.get_mut(&batch.table).expect("present").1 += batch.batch.num_rows() as u64;
-        Ok(())
+        staging_qualified(&self.staging, table)
     }
 
     fn drop_staged(&mut self) {
@@ -241,50 +224,10 @@ impl DuckDb {
         Ok(tables)
     }
 
-    /// `CREATE TABLE` for a dataset table (`staging: false`) or a staging table, which has no
-    /// constraints and keeps json as text (Arrow appends VARCHAR; the insert casts).
-    fn create_table_sql(&self, qualified: &str, columns: &[Column], staging: bool) -> String {
-        let defs: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let ty = column_type(c, staging);
-                format!("{} {ty}{}", ident(&c.name), if !staging && !c.nullable { " NOT NULL" } else { "" })
-            })
-            .collect();
-        let temp = if staging { "TEMP " } else { "" };
-        format!("CREATE {temp}TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
-    }
-
-    /// For a table this load writes to: creates it with `columns` when it has none yet (`known`
-    /// is `None`), else adds the columns of `columns` it lacks. Returns its columns afterwards.
-    fn create_or_widen(
-        &self,
-        qualified: &str,
-        known: Option<Vec<Column>>,
-        columns: &[Column],
-        staging: bool,
-        ctx: &str,
-    ) -> Result<Vec<Column>, LoadError> {
-        let Some(mut known) = known else {
-            self.conn.execute_batch(&self.create_table_sql(qualified, columns, staging)).map_err(werr(ctx))?;
-            return Ok(columns.to_vec());
-        };
-        for c in columns {
-            if !known.iter().any(|k| k.name == c.name) {
-                let sql = format!("ALTER TABLE {qualified} ADD COLUMN {} {}", ident(&c.name), column_type(c, staging));
-                self.conn.execute_batch(&sql).map_err(werr(ctx))?;
-                known.push(c.clone());
-            }
-        }
-        Ok(known)
-    }
-
     /// Creates the dataset table or adds the columns it lacks.
     fn evolve(&self, table: &Table, existing: &HashSet<String>) -> Result<(), LoadError> {
         let ctx = format!("creating or evolving table {}.{}", self.dataset, table.name);
-        self.conn
-            .execute_batch(&self.create_table_sql(&self.q(&table.name), &table.columns, false))
-            .map_err(werr(&ctx))?;
+        self.conn.execute_batch(&create_table_sql(&self.q(&table.name), &table.columns, false)).map_err(werr(&ctx))?;
         for c in &table.columns {
             if !existing.contains(&c.name) {
                 // a new column of an existing table: NULL for the rows it already has
@@ -531,6 +474,75 @@ impl DuckDb {
     }
 }
 
+/// `CREATE TABLE` for a dataset table (`staging: false`) or a staging table, which has no
+/// constraints and keeps json as text (Arrow appends VARCHAR; the insert casts).
+fn create_table_sql(qualified: &str, columns: &[Column], staging: bool) -> String {
+    let defs: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let ty = column_type(c, staging);
+            format!("{} {ty}{}", ident(&c.name), if !staging && !c.nullable { " NOT NULL" } else { "" })
+        })
+        .collect();
+    let temp = if staging { "TEMP " } else { "" };
+    format!("CREATE {temp}TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
+}
+
+/// For a table this load writes to: creates it with `columns` when it has none yet (`known`
+/// is `None`), else adds the columns of `columns` it lacks. Returns its columns afterwards.
+fn create_or_widen(
+    conn: &Connection,
+    qualified: &str,
+    known: Option<Vec<Column>>,
+    columns: &[Column],
+    staging: bool,
+    ctx: &str,
+) -> Result<Vec<Column>, LoadError> {
+    let Some(mut known) = known else {
+        conn.execute_batch(&create_table_sql(qualified, columns, staging)).map_err(werr(ctx))?;
+        return Ok(columns.to_vec());
+    };
+    for c in columns {
+        if !known.iter().any(|k| k.name == c.name) {
+            let sql = format!("ALTER TABLE {qualified} ADD COLUMN {} {}", ident(&c.name), column_type(c, staging));
+            conn.execute_batch(&sql).map_err(werr(ctx))?;
+            known.push(c.clone());
+        }
+    }
+    Ok(known)
+}
+
+/// `"dataset"."table"`.
+fn qualified(dataset: &str, table: &str) -> String {
+    format!("{}.{}", ident(dataset), ident(table))
+}
+
+/// The name of `table`'s staging table (a temporary table; see [`DuckDb::qs`]).
+fn staging_name(staging: &str, table: &str) -> String {
+    format!("{staging}__{table}")
+}
+
+/// `table`'s staging table, qualified.
+fn staging_qualified(staging: &str, table: &str) -> String {
+    format!("temp.main.{}", ident(&staging_name(staging, table)))
+}
+
+/// An open appender of one table and the columns it appends.
+struct Writer<'c> {
+    columns: Vec<String>,
+    app: Appender<'c>,
+    /// Rows appended since the last flush.
+    rows: usize,
+    ctx: String,
+}
+
+impl Writer<'_> {
+    fn flush(&mut self) -> Result<(), LoadError> {
+        self.rows = 0;
+        self.app.flush().map_err(werr(&self.ctx))
+    }
+}
+
 /// A stable hash of a schema, for `_dlt_loads.schema_version_hash`.
 fn version_hash(schema_json: &str) -> String {
     use base64::Engine;
@@ -634,20 +646,52 @@ impl Destination for DuckDb {
         Ok(())
     }
 
-    fn stage(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
-        if !self.existing_at_begin.contains(&batch.table) {
-            return self.write_direct(batch);
+    /// Each table gets one appender for the whole load (a new one when its batches bring new
+    /// columns), flushed every [`FLUSH_ROWS`] rows: a table new in this load is written in
+    /// place, inside the load transaction; rows for an existing table go to its staging table.
+    fn stage_all(&mut self, batches: &mut dyn Iterator<Item = TableBatch>) -> Result<(), LoadError> {
+        let Self { conn, dataset, staging, staged, direct, existing_at_begin, .. } = self;
+        let conn: &Connection = conn;
+        let mut writers: HashMap<String, Writer<'_>> = HashMap::new();
+        for batch in batches {
+            let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
+            let same = writers.get(&batch.table).is_some_and(|w| w.columns.iter().eq(names.iter()));
+            if !same {
+                // the columns changed: what the old appender holds goes in before the table grows
+                if let Some(mut w) = writers.remove(&batch.table) {
+                    w.flush()?;
+                }
+                let table = &batch.table;
+                let (ctx, app) = if existing_at_begin.contains(table) {
+                    let ctx = format!("staging rows of table {table}");
+                    let name = staging_name(staging, table);
+                    let known = staged.remove(table);
+                    let qs = staging_qualified(staging, table);
+                    staged.insert(table.clone(), create_or_widen(conn, &qs, known, &batch.columns, true, &ctx)?);
+                    let app = conn.appender_with_columns_to_catalog_and_db(&name, "temp", "main", &names);
+                    (ctx, app)
+                } else {
+                    let ctx = format!("writing rows of new table {table}");
+                    let known = direct.remove(table);
+                    let q = qualified(dataset, table);
+                    direct.insert(table.clone(), create_or_widen(conn, &q, known, &batch.columns, false, &ctx)?);
+                    let app = conn.appender_with_columns_to_db(table, dataset, &names);
+                    (ctx, app)
+                };
+                let app = app.map_err(werr(&ctx))?;
+                let columns = names.iter().map(|n| n.to_string()).collect();
+                writers.insert(table.clone(), Writer { columns, app, rows: 0, ctx });
+            }
+            let w = writers.get_mut(&batch.table).expect("inserted above");
+            w.rows += batch.batch.num_rows();
+            w.app.append_record_batch(batch.batch).map_err(werr(&w.ctx))?;
+            if w.rows >= FLUSH_ROWS {
+                w.flush()?;
+            }
         }
-        let ctx = format!("staging rows of table {}", batch.table);
-        let known = self.staged.remove(&batch.table);
-        let cols = self.create_or_widen(&self.qs(&batch.table), known, &batch.columns, true, &ctx)?;
-        self.staged.insert(batch.table.clone(), cols);
-        let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
-        let name = self.staging_name(&batch.table);
-        let mut app =
-            self.conn.appender_with_columns_to_catalog_and_db(&name, "temp", "main", &names).map_err(werr(&ctx))?;
-        app.append_record_batch(batch.batch.clone()).map_err(werr(&ctx))?;
-        app.flush().map_err(werr(&ctx))?;
+        for w in writers.values_mut() {
+            w.flush()?;
+        }
         Ok(())
     }
 

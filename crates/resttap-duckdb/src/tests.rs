@@ -6,6 +6,17 @@ use serde_json::{Value, json};
 use super::*;
 
 fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<CommitReport, LoadError> {
+    load_in(db, wd, records, 2)
+}
+
+/// One load of `records` into table `items`, normalized in batches of `batch_rows` and staged
+/// through one [`Destination::stage_all`], as the pipeline's loader does.
+fn load_in(
+    db: &mut DuckDb,
+    wd: WriteDisposition,
+    records: &[Value],
+    batch_rows: usize,
+) -> Result<CommitReport, LoadError> {
     let load_id =
         format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
     let existing = db.existing_schema()?;
@@ -16,7 +27,7 @@ fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<Comm
             primary_key: vec!["id".into()],
             max_nesting: None,
             load_id: Arc::from(load_id.as_str()),
-            batch_rows: 2,
+            batch_rows,
             hints: vec![],
         },
         &existing,
@@ -27,9 +38,7 @@ fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<Comm
         n.push(r, &mut out).unwrap();
     }
     out.extend(n.finish());
-    for b in &out {
-        db.stage(b)?;
-    }
+    db.stage_all(&mut out.into_iter())?;
     let plan = LoadPlan {
         load_id,
         schema_name: "rest_api".into(),
@@ -224,4 +233,39 @@ fn a_first_load_written_in_place_still_collapses_duplicates_and_rolls_back() {
     }
     db.abort();
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'other'"), 0);
+}
+
+#[test]
+fn appenders_span_batches_and_flushes_and_follow_new_columns() {
+    // more rows than one appender flush, with a column that first appears after the first
+    // flush and a nested table: into new tables (written in place), then merged over them
+    let (_d, mut db) = temp();
+    let n = FLUSH_ROWS * 2 + 100;
+    let records = |version: &str| -> Vec<Value> {
+        (0..n)
+            .map(|i| {
+                if i < FLUSH_ROWS + 10 {
+                    json!({"id": i, "v": version, "tags": [i]})
+                } else {
+                    json!({"id": i, "v": version, "late": i * 2, "tags": [i, -1]})
+                }
+            })
+            .collect()
+    };
+    load_in(&mut db, WriteDisposition::Merge, &records("a"), 2048).unwrap();
+    let late = (n - FLUSH_ROWS - 10) as i64;
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), n as i64);
+    assert_eq!(q::<i64>(&db, "SELECT count(late) FROM ds.items"), late);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items WHERE late IS NOT NULL AND late <> id * 2"), 0);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), n as i64 + late);
+    // the second load stages into the staging tables and merges: nothing doubles
+    load_in(&mut db, WriteDisposition::Merge, &records("b"), 2048).unwrap();
+    assert_eq!(rows(&db, "SELECT DISTINCT v FROM ds.items"), vec!["b"]);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), n as i64);
+    assert_eq!(q::<i64>(&db, "SELECT count(late) FROM ds.items"), late);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), n as i64 + late);
+    assert_eq!(
+        q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_parent_id = i._dlt_id"),
+        n as i64 + late
+    );
 }

@@ -85,8 +85,15 @@ pub trait Destination: Send {
     /// Starts a load: clears anything a failed run left staged.
     fn begin(&mut self, load_id: &str) -> Result<(), LoadError>;
 
-    /// Stages one batch of rows. Nothing is visible in the dataset yet.
-    fn stage(&mut self, batch: &TableBatch) -> Result<(), LoadError>;
+    /// Stages every batch `batches` yields, until it ends (the loader's whole loop, so that a
+    /// destination can keep a writer per table open across batches). Nothing is visible in the
+    /// dataset yet.
+    fn stage_all(&mut self, batches: &mut dyn Iterator<Item = TableBatch>) -> Result<(), LoadError>;
+
+    /// Stages one batch of rows.
+    fn stage(&mut self, batch: &TableBatch) -> Result<(), LoadError> {
+        self.stage_all(&mut std::iter::once(batch.clone()))
+    }
 
     /// Applies everything staged, atomically.
     fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError>;

@@ -474,12 +474,16 @@ pub async fn run(
 
     let (tx, mut rx) = mpsc::channel::<TableBatch>(16);
     let loader = tokio::task::spawn_blocking(move || -> (Box<dyn Destination>, Result<(), LoadError>) {
-        while let Some(batch) = rx.blocking_recv() {
-            if let Err(e) = dest.stage(&batch) {
-                return (dest, Err(e));
-            }
-        }
-        (dest, Ok(()))
+        // time spent writing, against the time waiting for rows: which side is the bottleneck
+        let (start, mut waited) = (Instant::now(), Duration::ZERO);
+        let staged = dest.stage_all(&mut std::iter::from_fn(|| {
+            let t = Instant::now();
+            let batch = rx.blocking_recv();
+            waited += t.elapsed();
+            batch
+        }));
+        tracing::debug!(busy_ms = (start.elapsed() - waited).as_millis() as u64, "staging done");
+        (dest, staged)
     });
 
     // a resource runs when it is selected or feeds a selected resource (dlt's `selected: false`)
