@@ -81,10 +81,10 @@ pub fn load_str(
     if !root.is_object() {
         return Err(ctx.invalid("(top level)", "the configuration must be a mapping with `client` and `resources`"));
     }
-    if let Some(url) = &overrides.base_url {
-        if let Some(client) = root.get_mut("client").and_then(Value::as_object_mut) {
-            client.insert("base_url".into(), Value::String(url.clone()));
-        }
+    if let Some(url) = &overrides.base_url
+        && let Some(client) = root.get_mut("client").and_then(Value::as_object_mut)
+    {
+        client.insert("base_url".into(), Value::String(url.clone()));
     }
     prepare(&ctx, &mut root)?;
 
@@ -94,7 +94,7 @@ pub fn load_str(
     let secrets = secret_sources.resolve(&names)?;
 
     let mut api: RestApiConfig =
-        serde_path_to_error::deserialize(root.clone()).map_err(|e| ctx.from_serde(&root, e))?;
+        serde_path_to_error::deserialize(root.clone()).map_err(|e| ctx.serde_error(&root, e))?;
     link_parents(&ctx, &mut api)?;
     validate(&ctx, &api, &secrets)?;
     Ok(Config { path: path.to_path_buf(), api, secrets })
@@ -115,7 +115,7 @@ impl Ctx<'_> {
     }
 
     /// Turns a serde error into one that names the key and suggests the nearest valid one.
-    fn from_serde(&self, root: &Value, e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
+    fn serde_error(&self, root: &Value, e: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
         let mut key = e.path().to_string();
         if key == "." {
             key = "(top level)".into();
@@ -420,10 +420,11 @@ fn expand_paginator(p: &mut Value) {
 }
 
 fn expand_auth(a: &mut Value) {
-    if let Value::Object(m) = a {
-        if !m.contains_key("type") && m.contains_key("token") {
-            m.insert("type".into(), "bearer".into());
-        }
+    if let Value::Object(m) = a
+        && !m.contains_key("type")
+        && m.contains_key("token")
+    {
+        m.insert("type".into(), "bearer".into());
     }
 }
 
@@ -452,7 +453,7 @@ fn prepare(ctx: &Ctx, root: &mut Value) -> Result<(), ConfigError> {
         probe.entry("endpoint").or_insert_with(|| Value::Object(Map::new()));
         let probe = Value::Object(probe);
         if let Err(e) = serde_path_to_error::deserialize::<_, crate::model::Resource>(probe.clone()) {
-            return Err(match ctx.from_serde(&probe, e) {
+            return Err(match ctx.serde_error(&probe, e) {
                 ConfigError::Invalid { path, key, message, suggestion } => {
                     ConfigError::Invalid { path, key: join_key("resource_defaults", &key), message, suggestion }
                 }
@@ -762,13 +763,13 @@ fn check_range(
 }
 
 fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {
-    if let AuthConfig::Oauth2ClientCredentials { access_token_request_data: Some(d), .. } = a {
-        if !d.is_object() {
-            return Err(ctx.invalid(
-                &format!("{key}.access_token_request_data"),
-                "must be a mapping of form fields sent with the token request",
-            ));
-        }
+    if let AuthConfig::Oauth2ClientCredentials { access_token_request_data: Some(d), .. } = a
+        && !d.is_object()
+    {
+        return Err(ctx.invalid(
+            &format!("{key}.access_token_request_data"),
+            "must be a mapping of form fields sent with the token request",
+        ));
     }
     Ok(())
 }
@@ -789,11 +790,12 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
             return Err(ctx.invalid("client.base_url", format!("{shown} is not a valid URL: {e}")));
         }
     }
-    if !(api.client.timeout > 0.0) {
+    // NaN is refused too
+    if api.client.timeout.is_nan() || api.client.timeout <= 0.0 {
         return Err(ctx.invalid("client.timeout", "must be a positive number of seconds"));
     }
     let r = &api.client.retry;
-    if !(r.backoff_factor >= 0.0) || !(r.max_delay >= 0.0) {
+    if [r.backoff_factor, r.max_delay].iter().any(|x| x.is_nan() || *x < 0.0) {
         return Err(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));
     }
     if api.client.session.is_some() {
@@ -884,7 +886,7 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                     format!("invalid JSONPath `{}`: {e}", inc.cursor_path),
                 )
             })?;
-            if inc.lag.is_some_and(|l| !(l >= 0.0)) {
+            if inc.lag.is_some_and(|l| l.is_nan() || l < 0.0) {
                 return Err(ctx.invalid(&format!("{key}.endpoint.incremental.lag"), "must be zero or more"));
             }
         } else if uses_incremental_placeholder(res) {
@@ -925,13 +927,13 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
         if !res.merge_key.is_empty() {
             return Err(ctx.invalid(&format!("{key}.merge_key"), "is not supported by resttap yet"));
         }
-        if let Some(s) = &res.merge_strategy {
-            if s != "delete-insert" {
-                return Err(ctx.invalid(
-                    &format!("{key}.write_disposition.strategy"),
-                    format!("merge strategy `{s}` is not supported by resttap yet (supported: delete-insert)"),
-                ));
-            }
+        if let Some(s) = &res.merge_strategy
+            && s != "delete-insert"
+        {
+            return Err(ctx.invalid(
+                &format!("{key}.write_disposition.strategy"),
+                format!("merge strategy `{s}` is not supported by resttap yet (supported: delete-insert)"),
+            ));
         }
         if res.primary_key.iter().any(|k| k.trim().is_empty()) {
             return Err(ctx.invalid(&format!("{key}.primary_key"), "column names must not be empty"));

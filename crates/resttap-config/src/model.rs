@@ -333,10 +333,10 @@ impl Endpoint {
         }
         fn text(s: &str, out: &mut std::collections::BTreeSet<(String, String)>) {
             for p in crate::secrets::parse_template(s).unwrap_or_default() {
-                if let crate::secrets::Piece::Placeholder(ns, name) = p {
-                    if let (true, Some((r, f))) = (ns == "resources", name.split_once('.')) {
-                        out.insert((r.to_string(), f.to_string()));
-                    }
+                if let crate::secrets::Piece::Placeholder(ns, name) = p
+                    && let (true, Some((r, f))) = (ns == "resources", name.split_once('.'))
+                {
+                    out.insert((r.to_string(), f.to_string()));
                 }
             }
         }

@@ -68,11 +68,11 @@ impl SecretSources {
                 continue;
             }
             let var = env_var_name(name);
-            if !self.ignore_env {
-                if let Ok(v) = std::env::var(&var) {
-                    out.insert(name.clone(), Secret::new(v));
-                    continue;
-                }
+            if !self.ignore_env
+                && let Ok(v) = std::env::var(&var)
+            {
+                out.insert(name.clone(), Secret::new(v));
+                continue;
             }
             let path = self.toml_path();
             let table = match &toml {

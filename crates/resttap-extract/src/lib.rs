@@ -68,10 +68,10 @@ pub struct Page {
 
 /// dlt's `join_url`: the base with exactly one `/` before the path; an absolute path wins.
 pub fn join_url(base: &str, path: &str) -> Result<Url, String> {
-    if let Ok(abs) = Url::parse(path) {
-        if abs.has_host() {
-            return Ok(abs);
-        }
+    if let Ok(abs) = Url::parse(path)
+        && abs.has_host()
+    {
+        return Ok(abs);
     }
     let joined = if path.is_empty() {
         base.to_string()

@@ -47,10 +47,11 @@ impl OAuth2 {
         Fut: std::future::Future<Output = Result<(Rendered, Option<u64>), E>>,
     {
         let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref() {
-            if Instant::now() < t.expires && stale != Some(t.generation) {
-                return Ok(t.clone());
-            }
+        if let Some(t) = slot.as_ref()
+            && Instant::now() < t.expires
+            && stale != Some(t.generation)
+        {
+            return Ok(t.clone());
         }
         let (value, expires_in) = fetch().await?;
         let generation = self.fetches.fetch_add(1, Ordering::Relaxed) + 1;

@@ -101,7 +101,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Whether record `id` was changed by `revision` (about one in five records per revision).
 pub fn changed_in(id: u64, revision: u64) -> bool {
-    revision > 0 && (id + revision) % 5 == 0
+    revision > 0 && (id + revision).is_multiple_of(5)
 }
 
 /// Minutes from 2024-01-01 to the time revisions happen: after every original record's
@@ -144,7 +144,7 @@ pub fn record_with(resource: &str, id: u64, revision: u64, added: Option<u64>) -
         "forums" => json!({
             "id": id,
             "name": format!("Forum {id}: {word}{suffix}"),
-            "description": if id % 3 == 0 { Value::Null } else { json!(format!("Ideas about {word}")) },
+            "description": if id.is_multiple_of(3) { Value::Null } else { json!(format!("Ideas about {word}")) },
             "is_public": r(7) % 4 != 0,
             "created_at": created_at,
             "updated_at": updated_at,
@@ -161,11 +161,11 @@ pub fn record_with(resource: &str, id: u64, revision: u64, added: Option<u64>) -
             "id": id,
             "externalId": format!("acct-{:08x}", r(7) as u32),
             "name": format!("{name} Holdings{suffix}"),
-            "plan": if id % 4 == 0 { Value::Null } else { json!(PLANS[(r(8) % 3) as usize]) },
+            "plan": if id.is_multiple_of(4) { Value::Null } else { json!(PLANS[(r(8) % 3) as usize]) },
             "MRR": (r(9) % 1_000_000) as f64 / 100.0,
             // revision 2 and later send a string for one account: a value that no longer fits
             // the column's type, which the loader must keep in a variant column.
-            "employee_count": if revision >= 2 && id == 3 { json!("1k+") } else if id % 5 == 0 { Value::Null } else { json!(r(10) % 5000) },
+            "employee_count": if revision >= 2 && id == 3 { json!("1k+") } else if id.is_multiple_of(5) { Value::Null } else { json!(r(10) % 5000) },
             "created_at": created_at,
             "updated_at": updated_at,
             "domains": (0..(r(11) % 3)).map(|i| format!("d{i}.acct{id}.example")).collect::<Vec<_>>(),
@@ -191,7 +191,7 @@ pub fn record_with(resource: &str, id: u64, revision: u64, added: Option<u64>) -
             "forum_id": r(8) % 10 + 1,
             "created_at": created_at,
             "updated_at": updated_at,
-            "release": { "version": format!("{}.{}", r(9) % 5, r(10) % 20), "planned_for": if id % 2 == 0 { Value::Null } else { json!(ts(updated + 40_000, 0)) } },
+            "release": { "version": format!("{}.{}", r(9) % 5, r(10) % 20), "planned_for": if id.is_multiple_of(2) { Value::Null } else { json!(ts(updated + 40_000, 0)) } },
             "linked_suggestion_ids": (0..(r(11) % 4)).map(|i| (r(12) + i) % 1000 + 1).collect::<Vec<_>>(),
         }),
         "feedback_records" => json!({
@@ -200,7 +200,7 @@ pub fn record_with(resource: &str, id: u64, revision: u64, added: Option<u64>) -
             "body": format!("{name} wrote: please add {word}. \u{2014} thanks!{suffix}"),
             "sentiment_score": ((r(8) % 2001) as f64 - 1000.0) / 1000.0,
             "is_spam": r(9) % 17 == 0,
-            "suggestion_id": if id % 4 == 0 { Value::Null } else { json!(r(10) % 1000 + 1) },
+            "suggestion_id": if id.is_multiple_of(4) { Value::Null } else { json!(r(10) % 1000 + 1) },
             "user": { "id": r(11) % 1000 + 1, "email": format!("user{}@example.com", r(11) % 1000 + 1) },
             "created_at": created_at,
             "updated_at": updated_at,
@@ -210,7 +210,7 @@ pub fn record_with(resource: &str, id: u64, revision: u64, added: Option<u64>) -
             "id": id,
             "forum_id": r(7) % 10 + 1,
             "title": format!("{word}{suffix}"),
-            "body": if id % 6 == 0 { Value::Null } else { json!(format!("It would be great to have {word} — {name}")) },
+            "body": if id.is_multiple_of(6) { Value::Null } else { json!(format!("It would be great to have {word} — {name}")) },
             "status": STATUSES[((r(8) + changed) % 5) as usize],
             "vote_count": r(9) % 1000 + changed * 10,
             "score": (r(10) % 10_000) as f64 / 100.0,

@@ -98,6 +98,9 @@ pub struct Stats {
 /// (resource, offset, limit, revision, filter)
 type PageKey = (usize, u64, u64, u64, Option<Filter>);
 
+/// (resource, revision, filter)
+type SelectionKey = (usize, u64, Filter);
+
 /// `updated_after` / `updated_before` (microseconds) and `sort=updated_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Filter {
@@ -117,7 +120,7 @@ pub(crate) struct Shared {
     failed: Mutex<std::collections::HashSet<String>>,
     pages: Mutex<HashMap<PageKey, Bytes>>,
     /// Ids matching a filter, in the order served.
-    selections: Mutex<HashMap<(usize, u64, Filter), Arc<Vec<u64>>>>,
+    selections: Mutex<HashMap<SelectionKey, Arc<Vec<u64>>>>,
     /// Requests accepted per auth method.
     auth_used: Mutex<std::collections::BTreeMap<String, u64>>,
     /// OAuth2 tokens issued and not revoked.
@@ -147,10 +150,10 @@ impl Shared {
                 return Some("oauth2");
             }
         }
-        if let Some(b) = auth.strip_prefix("Basic ") {
-            if STANDARD.decode(b).ok().is_some_and(|raw| raw == format!("demo:{token}").as_bytes()) {
-                return Some("http_basic");
-            }
+        if let Some(b) = auth.strip_prefix("Basic ")
+            && STANDARD.decode(b).ok().is_some_and(|raw| raw == format!("demo:{token}").as_bytes())
+        {
+            return Some("http_basic");
         }
         if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(token) {
             return Some("api_key_header");
@@ -184,7 +187,7 @@ impl Shared {
         let injected = if faults.always != 0 {
             Some(faults.always)
         } else if faults.fail_every > 0
-            && n % faults.fail_every == 0
+            && n.is_multiple_of(faults.fail_every)
             && self.failed.lock().expect("failed").insert(uri.to_string())
         {
             let statuses =

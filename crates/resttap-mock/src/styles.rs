@@ -20,6 +20,10 @@
 //! Every route checks credentials like `/v1/` (bearer, OAuth2, basic, API key in a header,
 //! query or cookie) and honours injected faults.
 
+// Handlers return the finished error response as `Err` (axum's style); this is a test server,
+// so the size of `Response` in a `Result` does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

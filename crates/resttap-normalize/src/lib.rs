@@ -446,11 +446,11 @@ impl Normalizer {
             return;
         }
         // fast path: a column this batch already has, and a value of its type
-        if let Some(ci) = self.bufs[bi].by_node.get(node).copied().filter(|c| *c != u32::MAX) {
-            if let Some(cell) = coerce(self.bufs[bi].cols[ci as usize].column.data_type, value) {
-                self.bufs[bi].append(ci as usize, cell);
-                return;
-            }
+        if let Some(ci) = self.bufs[bi].by_node.get(node).copied().filter(|c| *c != u32::MAX)
+            && let Some(cell) = coerce(self.bufs[bi].cols[ci as usize].column.data_type, value)
+        {
+            self.bufs[bi].append(ci as usize, cell);
+            return;
         }
         let name = Arc::clone(&self.names[node].full);
         self.put_slow(bi, node, &name, value, not_null);
@@ -492,7 +492,7 @@ impl Normalizer {
         };
         if table.column(&col_name).is_none() {
             let root = !table.is_nested();
-            let pk = root && self.cfg.primary_key.iter().any(|k| *k == col_name);
+            let pk = root && self.cfg.primary_key.contains(&col_name);
             let hinted = self.cfg.hints.iter().find(|h| root && h.name == col_name).and_then(|h| h.nullable);
             table.add_column(Column {
                 name: col_name.clone(),

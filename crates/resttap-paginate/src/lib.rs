@@ -183,10 +183,10 @@ fn link_header(headers: &resttap_http::reqwest_header::HeaderMap, rel: &str) -> 
             let target = target.strip_prefix('<')?.strip_suffix('>')?;
             for p in pieces {
                 let p = p.trim();
-                if let Some(v) = p.strip_prefix("rel=") {
-                    if v.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case(rel)) {
-                        return Some(target.to_string());
-                    }
+                if let Some(v) = p.strip_prefix("rel=")
+                    && v.trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case(rel))
+                {
+                    return Some(target.to_string());
                 }
             }
         }
@@ -469,10 +469,10 @@ impl Paginator {
             if let Kind::Range(r) = &mut self.kind {
                 r.current += r.step;
             }
-            if let Some(stop) = &self.stop {
-                if stop.eval_bool(page.body) {
-                    return Ok(None);
-                }
+            if let Some(stop) = &self.stop
+                && stop.eval_bool(page.body)
+            {
+                return Ok(None);
             }
         }
         Ok(next)

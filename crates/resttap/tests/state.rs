@@ -62,7 +62,7 @@ fn incremental_runs_ask_only_for_new_records_and_converge() {
     assert_ok(&out);
     let changed: u64 = (1..=400).filter(|id| resttap_mock::data::changed_in(*id, 1)).count() as u64;
     let (stdout, _) = text(&out);
-    assert!(stdout.contains(&format!("\nsuggestions  ")), "{stdout}");
+    assert!(stdout.contains(&"\nsuggestions  ".to_string()), "{stdout}");
     assert!(mock.requests() - before <= 6 * 2, "only a page or two per resource: {}", mock.requests() - before);
     let c = open(&s.db());
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.suggestions"), 403);
