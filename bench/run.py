@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
 """resttap's benchmark: the transfer floor, resttap and dlt 1.31 on the same mock API, same run.
 
-usage: python3 bench/run.py [--sizes 10000,100000,1000000] [--dlt-max 100000]
+usage: python3 bench/run.py [--sizes 10000,100000,1000000] [--dlt-max 100000] [--repeat 3]
 
 For each N the mock serves N records of feedback_records and suggestions and N/10 of the four
 other resources, 100 per page, pre-rendered, with keep-alive. Measured for each tool: wall time,
-CPU time (user+sys), peak RSS (of that process alone, from wait4) and records/s. Printed and
-written to bench-results/<UTC time>.md.
+CPU time (user+sys), peak RSS (of that process alone, from wait4) and records/s. The floor and
+resttap run --repeat times, interleaved, and report the run of median wall time (with the range
+of wall times: the machine is shared and single runs vary); dlt runs once. Printed and written
+to bench-results/<UTC time>.md.
 """
 import argparse
 import datetime
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +66,14 @@ def start_mock(n):
     return p, m.group(1)
 
 
+def run_checked(name, cmd, env, cwd):
+    """One measured run; stops the benchmark if it fails. Returns (wall s, CPU s, RSS MB)."""
+    wall, cpu, rss, out, err, code = measure(cmd, env=env, cwd=cwd)
+    if code != 0:
+        raise SystemExit(f"{name} failed ({code}):\n{out}\n{err}")
+    return wall, cpu, rss
+
+
 def total_records(n):
     return 2 * n + 4 * max(1, n // 10)
 
@@ -71,13 +82,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dlt-max", type=int, default=100000, help="largest N dlt is run at")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the floor and of resttap per N")
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "resttap"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     sizes = [int(s) for s in args.sizes.split(",")]
     py = ensure_dlt() if any(n <= args.dlt_max for n in sizes) else None
     lines = [f"# resttap benchmark, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
     lines += [f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; mock pre-rendered, 100 records/page", ""]
-    lines += ["| N | records | tool | wall s | CPU s | peak RSS MB | records/s |", "|---|---|---|---|---|---|---|"]
+    lines += ["| N | records | tool | wall s | CPU s | peak RSS MB | records/s | runs: wall s |", "|---|---|---|---|---|---|---|---|"]
     ratios = []
     for n in sizes:
         mock, url = start_mock(n)
@@ -90,14 +102,22 @@ def main():
                 measure([str(BIN), "fetch-floor", "--base-url", url, "--token", TOKEN])
                 runs = [("floor", [str(BIN), "fetch-floor", "--base-url", url, "--token", TOKEN]),
                         ("resttap", [str(BIN), "run", str(CONFIG), "--base-url", url, "--pipeline", "bench", "--destination", f"duckdb:{tmp}/r.duckdb"])]
+                samples = {name: [] for name, _ in runs}
+                for _ in range(max(1, args.repeat)):
+                    for name, cmd in runs:
+                        # every resttap run is a first load into a new file
+                        for f in pathlib.Path(tmp).glob("r.duckdb*"):
+                            shutil.rmtree(f) if f.is_dir() else f.unlink()
+                        samples[name].append(run_checked(name, cmd, env, tmp))
                 if py and n <= args.dlt_max:
-                    runs.append(("dlt 1.31", [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, f"{tmp}/d.duckdb"]))
-                for name, cmd in runs:
-                    wall, cpu, rss, out, err, code = measure(cmd, env=env, cwd=tmp)
-                    if code != 0:
-                        raise SystemExit(f"{name} failed ({code}):\n{out}\n{err}")
+                    cmd = [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, f"{tmp}/d.duckdb"]
+                    samples["dlt 1.31"] = [run_checked("dlt 1.31", cmd, env, tmp)]
+                for name, runs_of in samples.items():
+                    ordered = sorted(runs_of)
+                    wall, cpu, rss = ordered[len(ordered) // 2]
                     results[name] = (wall, cpu, rss)
-                    lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {recs / wall:,.0f} |")
+                    spread = " / ".join(f"{w:.2f}" for w, _, _ in runs_of)
+                    lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {recs / wall:,.0f} | {spread} |")
                     print(lines[-1], flush=True)
         finally:
             mock.kill()
