@@ -206,6 +206,19 @@ impl DuckDb {
 
     /// Every table of the dataset with its columns (as DuckDB has them) and row count.
     pub fn describe(&self) -> Result<Vec<TableInfo>, LoadError> {
+        let mut tables = self.columns()?;
+        for t in &mut tables {
+            t.rows = self
+                .conn
+                .query_row(&format!("SELECT count(*) FROM {}", self.q(&t.name)), [], |r| r.get::<_, i64>(0))
+                .map_err(werr(format!("counting rows of {}", t.name)))? as u64;
+        }
+        Ok(tables)
+    }
+
+    /// Every table of the dataset with its columns, without counting rows (which, inside the
+    /// load transaction, means scanning what it wrote).
+    fn columns(&self) -> Result<Vec<TableInfo>, LoadError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -225,12 +238,6 @@ impl DuckDb {
                 tables.push(TableInfo { name: t.clone(), rows: 0, columns: Vec::new() });
             }
             tables.last_mut().expect("pushed").columns.push(ColumnInfo { name: c, data_type: ty, nullable });
-        }
-        for t in &mut tables {
-            t.rows = self
-                .conn
-                .query_row(&format!("SELECT count(*) FROM {}", self.q(&t.name)), [], |r| r.get::<_, i64>(0))
-                .map_err(werr(format!("counting rows of {}", t.name)))? as u64;
         }
         Ok(tables)
     }
@@ -256,7 +263,7 @@ impl DuckDb {
 
     fn existing_columns(&self) -> Result<BTreeMap<String, HashSet<String>>, LoadError> {
         let mut out: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-        for t in self.describe()? {
+        for t in self.columns()? {
             out.insert(t.name, t.columns.into_iter().map(|c| c.name).collect());
         }
         Ok(out)
@@ -566,7 +573,7 @@ fn version_hash(schema_json: &str) -> String {
 
 impl Destination for DuckDb {
     fn existing_schema(&mut self) -> Result<Schema, LoadError> {
-        let infos = self.describe()?;
+        let infos = self.columns()?;
         let names: HashSet<String> = infos.iter().map(|t| t.name.clone()).collect();
         let mut schema = Schema::default();
         for info in infos {
@@ -648,7 +655,7 @@ impl Destination for DuckDb {
                 st = ident(&self.staging)
             ))
             .map_err(werr("preparing the load"))?;
-        self.existing_at_begin = self.describe()?.into_iter().map(|t| t.name).collect();
+        self.existing_at_begin = self.columns()?.into_iter().map(|t| t.name).collect();
         // everything from here to the commit is one transaction: new tables are written in
         // place and appear, with everything else, at COMMIT or never
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
