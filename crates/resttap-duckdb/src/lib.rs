@@ -315,15 +315,24 @@ impl DuckDb {
             let sql = format!("DELETE FROM {} d WHERE {matched}", self.q(root));
             self.conn.execute_batch(&sql).map_err(werr(ctx("deleting replaced records")))?;
         }
-        // a new root table with duplicate keys (counted first: a grouping of the keys is much
-        // cheaper than the deletes, which join the nested tables' string ids)
+        // Did this load bring a key twice? (Counted first: a grouping of the keys is much cheaper
+        // than collapsing, whose window or deletes carry every column or join string ids.)
         let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
-        let collapse = merge
-            && self.direct.contains_key(root)
-            && self.count(
-                &format!("SELECT count(*) FROM (SELECT 1 FROM {} GROUP BY {pk} HAVING count(*) > 1)", self.q(root)),
-                &ctx("looking for duplicate keys"),
-            )? > 0;
+        let loaded_root = if self.direct.contains_key(root) {
+            Some(self.q(root))
+        } else if self.staged.contains_key(root) {
+            Some(self.qs(root))
+        } else {
+            None
+        };
+        let duplicates = match loaded_root.filter(|_| merge) {
+            Some(t) => {
+                let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {t} GROUP BY {pk} HAVING count(*) > 1)");
+                self.count(&sql, &ctx("looking for duplicate keys"))? > 0
+            }
+            None => false,
+        };
+        let collapse = duplicates && self.direct.contains_key(root);
         if collapse {
             // keep the last of duplicate keys (appended last, highest rowid)
             let sql = format!(
@@ -334,8 +343,9 @@ impl DuckDb {
         }
         for t in &tables {
             if self.direct.contains_key(*t) {
-                if collapse && *t != root.as_str() {
-                    // nested rows of records that lost to a later duplicate go with them
+                if duplicates && *t != root.as_str() {
+                    // nested rows of records that lost to a later duplicate go with them (the
+                    // root's rows of this load are in place by now: it comes first)
                     let sql = format!(
                         "DELETE FROM {c} WHERE NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.{id} = {c}.{rid})",
                         c = self.q(t),
@@ -352,14 +362,14 @@ impl DuckDb {
                 continue;
             }
             let Some(cols_sql) = self.staged_columns(t) else { continue };
-            let sql = if merge && *t == root.as_str() {
+            let sql = if duplicates && *t == root.as_str() {
                 // duplicates within the load: the last one seen wins
                 format!(
                     "INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {} QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY rowid DESC) = 1",
                     self.q(t),
                     self.qs(t)
                 )
-            } else if merge {
+            } else if duplicates {
                 // nested rows of records that lost to a later duplicate are dropped with them
                 format!(
                     "INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {} WHERE {} IN (SELECT {} FROM {} WHERE {} = '{}')",

@@ -99,6 +99,33 @@ fn merge_replaces_records_and_their_nested_rows_and_collapses_duplicates() {
 }
 
 #[test]
+fn a_nested_table_new_in_a_merge_keeps_only_the_rows_of_the_winning_duplicate() {
+    // the root table exists (its rows are staged); its nested table is new in this load (written
+    // in place): nested rows of a record that lost to a later duplicate must not stay behind
+    let (_d, mut db) = temp();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]).unwrap();
+    load(
+        &mut db,
+        WriteDisposition::Merge,
+        &[
+            json!({"id": 1, "v": "first", "tags": ["dropped", "also dropped"]}),
+            json!({"id": 2, "v": "b", "tags": ["b"]}),
+            json!({"id": 1, "v": "last", "tags": ["kept"]}),
+        ],
+    )
+    .unwrap();
+    assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=last", "2=b"]);
+    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b", "kept"]);
+    assert_eq!(
+        q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_root_id = i._dlt_id"),
+        2
+    );
+    // and without duplicates, a merge inserts the staged rows as they are
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 2, "v": "b2", "tags": ["b2", "b3"]})]).unwrap();
+    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b2", "b3", "kept"]);
+}
+
+#[test]
 fn replace_and_append() {
     let (_d, mut db) = temp();
     load(&mut db, WriteDisposition::Append, &[json!({"id": 1, "tags": ["x"]})]).unwrap();
