@@ -273,6 +273,14 @@ impl DuckDb {
         self.staged.get(table).map(|cs| cs.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", "))
     }
 
+    /// Runs one statement of a commit; logs what it did and how long it took (debug level).
+    fn timed(&self, sql: &str, ctx: &str) -> Result<usize, LoadError> {
+        let t = std::time::Instant::now();
+        let n = self.conn.execute(sql, []).map_err(werr(ctx))?;
+        tracing::debug!(rows = n, elapsed_ms = t.elapsed().as_millis() as u64, "{ctx}");
+        Ok(n)
+    }
+
     fn count(&self, sql: &str, ctx: &str) -> Result<u64, LoadError> {
         self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(werr(ctx))
     }
@@ -310,10 +318,10 @@ impl DuckDb {
                     ident(cols::ID),
                     self.q(root)
                 );
-                self.conn.execute_batch(&sql).map_err(werr(ctx("deleting nested rows of replaced records")))?;
+                self.timed(&sql, &ctx("deleting nested rows of replaced records"))?;
             }
             let sql = format!("DELETE FROM {} d WHERE {matched}", self.q(root));
-            self.conn.execute_batch(&sql).map_err(werr(ctx("deleting replaced records")))?;
+            self.timed(&sql, &ctx("deleting replaced records"))?;
         }
         // Did this load bring a key twice? (Counted first: a grouping of the keys is much cheaper
         // than collapsing, whose window or deletes carry every column or join string ids.)
@@ -339,7 +347,7 @@ impl DuckDb {
                 "DELETE FROM {q} WHERE rowid NOT IN (SELECT max(rowid) FROM {q} GROUP BY {pk})",
                 q = self.q(root)
             );
-            self.conn.execute_batch(&sql).map_err(werr(ctx("collapsing duplicate keys")))?;
+            self.timed(&sql, &ctx("collapsing duplicate keys"))?;
         }
         for t in &tables {
             if self.direct.contains_key(*t) {
@@ -384,7 +392,7 @@ impl DuckDb {
             } else {
                 format!("INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {}", self.q(t), self.qs(t))
             };
-            let n = self.conn.execute(&sql, []).map_err(werr(ctx(&format!("inserting rows into {t}"))))?;
+            let n = self.timed(&sql, &ctx(&format!("inserting rows into {t}")))?;
             reports.push(TableReport { table: t.to_string(), rows: n as u64 });
         }
         Ok(reports)

@@ -116,10 +116,7 @@ fn a_nested_table_new_in_a_merge_keeps_only_the_rows_of_the_winning_duplicate() 
     .unwrap();
     assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=last", "2=b"]);
     assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b", "kept"]);
-    assert_eq!(
-        q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_root_id = i._dlt_id"),
-        2
-    );
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_root_id = i._dlt_id"), 2);
     // and without duplicates, a merge inserts the staged rows as they are
     load(&mut db, WriteDisposition::Merge, &[json!({"id": 2, "v": "b2", "tags": ["b2", "b3"]})]).unwrap();
     assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b2", "b3", "kept"]);
