@@ -17,6 +17,18 @@ fn column_types(c: &duckdb::Connection, table: &str) -> Vec<(String, String, Str
     st.query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
 }
 
+/// Runs `yaml` (written as `file`) against a new mock with [`MOCK_ARGS`] and asserts success.
+/// Returns the scratch directory (which holds the database), stderr and the database.
+fn load_ok(file: &str, yaml: &str) -> (Scratch, String, duckdb::Connection) {
+    let mock = Mock::start(&MOCK_ARGS);
+    let s = Scratch::new();
+    let out = run(&s.write(file, yaml), &mock, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let (_, stderr) = text(&out);
+    let c = open(&s.db());
+    (s, stderr, c)
+}
+
 fn table_exists(c: &duckdb::Connection, table: &str) -> bool {
     count(
         c,
@@ -111,12 +123,7 @@ resources:
 
 #[test]
 fn every_paginator_style_and_request_body_loads_every_record_once() {
-    let mock = Mock::start(&MOCK_ARGS);
-    let s = Scratch::new();
-    let out = run(&s.write("styles.yaml", STYLES), &mock, &s.db(), TOKEN, &[]);
-    assert_ok(&out);
-    let (_, stderr) = text(&out);
-    let c = open(&s.db());
+    let (_s, stderr, c) = load_ok("styles.yaml", STYLES);
     for (table, want) in [
         ("json_link", FORUMS),
         ("header_link", FORUMS),
@@ -365,15 +372,10 @@ resources:
 
 #[test]
 fn parent_child_resources_fan_out_per_parent_record() {
-    let mock = Mock::start(&MOCK_ARGS);
-    let s = Scratch::new();
-    let out = run(&s.write("pc.yaml", PARENT_CHILD), &mock, &s.db(), TOKEN, &[]);
-    assert_ok(&out);
+    let (_s, stderr, c) = load_ok("pc.yaml", PARENT_CHILD);
     // a child's request chains auto-detect too, and say so once
-    let (_, stderr) = text(&out);
     let line = "resource `forum_suggestions_auto`: auto-detected paginator single_page";
     assert_eq!(stderr.matches(line).count(), 1, "{stderr}");
-    let c = open(&s.db());
     // `selected: false`: fetched to feed its children, not loaded
     assert!(!table_exists(&c, "forums"));
     let suggestions = resttap_mock::data::record_count("suggestions", 250, 0, 2) as i64;
@@ -428,15 +430,11 @@ fn a_missing_parent_field_fails_with_the_fields_there_are() {
 
 #[test]
 fn column_hints_set_types_nullability_and_order() {
-    let mock = Mock::start(&MOCK_ARGS);
-    let s = Scratch::new();
     let cfg = std::fs::read_to_string(seed_config()).unwrap().replace(
         "  - name: forums\n",
         "  - name: forums\n    columns:\n      is_public: {data_type: text}\n      created_at: {data_type: date}\n      legacy_code: {data_type: bigint}\n      name: {nullable: false}\n",
     );
-    let out = run(&s.write("hints.yaml", &cfg), &mock, &s.db(), TOKEN, &[]);
-    assert_ok(&out);
-    let c = open(&s.db());
+    let (_s, _, c) = load_ok("hints.yaml", &cfg);
     let cols = column_types(&c, "forums");
     let at = |n: &str| cols.iter().position(|c| c.0 == n).unwrap_or_else(|| panic!("no {n}: {cols:?}"));
     assert_eq!(cols[..3].iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["is_public", "created_at", "legacy_code"]);
