@@ -113,14 +113,9 @@ pub fn py_json(v: &Value) -> String {
     out
 }
 
+/// dlt's `digest128(text)` (its default length, 15 bytes).
 fn digest(text: &str) -> String {
-    use base64::Engine;
-    use tiny_keccak::{Hasher, Xof};
-    let mut h = tiny_keccak::Shake::v128();
-    h.update(text.as_bytes());
-    let mut out = [0u8; 15];
-    h.squeeze(&mut out);
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
+    resttap_schema::digest::digest128(&[text.as_bytes()], 15)
 }
 
 /// The incremental filter of one resource for one run.

@@ -666,19 +666,12 @@ fn random_id() -> String {
 
 /// dlt's `digest128(f"{parent_row_id}_{table}_{idx}", 10)`: shake-128, 10 bytes, base64.
 pub fn nested_id(parent_id: &str, table: &str, idx: usize) -> String {
-    use tiny_keccak::{Hasher, Xof};
-    let mut h = tiny_keccak::Shake::v128();
     // the index's digits without a String: this runs once per nested row
     let mut digits = [0u8; 20];
     let mut rest = &mut digits[..];
     std::io::Write::write_fmt(&mut rest, format_args!("{idx}")).expect("a usize has at most 20 digits");
     let len = 20 - rest.len();
-    for part in [parent_id.as_bytes(), b"_", table.as_bytes(), b"_", &digits[..len]] {
-        h.update(part);
-    }
-    let mut out = [0u8; 10];
-    h.squeeze(&mut out);
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(out)
+    resttap_schema::digest::digest128(&[parent_id.as_bytes(), b"_", table.as_bytes(), b"_", &digits[..len]], 10)
 }
 
 #[cfg(test)]

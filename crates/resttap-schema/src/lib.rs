@@ -1,6 +1,7 @@
 //! The table schema model resttap shares with dlt: data types, tables and columns, dlt's naming
 //! convention (`snake_case`, `__` between nested names) and dlt's system columns.
 
+pub mod digest;
 pub mod naming;
 pub mod timestamp;
 
