@@ -97,6 +97,8 @@ enum Command {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod memory;
+
 /// The seed configuration shipped in examples/, used by `resttap demo`.
 const SEED_CONFIG: &str = include_str!("../../../examples/analytics-api.yaml");
 
@@ -323,6 +325,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    memory::tune();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTTAP_LOG").unwrap_or_else(|_| "warn".into()))
