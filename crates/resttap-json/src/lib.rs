@@ -203,30 +203,31 @@ impl Json<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonVisitor { obj_capacity: 8, _a: std::marker::PhantomData })
+        d.deserialize_any(JsonSeed::with_obj_capacity(8))
     }
 }
 
-/// Parses one value; an object starts with room for `obj_capacity` entries. An array passes
-/// the size of its last object element on to the next: the records of a page have the same
-/// fields, so each record's entries are allocated once, at their final size, instead of
-/// growing 8 → 16 → 32 (which was a quarter of a load's page faults).
+/// Parses one value (it is both the seed and the visitor); an object starts with room for
+/// `obj_capacity` entries. An array passes the size of its last object element on to the next:
+/// the records of a page have the same fields, so each record's entries are allocated once, at
+/// their final size, instead of growing 8 → 16 → 32 (which was a quarter of a load's page faults).
 struct JsonSeed<'a> {
     obj_capacity: usize,
     _a: std::marker::PhantomData<&'a ()>,
+}
+
+impl JsonSeed<'_> {
+    fn with_obj_capacity(obj_capacity: usize) -> Self {
+        JsonSeed { obj_capacity, _a: std::marker::PhantomData }
+    }
 }
 
 impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for JsonSeed<'a> {
     type Value = Json<'a>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'a>, D::Error> {
-        d.deserialize_any(JsonVisitor { obj_capacity: self.obj_capacity, _a: self._a })
+        d.deserialize_any(self)
     }
-}
-
-struct JsonVisitor<'a> {
-    obj_capacity: usize,
-    _a: std::marker::PhantomData<&'a ()>,
 }
 
 /// A key as the deserializer gives it: borrowed when it has no escapes.
@@ -254,7 +255,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
+impl<'de: 'a, 'a> Visitor<'de> for JsonSeed<'a> {
     type Value = Json<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -300,7 +301,7 @@ impl<'de: 'a, 'a> Visitor<'de> for JsonVisitor<'a> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'a>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         let mut obj_capacity = 8;
-        while let Some(v) = seq.next_element_seed(JsonSeed { obj_capacity, _a: std::marker::PhantomData })? {
+        while let Some(v) = seq.next_element_seed(JsonSeed::with_obj_capacity(obj_capacity))? {
             if let Json::Obj(entries) = &v {
                 obj_capacity = entries.len().max(1);
             }
