@@ -294,8 +294,6 @@ pub fn plain_keys(path: &str) -> Option<Vec<String>> {
         .then(|| keys.into_iter().map(String::from).collect())
 }
 
-/// dlt's `find_response_page_data`: the first list under a records-like key (`data`, `items`,
-/// `results`, ...) within three levels, else the first list, else the whole body.
 /// Parses a response body. A UTF-8 body (every JSON body should be) is checked once as a whole
 /// and parsed as text, which spares serde_json a check of every string; anything else is parsed
 /// as bytes for serde_json's error, which names the line and column.
@@ -306,6 +304,8 @@ fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_
     }
 }
 
+/// dlt's `find_response_page_data`: the first list under a records-like key (`data`, `items`,
+/// `results`, ...) within three levels, else the first list, else the whole body.
 fn detect(body: &Value) -> Vec<String> {
     const RECORD_KEYS: [&str; 11] = [
         "data", "items", "results", "entries", "records", "rows", "entities", "payload", "content", "objects", "values",
