@@ -203,9 +203,12 @@ impl Json<'_> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonSeed::with_obj_capacity(8))
+        d.deserialize_any(JsonSeed::with_obj_capacity(OBJ_CAPACITY))
     }
 }
+
+/// Room for entries an object starts with when no object came before it.
+const OBJ_CAPACITY: usize = 8;
 
 /// Parses one value (it is both the seed and the visitor); an object starts with room for
 /// `obj_capacity` entries. An array passes the size of its last object element on to the next:
@@ -300,7 +303,7 @@ impl<'de: 'a, 'a> Visitor<'de> for JsonSeed<'a> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'a>, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        let mut obj_capacity = 8;
+        let mut obj_capacity = OBJ_CAPACITY;
         while let Some(v) = seq.next_element_seed(JsonSeed::with_obj_capacity(obj_capacity))? {
             if let Json::Obj(entries) = &v {
                 obj_capacity = entries.len().max(1);
