@@ -1,12 +1,15 @@
 //! The DuckDB destination.
 //!
-//! The dataset is a DuckDB schema (`<pipeline>_dataset` by default) in one database file. Rows
-//! are appended as Arrow batches into tables of a staging schema (`<dataset>_staging`, as dlt
-//! names it); the commit is one transaction that creates or evolves the dataset's tables, moves
-//! the staged rows in with set-based SQL (`append`, `replace`, or `merge` as delete-insert by
-//! primary key, keeping the last duplicate of a load and replacing nested rows of replaced
-//! parents), and records the load in `_dlt_loads`. DuckDB holds a file lock, so a second
-//! process cannot open the same file while a run is going on.
+//! The dataset is a DuckDB schema (`<pipeline>_dataset` by default) in one database file. A load
+//! is one transaction: rows are appended as Arrow batches straight into the dataset's tables
+//! (created or widened as batches bring tables and columns), where no other connection sees
+//! them until the commit; the commit then applies the write disposition with set-based SQL
+//! over the load's rows, which carry its `_dlt_load_id` (`append`: nothing more; `replace`:
+//! older rows and their nested rows go; `merge`: delete-insert by primary key, keeping the last
+//! duplicate of a load and replacing nested rows of replaced parents), records the load in
+//! `_dlt_loads`, and commits. Rows are written once, compressed as DuckDB writes any table,
+//! and a failed run leaves nothing behind. DuckDB holds a file lock, so a second process cannot
+//! open the same file while a run is going on.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,10 +22,24 @@ use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 /// DuckDB's memory limit for a load: rows beyond it spill to `<file>.tmp`.
 pub const MEMORY_LIMIT: &str = "32MB";
 
-/// DuckDB's memory limit for a commit that merges or appends into existing tables (see
-/// `commit_inner`): DuckDB spills beyond it. Measured: merging N=1,000,000 over an existing
-/// dataset peaked at 251 MB RSS with 128 MB, at 1.3 GB with DuckDB's default.
-pub const COMMIT_MEMORY_LIMIT: &str = "256MB";
+/// DuckDB's memory limit, in MB, for a commit that deletes older rows of existing tables
+/// (`merge`, `replace`), at least: what the deletes need grows with the rows they touch.
+/// Measured with merge runs of the seed over a first load: under the load's 32 MB limit they
+/// failed at N=300,000 ("could not allocate block"); at N=1,000,000 64 MB failed and 128 MB
+/// passed; at N=6,000,000 256 MB failed and 1 GB passed.
+pub const COMMIT_MEMORY_MIN_MB: u64 = 256;
+
+/// Bytes of DuckDB memory a deleting commit gets per row this load wrote into tables that
+/// existed (see [`commit_memory_mb`]): N=6,000,000 wrote 21.6 million such rows, and 48 bytes
+/// each gives the 1 GB that passed there.
+pub const COMMIT_MEMORY_PER_ROW: u64 = 48;
+
+/// DuckDB's memory limit in MB for a commit that deletes, after `rows` rows were written into
+/// tables that existed: [`COMMIT_MEMORY_MIN_MB`] or [`COMMIT_MEMORY_PER_ROW`] bytes per row,
+/// whichever is larger. Most of it is a cache DuckDB fills as it reads, so it shows in RSS.
+pub fn commit_memory_mb(rows: u64) -> u64 {
+    COMMIT_MEMORY_MIN_MB.max((rows * COMMIT_MEMORY_PER_ROW).div_ceil(1 << 20))
+}
 
 /// Rows per DuckDB row group. DuckDB compresses and writes a table's row group when it is full,
 /// on the loader thread while extraction goes on; with DuckDB's default (122,880) a table of
@@ -43,12 +60,6 @@ pub const FLUSH_ROWS: usize = 4096;
 
 /// dlt's own tables, left out of the user schema.
 const DLT_TABLES: [&str; 3] = ["_dlt_loads", "_dlt_version", "_dlt_pipeline_state"];
-
-/// The type of a column in a dataset table, or in a staging table, which keeps json as text
-/// (Arrow appends VARCHAR; the insert into the dataset casts).
-fn column_type(c: &Column, staging: bool) -> &'static str {
-    if staging && c.data_type == DataType::Json { "VARCHAR" } else { sql_type(c.data_type) }
-}
 
 /// Quotes an identifier for DuckDB.
 pub fn ident(name: &str) -> String {
@@ -120,14 +131,17 @@ pub struct DuckDb {
     conn: Connection,
     path: PathBuf,
     dataset: String,
-    staging: String,
-    /// Staged tables and their columns, in order.
-    staged: BTreeMap<String, Vec<Column>>,
-    /// Tables new in this load, written straight into the dataset inside the load transaction
-    /// (nothing to merge with, so no staging copy), and their columns.
-    direct: BTreeMap<String, Vec<Column>>,
-    /// Dataset tables that existed when the load began.
-    existing_at_begin: HashSet<String>,
+    /// The tables this load has written to (inside its transaction), with their columns' names.
+    written: BTreeMap<String, Vec<String>>,
+    /// Rows this load appended, per table.
+    appended: HashMap<String, u64>,
+    /// The dataset's tables when the load began, with their columns' names.
+    existing_at_begin: HashMap<String, Vec<String>>,
+    /// DuckDB's memory limit for a commit that deletes, as DuckDB takes it (`1GB`), when the
+    /// user set one; else [`commit_memory_mb`] decides.
+    commit_memory: Option<String>,
+    /// The limit the running commit set, for its out-of-memory error.
+    commit_limit: Option<String>,
     /// Whether the load transaction is open.
     in_txn: bool,
 }
@@ -144,10 +158,11 @@ impl DuckDb {
             conn,
             path: path.to_path_buf(),
             dataset: dataset.to_string(),
-            staging: format!("{dataset}_staging"),
-            staged: BTreeMap::new(),
-            direct: BTreeMap::new(),
-            existing_at_begin: HashSet::new(),
+            written: BTreeMap::new(),
+            appended: HashMap::new(),
+            existing_at_begin: HashMap::new(),
+            commit_memory: None,
+            commit_limit: None,
             in_txn: false,
         }
     }
@@ -170,6 +185,12 @@ impl DuckDb {
         Ok(Self::with_connection(conn, path, dataset))
     }
 
+    /// Sets DuckDB's memory limit for commits that delete older rows (`merge`, `replace`), as
+    /// DuckDB writes sizes (`512MB`, `2GB`); `None` sizes it from the rows the load wrote.
+    pub fn set_commit_memory(&mut self, limit: Option<String>) {
+        self.commit_memory = limit;
+    }
+
     /// Opens an existing file read-only (for `resttap schema`); fails if it does not exist.
     pub fn open_read_only(path: &Path, dataset: &str) -> Result<Self, LoadError> {
         let location = path.display().to_string();
@@ -189,19 +210,6 @@ impl DuckDb {
 
     fn q(&self, table: &str) -> String {
         qualified(&self.dataset, table)
-    }
-
-    /// The staging table of `table`: a temporary table of this connection, so staged rows are
-    /// written once (into the dataset, at commit), are never in the WAL, and vanish with the
-    /// process if it dies.
-    fn qs(&self, table: &str) -> String {
-        staging_qualified(&self.staging, table)
-    }
-
-    fn drop_staged(&mut self) {
-        for t in std::mem::take(&mut self.staged).into_keys() {
-            let _ = self.conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", self.qs(&t)));
-        }
     }
 
     /// Every table of the dataset with its columns (as DuckDB has them) and row count.
@@ -245,7 +253,7 @@ impl DuckDb {
     /// Creates the dataset table or adds the columns it lacks.
     fn evolve(&self, table: &Table, existing: &HashSet<String>) -> Result<(), LoadError> {
         let ctx = format!("creating or evolving table {}.{}", self.dataset, table.name);
-        self.conn.execute_batch(&create_table_sql(&self.q(&table.name), &table.columns, false)).map_err(werr(&ctx))?;
+        self.conn.execute_batch(&create_table_sql(&self.q(&table.name), &table.columns)).map_err(werr(&ctx))?;
         for c in &table.columns {
             if !existing.contains(&c.name) {
                 // a new column of an existing table: NULL for the rows it already has
@@ -269,10 +277,6 @@ impl DuckDb {
         Ok(out)
     }
 
-    fn staged_columns(&self, table: &str) -> Option<String> {
-        self.staged.get(table).map(|cs| cs.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", "))
-    }
-
     /// Runs one statement of a commit; logs what it did and how long it took (debug level).
     fn timed(&self, sql: &str, ctx: &str) -> Result<usize, LoadError> {
         let t = std::time::Instant::now();
@@ -285,137 +289,120 @@ impl DuckDb {
         self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(werr(ctx))
     }
 
-    /// Moves one resource's staged rows into the dataset; returns rows inserted per table.
+    /// Applies one resource's write disposition to the rows this load wrote; returns the rows
+    /// it added per table. The load's root rows are those with its `_dlt_load_id`.
     fn apply(&self, res: &ResourceLoad, plan: &LoadPlan) -> Result<Vec<TableReport>, LoadError> {
-        let root = &res.root_table;
-        // every table of this resource in the dataset or staged: the root, then nested tables
-        let mut tables: Vec<&str> = vec![root.as_str()];
-        tables.extend(plan.schema.descendants(root).map(|t| t.name.as_str()));
-        let existed = |t: &str| self.existing_at_begin.contains(t);
-        let dest_children: Vec<&str> = tables[1..].iter().copied().filter(|t| existed(t)).collect();
-        let mut reports = Vec::new();
+        let root = res.root_table.as_str();
+        // the root, then its nested tables, parents before children
+        let mut tables: Vec<&Table> = plan.schema.table(root).into_iter().collect();
+        tables.extend(plan.schema.descendants(root));
+        let existed = |t: &str| self.existing_at_begin.contains_key(t);
+        let wrote = |t: &str| self.written.contains_key(t);
         let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
-        let root_exists_before = existed(root);
-        let merge = res.write_disposition == WriteDisposition::Merge && !res.primary_key.is_empty();
-        if res.write_disposition == WriteDisposition::Replace {
-            for t in tables.iter().filter(|t| existed(t)) {
-                self.conn.execute_batch(&format!("DELETE FROM {}", self.q(t))).map_err(werr(ctx("replacing rows")))?;
+        let load_id = ident(cols::LOAD_ID);
+        let this_load = format!("'{}'", plan.load_id.replace('\'', "''"));
+        let (id, root_id, parent_id) = (ident(cols::ID), ident(cols::ROOT_ID), ident(cols::PARENT_ID));
+        let r = self.q(root);
+        if res.write_disposition == WriteDisposition::Replace && existed(root) {
+            // every older root row goes; then, level by level, the nested rows left without a parent
+            self.timed(
+                &format!("DELETE FROM {r} WHERE {load_id} IS DISTINCT FROM {this_load}"),
+                &ctx("replacing rows"),
+            )?;
+            for t in tables.iter().skip(1).filter(|t| existed(&t.name)) {
+                let Some(parent) = t.parent.as_deref() else { continue };
+                let sql = format!(
+                    "DELETE FROM {c} WHERE NOT EXISTS (SELECT 1 FROM {p} p WHERE p.{id} = {c}.{parent_id})",
+                    c = self.q(&t.name),
+                    p = self.q(parent)
+                );
+                self.timed(&sql, &ctx(&format!("replacing rows of {}", t.name)))?;
             }
         }
-        if merge && self.staged.contains_key(root) && root_exists_before {
+        let merge = res.write_disposition == WriteDisposition::Merge && !res.primary_key.is_empty() && wrote(root);
+        let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+        if merge && existed(root) {
+            // older rows with a key this load brings, nested rows first (they are found through
+            // their root rows)
             let keys = res
                 .primary_key
                 .iter()
                 .map(|k| format!("s.{k} IS NOT DISTINCT FROM d.{k}", k = ident(k)))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            let matched = format!("EXISTS (SELECT 1 FROM {} s WHERE {keys})", self.qs(root));
-            for child in &dest_children {
+            let replaced = format!(
+                "d.{load_id} IS DISTINCT FROM {this_load} AND EXISTS (SELECT 1 FROM {r} s WHERE s.{load_id} = {this_load} AND {keys})"
+            );
+            for t in tables.iter().skip(1).filter(|t| existed(&t.name)) {
                 let sql = format!(
-                    "DELETE FROM {} WHERE {} IN (SELECT d.{} FROM {} d WHERE {matched})",
-                    self.q(child),
-                    ident(cols::ROOT_ID),
-                    ident(cols::ID),
-                    self.q(root)
+                    "DELETE FROM {} WHERE {root_id} IN (SELECT d.{id} FROM {r} d WHERE {replaced})",
+                    self.q(&t.name)
                 );
                 self.timed(&sql, &ctx("deleting nested rows of replaced records"))?;
             }
-            let sql = format!("DELETE FROM {} d WHERE {matched}", self.q(root));
-            self.timed(&sql, &ctx("deleting replaced records"))?;
+            self.timed(&format!("DELETE FROM {r} d WHERE {replaced}"), &ctx("deleting replaced records"))?;
         }
+        let mut dropped: HashMap<&str, u64> = HashMap::new();
         // Did this load bring a key twice? (Counted first: a grouping of the keys is much cheaper
-        // than collapsing, whose window or deletes carry every column or join string ids.)
-        let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
-        let loaded_root = if self.direct.contains_key(root) {
-            Some(self.q(root))
-        } else if self.staged.contains_key(root) {
-            Some(self.qs(root))
-        } else {
-            None
-        };
-        let duplicates = match loaded_root.filter(|_| merge) {
-            Some(t) => {
-                let sql = format!("SELECT count(*) FROM (SELECT 1 FROM {t} GROUP BY {pk} HAVING count(*) > 1)");
+        // than collapsing.) The last one wins: appended last, highest rowid.
+        let duplicates = merge
+            && {
+                let sql = format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM {r} WHERE {load_id} = {this_load} GROUP BY {pk} HAVING count(*) > 1)"
+                );
                 self.count(&sql, &ctx("looking for duplicate keys"))? > 0
-            }
-            None => false,
-        };
-        let collapse = duplicates && self.direct.contains_key(root);
-        if collapse {
-            // keep the last of duplicate keys (appended last, highest rowid)
-            let sql = format!(
-                "DELETE FROM {q} WHERE rowid NOT IN (SELECT max(rowid) FROM {q} GROUP BY {pk})",
-                q = self.q(root)
-            );
-            self.timed(&sql, &ctx("collapsing duplicate keys"))?;
-        }
-        for t in &tables {
-            if self.direct.contains_key(*t) {
-                if duplicates && *t != root.as_str() {
-                    // nested rows of records that lost to a later duplicate go with them (the
-                    // root's rows of this load are in place by now: it comes first)
-                    let sql = format!(
-                        "DELETE FROM {c} WHERE NOT EXISTS (SELECT 1 FROM {r} WHERE {r}.{id} = {c}.{rid})",
-                        c = self.q(t),
-                        r = self.q(root),
-                        id = ident(cols::ID),
-                        rid = ident(cols::ROOT_ID)
-                    );
-                    self.conn
-                        .execute_batch(&sql)
-                        .map_err(werr(ctx(&format!("dropping nested rows of duplicates from {t}"))))?;
-                }
-                let n = self.count(&format!("SELECT count(*) FROM {}", self.q(t)), &ctx("counting rows"))?;
-                reports.push(TableReport { table: t.to_string(), rows: n });
-                continue;
-            }
-            let Some(cols_sql) = self.staged_columns(t) else { continue };
-            let sql = if duplicates && *t == root.as_str() {
-                // duplicates within the load: the last one seen wins
-                format!(
-                    "INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {} QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY rowid DESC) = 1",
-                    self.q(t),
-                    self.qs(t)
-                )
-            } else if duplicates {
-                // nested rows of records that lost to a later duplicate are dropped with them
-                format!(
-                    "INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {} WHERE {} IN (SELECT {} FROM {} WHERE {} = '{}')",
-                    self.q(t),
-                    self.qs(t),
-                    ident(cols::ROOT_ID),
-                    ident(cols::ID),
-                    self.q(root),
-                    ident(cols::LOAD_ID),
-                    plan.load_id.replace('\'', "''")
-                )
-            } else {
-                format!("INSERT INTO {} ({cols_sql}) SELECT {cols_sql} FROM {}", self.q(t), self.qs(t))
             };
-            let n = self.timed(&sql, &ctx(&format!("inserting rows into {t}")))?;
-            reports.push(TableReport { table: t.to_string(), rows: n as u64 });
+        if duplicates {
+            let losers = format!(
+                "SELECT {id} FROM {r} WHERE {load_id} = {this_load} AND rowid NOT IN \
+                 (SELECT max(rowid) FROM {r} WHERE {load_id} = {this_load} GROUP BY {pk})"
+            );
+            for t in tables.iter().skip(1).filter(|t| wrote(&t.name)) {
+                let sql = format!("DELETE FROM {} WHERE {root_id} IN ({losers})", self.q(&t.name));
+                let n = self.timed(&sql, &ctx(&format!("dropping nested rows of duplicates from {}", t.name)))?;
+                dropped.insert(&t.name, n as u64);
+            }
+            let n =
+                self.timed(&format!("DELETE FROM {r} WHERE {id} IN ({losers})"), &ctx("collapsing duplicate keys"))?;
+            dropped.insert(root, n as u64);
         }
-        Ok(reports)
+        Ok(tables
+            .iter()
+            .filter(|t| wrote(&t.name))
+            .map(|t| {
+                let appended = self.appended.get(&t.name).copied().unwrap_or(0);
+                TableReport {
+                    table: t.name.clone(),
+                    rows: appended.saturating_sub(dropped.get(t.name.as_str()).copied().unwrap_or(0)),
+                }
+            })
+            .collect())
     }
 
     fn commit_inner(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
-        // Rows for tables that existed are staged, to be merged or appended. Under the load's
-        // small limit a merge into a table of a million rows failed ("Out of Memory Error: could
-        // not allocate block"); with DuckDB's default limit (80% of RAM) it took 1.3 GB, as
-        // DuckDB kept everything it read. A first load (every table new, written in place) keeps
-        // the small limit.
-        if !self.staged.is_empty() {
-            self.conn
-                .execute_batch(&format!("SET memory_limit = '{COMMIT_MEMORY_LIMIT}'"))
-                .map_err(werr("raising DuckDB's memory limit for the commit"))?;
+        let deletes = plan.resources.iter().any(|r| {
+            self.existing_at_begin.contains_key(&r.root_table)
+                && (r.write_disposition == WriteDisposition::Replace || r.write_disposition == WriteDisposition::Merge)
+        });
+        if deletes {
+            let rows =
+                self.appended.iter().filter(|(t, _)| self.existing_at_begin.contains_key(*t)).map(|(_, n)| n).sum();
+            let limit = self.commit_memory.clone().unwrap_or_else(|| format!("{}MB", commit_memory_mb(rows)));
+            self.conn.execute_batch(&format!("SET memory_limit = '{}'", limit.replace('\'', "''"))).map_err(|e| {
+                LoadError::Write {
+                    context: format!("setting DuckDB's memory limit for the commit to {limit:?}"),
+                    message: e.to_string(),
+                }
+            })?;
+            self.commit_limit = Some(limit);
         }
         let dest = self.existing_columns()?;
         for t in &plan.schema.tables {
-            // a table no row was ever staged for (all values null so far) is not created
-            if !self.staged.contains_key(&t.name) && !dest.contains_key(&t.name) || self.direct.contains_key(&t.name) {
-                continue;
+            // the tables this load wrote were created and widened as it wrote them; a table no
+            // row was ever written to (all values null so far) is not created
+            if dest.contains_key(&t.name) && !self.written.contains_key(&t.name) {
+                self.evolve(t, &dest[&t.name])?;
             }
-            self.evolve(t, dest.get(&t.name).unwrap_or(&HashSet::new()))?;
         }
         let mut tables = Vec::new();
         for res in &plan.resources {
@@ -509,39 +496,34 @@ impl DuckDb {
     }
 }
 
-/// `CREATE TABLE` for a dataset table (`staging: false`) or a staging table, which has no
-/// constraints and keeps json as text (Arrow appends VARCHAR; the insert casts).
-fn create_table_sql(qualified: &str, columns: &[Column], staging: bool) -> String {
+/// `CREATE TABLE` for a dataset table.
+fn create_table_sql(qualified: &str, columns: &[Column]) -> String {
     let defs: Vec<String> = columns
         .iter()
-        .map(|c| {
-            let ty = column_type(c, staging);
-            format!("{} {ty}{}", ident(&c.name), if !staging && !c.nullable { " NOT NULL" } else { "" })
-        })
+        .map(|c| format!("{} {}{}", ident(&c.name), sql_type(c.data_type), if c.nullable { "" } else { " NOT NULL" }))
         .collect();
-    let temp = if staging { "TEMP " } else { "" };
-    format!("CREATE {temp}TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
+    format!("CREATE TABLE IF NOT EXISTS {qualified} ({})", defs.join(", "))
 }
 
 /// For a table this load writes to: creates it with `columns` when it has none yet (`known`
-/// is `None`), else adds the columns of `columns` it lacks. Returns its columns afterwards.
+/// is `None`), else adds the columns of `columns` it lacks (nullable: the rows it has get
+/// NULL). Returns the names of its columns afterwards.
 fn create_or_widen(
     conn: &Connection,
     qualified: &str,
-    known: Option<Vec<Column>>,
+    known: Option<Vec<String>>,
     columns: &[Column],
-    staging: bool,
     ctx: &str,
-) -> Result<Vec<Column>, LoadError> {
+) -> Result<Vec<String>, LoadError> {
     let Some(mut known) = known else {
-        conn.execute_batch(&create_table_sql(qualified, columns, staging)).map_err(werr(ctx))?;
-        return Ok(columns.to_vec());
+        conn.execute_batch(&create_table_sql(qualified, columns)).map_err(werr(ctx))?;
+        return Ok(columns.iter().map(|c| c.name.clone()).collect());
     };
     for c in columns {
-        if !known.iter().any(|k| k.name == c.name) {
-            let sql = format!("ALTER TABLE {qualified} ADD COLUMN {} {}", ident(&c.name), column_type(c, staging));
+        if !known.contains(&c.name) {
+            let sql = format!("ALTER TABLE {qualified} ADD COLUMN {} {}", ident(&c.name), sql_type(c.data_type));
             conn.execute_batch(&sql).map_err(werr(ctx))?;
-            known.push(c.clone());
+            known.push(c.name.clone());
         }
     }
     Ok(known)
@@ -550,16 +532,6 @@ fn create_or_widen(
 /// `"dataset"."table"`.
 fn qualified(dataset: &str, table: &str) -> String {
     format!("{}.{}", ident(dataset), ident(table))
-}
-
-/// The name of `table`'s staging table (a temporary table; see [`DuckDb::qs`]).
-fn staging_name(staging: &str, table: &str) -> String {
-    format!("{staging}__{table}")
-}
-
-/// `table`'s staging table, qualified.
-fn staging_qualified(staging: &str, table: &str) -> String {
-    format!("temp.main.{}", ident(&staging_name(staging, table)))
 }
 
 /// An open appender of one table and the columns it appends.
@@ -670,22 +642,24 @@ impl Destination for DuckDb {
             .execute_batch(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {ds}; DROP SCHEMA IF EXISTS {st} CASCADE;",
                 ds = ident(&self.dataset),
-                st = ident(&self.staging)
+                st = ident(&format!("{}_staging", self.dataset))
             ))
             .map_err(werr("preparing the load"))?;
-        self.existing_at_begin = self.columns()?.into_iter().map(|t| t.name).collect();
-        // everything from here to the commit is one transaction: new tables are written in
-        // place and appear, with everything else, at COMMIT or never
+        self.existing_at_begin =
+            self.columns()?.into_iter().map(|t| (t.name, t.columns.into_iter().map(|c| c.name).collect())).collect();
+        // everything from here to the commit is one transaction: rows are written in place and
+        // appear, with everything else, at COMMIT or never
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
         self.in_txn = true;
         Ok(())
     }
 
     /// Each table gets one appender for the whole load (a new one when its batches bring new
-    /// columns), flushed every [`FLUSH_ROWS`] rows: a table new in this load is written in
-    /// place, inside the load transaction; rows for an existing table go to its staging table.
+    /// columns, which are added to the table first), flushed every [`FLUSH_ROWS`] rows, into
+    /// the dataset's table itself: inside the load transaction, so nothing shows before the
+    /// commit.
     fn stage_all(&mut self, batches: &mut dyn Iterator<Item = TableBatch>) -> Result<(), LoadError> {
-        let Self { conn, dataset, staging, staged, direct, existing_at_begin, .. } = self;
+        let Self { conn, dataset, written, appended, existing_at_begin, .. } = self;
         let conn: &Connection = conn;
         let mut writers: HashMap<String, Writer<'_>> = HashMap::new();
         for batch in batches {
@@ -697,28 +671,18 @@ impl Destination for DuckDb {
                     w.flush()?;
                 }
                 let table = &batch.table;
-                let (ctx, app) = if existing_at_begin.contains(table) {
-                    let ctx = format!("staging rows of table {table}");
-                    let name = staging_name(staging, table);
-                    let known = staged.remove(table);
-                    let qs = staging_qualified(staging, table);
-                    staged.insert(table.clone(), create_or_widen(conn, &qs, known, &batch.columns, true, &ctx)?);
-                    let app = conn.appender_with_columns_to_catalog_and_db(&name, "temp", "main", &names);
-                    (ctx, app)
-                } else {
-                    let ctx = format!("writing rows of new table {table}");
-                    let known = direct.remove(table);
-                    let q = qualified(dataset, table);
-                    direct.insert(table.clone(), create_or_widen(conn, &q, known, &batch.columns, false, &ctx)?);
-                    let app = conn.appender_with_columns_to_db(table, dataset, &names);
-                    (ctx, app)
-                };
-                let app = app.map_err(werr(&ctx))?;
+                let ctx = format!("writing rows of table {dataset}.{table}");
+                let known = written.remove(table).or_else(|| existing_at_begin.get(table).cloned());
+                let q = qualified(dataset, table);
+                written.insert(table.clone(), create_or_widen(conn, &q, known, &batch.columns, &ctx)?);
+                let app = conn.appender_with_columns_to_db(table, dataset, &names).map_err(werr(&ctx))?;
                 let columns = names.iter().map(|n| n.to_string()).collect();
                 writers.insert(table.clone(), Writer { columns, app, rows: 0, ctx });
             }
             let w = writers.get_mut(&batch.table).expect("inserted above");
-            w.rows += batch.batch.num_rows();
+            let rows = batch.batch.num_rows();
+            w.rows += rows;
+            *appended.entry(batch.table).or_default() += rows as u64;
             w.app.append_record_batch(batch.batch).map_err(werr(&w.ctx))?;
             if w.rows >= FLUSH_ROWS {
                 w.flush()?;
@@ -735,22 +699,36 @@ impl Destination for DuckDb {
             self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
             self.in_txn = true;
         }
-        match self.commit_inner(plan) {
+        let result = self.commit_inner(plan);
+        let limit = self.commit_limit.take();
+        let result = match result {
             Ok(report) => {
                 let t = std::time::Instant::now();
                 self.conn.execute_batch("COMMIT").map_err(werr("committing the load"))?;
                 tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "COMMIT");
                 self.in_txn = false;
-                self.direct.clear();
-                // staged rows are in the dataset now; free the space
-                self.drop_staged();
+                self.written.clear();
+                self.appended.clear();
                 Ok(report)
             }
             Err(e) => {
                 self.abort();
-                Err(e)
+                Err(match (e, &limit) {
+                    (LoadError::Write { context, message }, Some(limit)) if message.contains("Out of Memory") => {
+                        // DuckDB's advice (SET memory_limit) is not the user's to follow
+                        let message = message.lines().next().unwrap_or_default().to_string();
+                        LoadError::OutOfMemory { context, limit: limit.clone(), message }
+                    }
+                    (e, _) => e,
+                })
             }
+        };
+        if limit.is_some() {
+            // back to the load's limit for whatever this connection does next (outside the
+            // transaction, which DuckDB refuses statements in once one failed)
+            let _ = self.conn.execute_batch(&format!("SET memory_limit = '{MEMORY_LIMIT}'"));
         }
+        result
     }
 
     fn abort(&mut self) {
@@ -758,8 +736,8 @@ impl Destination for DuckDb {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.in_txn = false;
         }
-        self.direct.clear();
-        self.drop_staged();
+        self.written.clear();
+        self.appended.clear();
     }
 }
 

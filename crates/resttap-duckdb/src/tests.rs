@@ -100,8 +100,8 @@ fn merge_replaces_records_and_their_nested_rows_and_collapses_duplicates() {
 
 #[test]
 fn a_nested_table_new_in_a_merge_keeps_only_the_rows_of_the_winning_duplicate() {
-    // the root table exists (its rows are staged); its nested table is new in this load (written
-    // in place): nested rows of a record that lost to a later duplicate must not stay behind
+    // the root table exists; its nested table is new in this load: nested rows of a record that
+    // lost to a later duplicate must not stay behind
     let (_d, mut db) = temp();
     load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]).unwrap();
     load(
@@ -117,7 +117,7 @@ fn a_nested_table_new_in_a_merge_keeps_only_the_rows_of_the_winning_duplicate() 
     assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=last", "2=b"]);
     assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b", "kept"]);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_root_id = i._dlt_id"), 2);
-    // and without duplicates, a merge inserts the staged rows as they are
+    // and without duplicates, a merge keeps the load's rows as they are
     load(&mut db, WriteDisposition::Merge, &[json!({"id": 2, "v": "b2", "tags": ["b2", "b3"]})]).unwrap();
     assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b2", "b3", "kept"]);
 }
@@ -132,6 +132,16 @@ fn replace_and_append() {
     load(&mut db, WriteDisposition::Replace, &[json!({"id": 5})]).unwrap();
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 1);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 0, "nested rows of replaced data go too");
+    // two levels of nesting: the deeper rows of replaced data go as well, the load's own stay
+    let deep = |v: i64| json!({"id": v, "tags": [v], "o": {"l": [[v, v], [v]]}});
+    let report = load(&mut db, WriteDisposition::Replace, &[deep(6), deep(7)]).unwrap();
+    assert_eq!(report.tables.iter().map(|t| t.rows).collect::<Vec<_>>(), vec![2, 2, 4, 6]);
+    load(&mut db, WriteDisposition::Replace, &[deep(8)]).unwrap();
+    assert_eq!(rows(&db, "SELECT id::VARCHAR FROM ds.items"), vec!["8"]);
+    assert_eq!(rows(&db, "SELECT DISTINCT value::VARCHAR FROM ds.items__tags"), vec!["8"]);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__o__l"), 2);
+    assert_eq!(rows(&db, "SELECT DISTINCT value::VARCHAR FROM ds.items__o__l__list"), vec!["8"]);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__o__l__list"), 3);
 }
 
 #[test]
@@ -150,45 +160,65 @@ fn new_columns_are_added_and_types_kept() {
     assert_eq!(q::<String>(&db, "SELECT n__v_text FROM ds.items WHERE id = 2"), "many");
 }
 
-#[test]
-fn a_failed_commit_changes_nothing() {
-    let (_d, mut db) = temp();
-    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]).unwrap();
-    // stage rows whose column type conflicts with the dataset, bypassing the normalizer
+/// Writes `record` into `items` as load `load_id` without the normalizer knowing the dataset
+/// (so its types may conflict with the table's), then commits with `primary_key` and a state.
+fn load_raw(db: &mut DuckDb, load_id: &str, record: Value, primary_key: &str) -> Result<CommitReport, LoadError> {
     let mut n = Normalizer::new(
         NormalizerConfig {
             table: "items".into(),
             write_disposition: WriteDisposition::Merge,
             primary_key: vec!["id".into()],
             max_nesting: None,
-            load_id: Arc::from("2"),
+            load_id: Arc::from(load_id),
             batch_rows: 10,
             hints: vec![],
         },
         &Schema::default(),
     );
-    n.push(&json!({"id": "not a number", "v": "b"}), &mut Vec::new()).unwrap();
-    db.begin("2").unwrap();
-    for b in n.finish() {
-        db.stage(&b).unwrap();
+    n.push(&record, &mut Vec::new()).unwrap();
+    db.begin(load_id)?;
+    let written = n.finish().iter().try_for_each(|b| db.stage(b));
+    if let Err(e) = written {
+        db.abort();
+        return Err(e);
     }
     let plan = LoadPlan {
-        load_id: "2".into(),
+        load_id: load_id.into(),
         schema_name: "rest_api".into(),
         schema: n.schema().clone(),
         resources: vec![ResourceLoad {
             resource: "items".into(),
             root_table: "items".into(),
             write_disposition: WriteDisposition::Merge,
-            primary_key: vec!["id".into()],
+            primary_key: vec![primary_key.into()],
         }],
         state: Some(PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() }),
     };
-    let err = db.commit(&plan).unwrap_err();
+    db.commit(&plan)
+}
+
+#[test]
+fn a_failed_load_changes_nothing() {
+    let (_d, mut db) = temp();
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]).unwrap();
+    let unchanged = |db: &mut DuckDb| {
+        assert_eq!(rows(db, "SELECT id::VARCHAR || '=' || v FROM ds.items"), vec!["1=a"]);
+        assert_eq!(q::<i64>(db, "SELECT count(*) FROM ds._dlt_loads"), 1);
+        assert_eq!(db.load_state("p").unwrap(), None, "state is written with the data or not at all");
+        let cols = rows(db, "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'");
+        assert!(!cols.contains(&"w".to_string()), "a column of a failed load is not added: {cols:?}");
+    };
+    // a value the table's column cannot take fails while the rows are written
+    let err = load_raw(&mut db, "2", json!({"id": "not a number", "v": "b", "w": 1}), "id").unwrap_err();
     assert!(err.to_string().contains("items"), "{err}");
-    assert_eq!(rows(&db, "SELECT v FROM ds.items"), vec!["a"]);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 1);
-    assert_eq!(db.load_state("p").unwrap(), None, "state is written with the data or not at all");
+    unchanged(&mut db);
+    // a commit that fails after its rows are written (a key column the table lacks) rolls them back
+    let err = load_raw(&mut db, "3", json!({"id": 2, "v": "b", "w": 1}), "no_such_key").unwrap_err();
+    assert!(err.to_string().contains("no_such_key") && err.to_string().contains("items"), "{err}");
+    unchanged(&mut db);
+    // and the next load goes through
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a2"})]).unwrap();
+    assert_eq!(rows(&db, "SELECT v FROM ds.items"), vec!["a2"]);
 }
 
 #[test]
@@ -270,8 +300,11 @@ fn appenders_span_batches_and_flushes_and_follow_new_columns() {
             .map(|i| {
                 if i < FLUSH_ROWS + 10 {
                     json!({"id": i, "v": version, "tags": [i]})
-                } else {
+                } else if version == "a" {
                     json!({"id": i, "v": version, "late": i * 2, "tags": [i, -1]})
+                } else {
+                    // a column the table lacks, after rows of this load are in it
+                    json!({"id": i, "v": version, "late": i * 2, "later": i * 3, "tags": [i, -1]})
                 }
             })
             .collect()
@@ -282,14 +315,49 @@ fn appenders_span_batches_and_flushes_and_follow_new_columns() {
     assert_eq!(q::<i64>(&db, "SELECT count(late) FROM ds.items"), late);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items WHERE late IS NOT NULL AND late <> id * 2"), 0);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), n as i64 + late);
-    // the second load stages into the staging tables and merges: nothing doubles
+    // the second load appends into the same tables and merges: nothing doubles
     load_in(&mut db, WriteDisposition::Merge, &records("b"), 2048).unwrap();
     assert_eq!(rows(&db, "SELECT DISTINCT v FROM ds.items"), vec!["b"]);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), n as i64);
     assert_eq!(q::<i64>(&db, "SELECT count(late) FROM ds.items"), late);
+    assert_eq!(q::<i64>(&db, "SELECT count(later) FROM ds.items"), late);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items WHERE later IS NOT NULL AND later <> id * 3"), 0);
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), n as i64 + late);
     assert_eq!(
         q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_parent_id = i._dlt_id"),
         n as i64 + late
     );
+}
+
+#[test]
+fn a_deleting_commit_gets_memory_by_the_rows_it_wrote() {
+    assert_eq!(commit_memory_mb(0), COMMIT_MEMORY_MIN_MB);
+    assert_eq!(commit_memory_mb(3_600_000), COMMIT_MEMORY_MIN_MB, "N=1,000,000 of the seed");
+    assert_eq!(commit_memory_mb(21_600_000), 989, "N=6,000,000 of the seed: the ~1 GB that passed");
+}
+
+#[test]
+fn a_commit_memory_limit_of_the_users_is_used_and_checked() {
+    let (_d, mut db) = temp();
+    let records: Vec<Value> = (0..3000).map(|i| json!({"id": i, "v": "a", "tags": [i, i + 1]})).collect();
+    load(&mut db, WriteDisposition::Merge, &records).unwrap();
+    // a value DuckDB cannot read: the merge stops before it deletes anything
+    db.set_commit_memory(Some("lots".into()));
+    let err = load(&mut db, WriteDisposition::Merge, &records).unwrap_err().to_string();
+    assert!(err.contains("memory limit for the commit to \"lots\""), "{err}");
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 3000);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 1);
+    // too little to merge: the error says what to do, and nothing changed
+    db.set_commit_memory(Some("256KB".into()));
+    let err = load(&mut db, WriteDisposition::Merge, &records).unwrap_err();
+    assert!(matches!(err, LoadError::OutOfMemory { .. }), "{err}");
+    assert!(err.to_string().contains("RESTTAP_DUCKDB_COMMIT_MEMORY") && err.to_string().contains("256KB"), "{err}");
+    assert!(!err.to_string().contains("SET memory_limit"), "DuckDB's own advice is left out: {err}");
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 3000);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 6000);
+    // enough: it goes through, and the connection is back under the load's limit
+    db.set_commit_memory(Some("64MB".into()));
+    load(&mut db, WriteDisposition::Merge, &records).unwrap();
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 6000);
+    assert_eq!(q::<String>(&db, "SELECT current_setting('memory_limit')"), q::<String>(&db, "SELECT '30.5 MiB'"));
 }

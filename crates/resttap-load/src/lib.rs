@@ -1,10 +1,11 @@
 //! Destinations: where normalized rows go, and the contract every destination keeps.
 //!
 //! A load has two phases. While resources are extracted, [`Destination::stage`] receives
-//! batches of rows and puts them somewhere the dataset's readers cannot see (staging tables).
-//! When every resource has been extracted without error, [`Destination::commit`] applies the
-//! whole load to the dataset in **one transaction**: table creation and evolution, `append`,
-//! `replace` or `merge` per resource, and the `_dlt_loads` record. A run that fails before or
+//! batches of rows and puts them somewhere the dataset's readers cannot see (DuckDB: the
+//! dataset's own tables, inside a transaction not yet committed). When every resource has been
+//! extracted without error, [`Destination::commit`] applies the whole load to the dataset in
+//! **one transaction**: table creation and evolution, `append`, `replace` or `merge` per
+//! resource, and the `_dlt_loads` record. A run that fails before or
 //! during commit leaves the dataset exactly as the last successful run left it; what it staged
 //! is discarded by [`Destination::abort`] or by the next [`Destination::begin`].
 
@@ -68,6 +69,11 @@ pub enum LoadError {
     /// A statement or write failed.
     #[error("{context}: {message}")]
     Write { context: String, message: String },
+    /// The commit needed more memory than the destination was given.
+    #[error(
+        "{context}: {message}. The commit ran under a memory limit of {limit}: set RESTTAP_DUCKDB_COMMIT_MEMORY to more (for example 2GB) and run again"
+    )]
+    OutOfMemory { context: String, limit: String, message: String },
 }
 
 /// A place a dataset lives. Implementations: DuckDB (`resttap-duckdb`).
@@ -98,6 +104,6 @@ pub trait Destination: Send {
     /// Applies everything staged, atomically.
     fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError>;
 
-    /// Discards what was staged. Never touches the dataset.
+    /// Discards what was staged; the dataset stays as the last commit left it.
     fn abort(&mut self);
 }

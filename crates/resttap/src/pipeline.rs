@@ -121,7 +121,11 @@ pub fn new_load_id() -> String {
 /// Opens the destination named by `spec` for `dataset`.
 pub fn open_destination(spec: &DestinationSpec, dataset: &str) -> Result<Box<dyn Destination>, LoadError> {
     match spec {
-        DestinationSpec::DuckDb(path) => Ok(Box::new(DuckDb::open(path, dataset)?)),
+        DestinationSpec::DuckDb(path) => {
+            let mut db = DuckDb::open(path, dataset)?;
+            db.set_commit_memory(std::env::var("RESTTAP_DUCKDB_COMMIT_MEMORY").ok().filter(|v| !v.trim().is_empty()));
+            Ok(Box::new(db))
+        }
     }
 }
 
