@@ -67,6 +67,11 @@ pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A string literal for DuckDB's SQL: `'it''s'`.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 /// The DuckDB type of a dlt type (as dlt's DuckDB destination maps it).
 pub fn sql_type(t: DataType) -> &'static str {
     match t {
@@ -174,13 +179,13 @@ impl DuckDb {
         // the file is attached (not opened as the main database) because only ATTACH takes a
         // row group size; `USE` makes it the default catalog, so names resolve as before
         let conn = Connection::open_in_memory().map_err(open_error(&location))?;
-        let quoted = location.replace('\'', "''");
+        let (file, temp) = (literal(&location), literal(&format!("{location}.tmp")));
         // one core is left to extraction and normalization, which run while DuckDB writes;
         // on 2 cores DuckDB's second worker only spun on its scheduler's lock (~5% of CPU)
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
         conn.execute_batch(&format!(
-            "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = {threads}; SET temp_directory = '{quoted}.tmp'; \
-             ATTACH '{quoted}' AS resttap_db (ROW_GROUP_SIZE {ROW_GROUP_SIZE}); USE resttap_db"
+            "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = {threads}; SET temp_directory = {temp}; \
+             ATTACH {file} AS resttap_db (ROW_GROUP_SIZE {ROW_GROUP_SIZE}); USE resttap_db"
         ))
         .map_err(open_error(&location))?;
         Ok(Self::with_connection(conn, path, dataset))
@@ -301,7 +306,7 @@ impl DuckDb {
         let wrote = |t: &str| self.written.contains_key(t);
         let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
         let load_id = ident(cols::LOAD_ID);
-        let this_load = format!("'{}'", plan.load_id.replace('\'', "''"));
+        let this_load = literal(&plan.load_id);
         let (id, root_id, parent_id) = (ident(cols::ID), ident(cols::ROOT_ID), ident(cols::PARENT_ID));
         let r = self.q(root);
         if res.write_disposition == WriteDisposition::Replace && existed(root) {
@@ -389,7 +394,7 @@ impl DuckDb {
             let rows =
                 self.appended.iter().filter(|(t, _)| self.existing_at_begin.contains_key(*t)).map(|(_, n)| n).sum();
             let limit = self.commit_memory.clone().unwrap_or_else(|| format!("{}MB", commit_memory_mb(rows)));
-            self.conn.execute_batch(&format!("SET memory_limit = '{}'", limit.replace('\'', "''"))).map_err(|e| {
+            self.conn.execute_batch(&format!("SET memory_limit = {}", literal(&limit))).map_err(|e| {
                 LoadError::Write {
                     context: format!("setting DuckDB's memory limit for the commit to {limit:?}"),
                     message: e.to_string(),
@@ -438,11 +443,7 @@ impl DuckDb {
             ))
             .map_err(werr("creating _dlt_version"))?;
         let known = self.count(
-            &format!(
-                "SELECT count(*) FROM {} WHERE version_hash = '{}'",
-                self.q("_dlt_version"),
-                hash.replace('\'', "''")
-            ),
+            &format!("SELECT count(*) FROM {} WHERE version_hash = {}", self.q("_dlt_version"), literal(&hash)),
             "reading _dlt_version",
         )?;
         if known == 0 {
@@ -594,8 +595,8 @@ impl Destination for DuckDb {
     fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {
         let exists = self.count(
             &format!(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = '{}' AND table_name = '_dlt_pipeline_state'",
-                self.dataset.replace('\'', "''")
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = '_dlt_pipeline_state'",
+                literal(&self.dataset)
             ),
             "reading the pipeline state",
         )?;
