@@ -256,33 +256,6 @@ impl DuckDb {
         Ok(tables)
     }
 
-    /// Creates the dataset table or adds the columns it lacks.
-    fn evolve(&self, table: &Table, existing: &HashSet<String>) -> Result<(), LoadError> {
-        let ctx = format!("creating or evolving table {}.{}", self.dataset, table.name);
-        self.conn.execute_batch(&create_table_sql(&self.q(&table.name), &table.columns)).map_err(werr(&ctx))?;
-        for c in &table.columns {
-            if !existing.contains(&c.name) {
-                // a new column of an existing table: NULL for the rows it already has
-                let sql = format!(
-                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
-                    self.q(&table.name),
-                    ident(&c.name),
-                    sql_type(c.data_type)
-                );
-                self.conn.execute_batch(&sql).map_err(werr(&ctx))?;
-            }
-        }
-        Ok(())
-    }
-
-    fn existing_columns(&self) -> Result<BTreeMap<String, HashSet<String>>, LoadError> {
-        let mut out: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-        for t in self.columns()? {
-            out.insert(t.name, t.columns.into_iter().map(|c| c.name).collect());
-        }
-        Ok(out)
-    }
-
     /// Runs one statement of a commit; logs what it did and how long it took (debug level).
     fn timed(&self, sql: &str, ctx: &str) -> Result<usize, LoadError> {
         let t = std::time::Instant::now();
@@ -402,12 +375,13 @@ impl DuckDb {
             })?;
             self.commit_limit = Some(limit);
         }
-        let dest = self.existing_columns()?;
         for t in &plan.schema.tables {
-            // the tables this load wrote were created and widened as it wrote them; a table no
-            // row was ever written to (all values null so far) is not created
-            if dest.contains_key(&t.name) && !self.written.contains_key(&t.name) {
-                self.evolve(t, &dest[&t.name])?;
+            // the tables this load wrote were created and widened as it wrote them; an existing
+            // table it did not write to still gets the columns its schema has (hinted ones); a
+            // table no row was ever written to (all values null so far) is not created
+            if let Some(known) = self.existing_at_begin.get(&t.name).filter(|_| !self.written.contains_key(&t.name)) {
+                let ctx = format!("evolving table {}.{}", self.dataset, t.name);
+                create_or_widen(&self.conn, &self.q(&t.name), Some(known.clone()), &t.columns, &ctx)?;
             }
         }
         let mut tables = Vec::new();
