@@ -67,19 +67,21 @@ impl MockArgs {
         }
     }
 
-    /// Binds, prints `listening on http://ADDR` on stdout (tests and scripts read it), and serves
-    /// until the process is stopped.
+    /// Binds, prepares the pages (all of them with `--prerender`), prints `listening on
+    /// http://ADDR` on stdout (tests and scripts read it, and start requesting), and serves until
+    /// the process is stopped. The line comes once requests are answered at full speed: printed
+    /// before the pre-rendering, the first client's requests waited for it and competed with it.
     pub async fn run(&self) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
         let opts = self.options();
-        let server = tokio::spawn(crate::serve(listener, opts));
+        let app = tokio::task::spawn_blocking(move || crate::app(opts)).await.map_err(std::io::Error::other)?;
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             writeln!(out, "listening on http://{addr}")?;
             out.flush()?;
         }
-        server.await.map_err(std::io::Error::other)?
+        axum::serve(listener, app).await
     }
 }

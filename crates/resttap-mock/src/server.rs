@@ -435,9 +435,15 @@ fn shared(opts: MockOptions) -> Arc<Shared> {
     s
 }
 
+/// The mock API's routes and state; with `opts.prerender`, every page is rendered first (seconds
+/// for millions of records: call it off the async runtime).
+pub fn app(opts: MockOptions) -> Router {
+    router(shared(opts))
+}
+
 /// Serves the mock API on `listener` until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, opts: MockOptions) -> std::io::Result<()> {
-    axum::serve(listener, router(shared(opts))).await
+    axum::serve(listener, app(opts)).await
 }
 
 /// Binds `addr` (port 0 picks a free port), and serves the mock API on a background task.
