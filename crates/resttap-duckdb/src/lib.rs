@@ -23,21 +23,25 @@ use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 pub const MEMORY_LIMIT: &str = "32MB";
 
 /// DuckDB's memory limit, in MB, for a commit that deletes older rows of existing tables
-/// (`merge`, `replace`), at least: what the deletes need grows with the rows they touch.
-/// Measured with merge runs of the seed over a first load: under the load's 32 MB limit they
-/// failed at N=300,000 ("could not allocate block"); at N=1,000,000 64 MB failed and 128 MB
-/// passed; at N=6,000,000 256 MB failed and 1 GB passed. Most of the limit fills as a cache of
-/// what the deletes read: a merge run at N=1,000,000 peaked at 308 MB RSS under 256 MB.
-pub const COMMIT_MEMORY_MIN_MB: u64 = 128;
+/// (`merge`, `replace`), at least. What the deletes need grows with the tables they delete from
+/// (measured, the seed's tables after a first load of N records): under the load's 32 MB a
+/// merge of everything failed at N=300,000 ("could not allocate block"); at N=1,000,000 a merge
+/// of everything passed with 128 MB, but an incremental merge of the fifth of the records that
+/// changed failed with 128 MB ("failed to pin block": its deletes are scattered over every row
+/// group) and passed with 256 MB; at N=6,000,000 a merge of everything failed with 256 MB and
+/// passed with 1 GB. Most of the limit fills as a cache of what the deletes read, so it shows in
+/// RSS: a merge run at N=1,000,000 peaked at 317 MB.
+pub const COMMIT_MEMORY_MIN_MB: u64 = 256;
 
-/// Bytes of DuckDB memory a deleting commit gets per row this load wrote into tables that
-/// existed (see [`commit_memory_mb`]): N=6,000,000 wrote 21.6 million such rows, and 48 bytes
-/// each gives the 1 GB that passed there.
+/// Bytes of DuckDB memory a deleting commit gets per row the tables it deletes from held when
+/// the load began (see [`commit_memory_mb`]): at N=6,000,000 they held 30 million rows, and 48
+/// bytes each gives 1.4 GB (1 GB passed, 256 MB failed); at N=1,000,000, 5 million rows, the
+/// 256 MB minimum (which passed both merges there).
 pub const COMMIT_MEMORY_PER_ROW: u64 = 48;
 
-/// DuckDB's memory limit in MB for a commit that deletes, after `rows` rows were written into
-/// tables that existed: [`COMMIT_MEMORY_MIN_MB`] or [`COMMIT_MEMORY_PER_ROW`] bytes per row,
-/// whichever is larger. Most of it is a cache DuckDB fills as it reads, so it shows in RSS.
+/// DuckDB's memory limit in MB for a commit that deletes from tables that held `rows` rows when
+/// the load began: [`COMMIT_MEMORY_MIN_MB`] or [`COMMIT_MEMORY_PER_ROW`] bytes per row,
+/// whichever is larger.
 pub fn commit_memory_mb(rows: u64) -> u64 {
     COMMIT_MEMORY_MIN_MB.max((rows * COMMIT_MEMORY_PER_ROW).div_ceil(1 << 20))
 }
@@ -143,6 +147,8 @@ pub struct DuckDb {
     appended: HashMap<String, u64>,
     /// The dataset's tables when the load began, with their columns' names.
     existing_at_begin: HashMap<String, Vec<String>>,
+    /// The dataset's tables' rows when the load began (DuckDB's estimate).
+    rows_at_begin: HashMap<String, u64>,
     /// DuckDB's memory limit for a commit that deletes, as DuckDB takes it (`1GB`), when the
     /// user set one; else [`commit_memory_mb`] decides.
     commit_memory: Option<String>,
@@ -167,6 +173,7 @@ impl DuckDb {
             written: BTreeMap::new(),
             appended: HashMap::new(),
             existing_at_begin: HashMap::new(),
+            rows_at_begin: HashMap::new(),
             commit_memory: None,
             commit_limit: None,
             in_txn: false,
@@ -254,6 +261,19 @@ impl DuckDb {
             tables.last_mut().expect("pushed").columns.push(ColumnInfo { name: c, data_type: ty, nullable });
         }
         Ok(tables)
+    }
+
+    /// The estimated rows of every table of the dataset (from DuckDB's catalog: no scan).
+    fn table_rows(&self) -> Result<HashMap<String, u64>, LoadError> {
+        let ctx = "reading the dataset's table sizes";
+        let mut stmt = self
+            .conn
+            .prepare("SELECT table_name, estimated_size FROM duckdb_tables() WHERE schema_name = ?")
+            .map_err(werr(ctx))?;
+        let rows = stmt
+            .query_map([&self.dataset], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
+            .map_err(werr(ctx))?;
+        rows.map(|r| r.map_err(werr(ctx))).collect()
     }
 
     /// Runs one statement of a commit; logs what it did and how long it took (debug level).
@@ -359,13 +379,20 @@ impl DuckDb {
     }
 
     fn commit_inner(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
-        let deletes = plan.resources.iter().any(|r| {
-            self.existing_at_begin.contains_key(&r.root_table)
-                && (r.write_disposition == WriteDisposition::Replace || r.write_disposition == WriteDisposition::Merge)
-        });
-        if deletes {
-            let rows =
-                self.appended.iter().filter(|(t, _)| self.existing_at_begin.contains_key(*t)).map(|(_, n)| n).sum();
+        // the tables that existed of the resources whose write disposition deletes
+        let deleting: Vec<&str> = plan
+            .resources
+            .iter()
+            .filter(|r| matches!(r.write_disposition, WriteDisposition::Replace | WriteDisposition::Merge))
+            .filter(|r| self.existing_at_begin.contains_key(&r.root_table))
+            .flat_map(|r| {
+                std::iter::once(r.root_table.as_str())
+                    .chain(plan.schema.descendants(&r.root_table).map(|t| t.name.as_str()))
+            })
+            .filter(|t| self.existing_at_begin.contains_key(*t))
+            .collect();
+        if !deleting.is_empty() {
+            let rows = deleting.iter().map(|t| self.rows_at_begin.get(*t).copied().unwrap_or(0)).sum();
             let limit = self.commit_memory.clone().unwrap_or_else(|| format!("{}MB", commit_memory_mb(rows)));
             self.conn.execute_batch(&format!("SET memory_limit = {}", literal(&limit))).map_err(|e| {
                 LoadError::Write {
@@ -623,6 +650,7 @@ impl Destination for DuckDb {
             .map_err(werr("preparing the load"))?;
         self.existing_at_begin =
             self.columns()?.into_iter().map(|t| (t.name, t.columns.into_iter().map(|c| c.name).collect())).collect();
+        self.rows_at_begin = self.table_rows()?;
         // everything from here to the commit is one transaction: rows are written in place and
         // appear, with everything else, at COMMIT or never
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(werr("starting the load transaction"))?;
