@@ -22,4 +22,4 @@ mod styles;
 
 mod args;
 pub use args::MockArgs;
-pub use server::{Faults, MockOptions, Stats, app, serve, spawn};
+pub use server::{Faults, MockOptions, Stats, app, spawn};

@@ -441,11 +441,6 @@ pub fn app(opts: MockOptions) -> Router {
     router(shared(opts))
 }
 
-/// Serves the mock API on `listener` until the future is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, opts: MockOptions) -> std::io::Result<()> {
-    axum::serve(listener, app(opts)).await
-}
-
 /// Binds `addr` (port 0 picks a free port), and serves the mock API on a background task.
 /// Returns the bound address.
 pub async fn spawn(
@@ -454,7 +449,7 @@ pub async fn spawn(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(shared(opts));
+    let app = app(opts);
     Ok((local, tokio::spawn(async move { axum::serve(listener, app).await })))
 }
 
