@@ -292,9 +292,7 @@ impl DuckDb {
     /// it added per table. The load's root rows are those with its `_dlt_load_id`.
     fn apply(&self, res: &ResourceLoad, plan: &LoadPlan) -> Result<Vec<TableReport>, LoadError> {
         let root = res.root_table.as_str();
-        // the root, then its nested tables, parents before children
-        let mut tables: Vec<&Table> = plan.schema.table(root).into_iter().collect();
-        tables.extend(plan.schema.descendants(root));
+        let tables: Vec<&Table> = resource_tables(&plan.schema, root).collect();
         let existed = |t: &str| self.existing_at_begin.contains_key(t);
         let wrote = |t: &str| self.written.contains_key(t);
         let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
@@ -385,10 +383,7 @@ impl DuckDb {
             .iter()
             .filter(|r| matches!(r.write_disposition, WriteDisposition::Replace | WriteDisposition::Merge))
             .filter(|r| self.existing_at_begin.contains_key(&r.root_table))
-            .flat_map(|r| {
-                std::iter::once(r.root_table.as_str())
-                    .chain(plan.schema.descendants(&r.root_table).map(|t| t.name.as_str()))
-            })
+            .flat_map(|r| resource_tables(&plan.schema, &r.root_table).map(|t| t.name.as_str()))
             .filter(|t| self.existing_at_begin.contains_key(*t))
             .collect();
         if !deleting.is_empty() {
@@ -530,6 +525,12 @@ fn create_or_widen(
         }
     }
     Ok(known)
+}
+
+/// A resource's tables in `schema`: its root table, then its nested tables, parents before
+/// children.
+fn resource_tables<'a>(schema: &'a Schema, root: &'a str) -> impl Iterator<Item = &'a Table> + 'a {
+    schema.table(root).into_iter().chain(schema.descendants(root))
 }
 
 /// `"dataset"."table"`.
