@@ -352,6 +352,14 @@ impl Normalizer {
         for t in &existing.tables {
             if t.name == cfg.table || t.name.starts_with(&format!("{}{PATH_SEPARATOR}", cfg.table)) {
                 let mut t = t.clone();
+                if t.name == cfg.table {
+                    // the destination keeps columns, types and nullability, not which columns are
+                    // the key: the configuration says so again, as it did when they were created
+                    for c in &mut t.columns {
+                        c.primary_key |= cfg.primary_key.contains(&c.name)
+                            || cfg.hints.iter().any(|h| h.primary_key && h.name == c.name);
+                    }
+                }
                 t.reindex();
                 schema.tables.push(t);
             }

@@ -154,6 +154,24 @@ fn existing_destination_types_win() {
 }
 
 #[test]
+fn a_schema_read_back_from_the_destination_gets_the_configured_key_again() {
+    // a first run's schema, as the destination gives it back: columns and nullability, no key
+    let mut first = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    first.push(&json!({"id": 1, "name": "F", "tags": ["a"]}), &mut Vec::new()).unwrap();
+    let mut existing = first.schema().clone();
+    for t in &mut existing.tables {
+        for c in &mut t.columns {
+            c.primary_key = false;
+        }
+    }
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &existing);
+    n.push(&json!({"id": 2, "name": "G", "tags": ["b"]}), &mut Vec::new()).unwrap();
+    // the same schema as the first run's, so the load records no new schema version
+    assert_eq!(n.schema(), first.schema());
+    assert!(n.schema().table("forums").unwrap().column("id").unwrap().primary_key);
+}
+
+#[test]
 fn missing_primary_key_is_an_error() {
     let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
     let err = n.push(&json!({"name": "no id"}), &mut Vec::new()).unwrap_err();

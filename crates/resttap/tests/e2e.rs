@@ -97,6 +97,25 @@ fn seed_config_loads_every_resource_with_dlt_tables_and_types() {
 }
 
 #[test]
+fn a_second_run_of_the_same_data_records_no_new_schema_version() {
+    let mock = Mock::start(&["--records", "300"]);
+    let s = Scratch::new();
+    assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    let c = open(&s.db());
+    // dlt adds a _dlt_version row when the schema changes, and it did not
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_version"), 1);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 2);
+    assert_eq!(count(&c, "SELECT count(DISTINCT schema_version_hash) FROM t_dataset._dlt_loads"), 1);
+    // the stored schema still knows the key
+    let schema: String = c.query_row("SELECT schema FROM t_dataset._dlt_version", [], |r| r.get(0)).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    let forums = schema["tables"].as_array().unwrap().iter().find(|t| t["name"] == "forums").unwrap();
+    let id = forums["columns"].as_array().unwrap().iter().find(|c| c["name"] == "id").unwrap();
+    assert_eq!(id["primary_key"], true, "{id}");
+}
+
+#[test]
 fn second_run_after_changes_merges_without_duplicates() {
     let mock = Mock::start(&["--records", &RECORDS.to_string()]);
     let s = Scratch::new();
