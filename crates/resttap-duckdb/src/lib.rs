@@ -41,9 +41,29 @@ pub const COMMIT_MEMORY_PER_ROW: u64 = 48;
 
 /// DuckDB's memory limit in MB for a commit that deletes from tables that held `rows` rows when
 /// the load began: [`COMMIT_MEMORY_MIN_MB`] or [`COMMIT_MEMORY_PER_ROW`] bytes per row,
-/// whichever is larger.
-pub fn commit_memory_mb(rows: u64) -> u64 {
-    COMMIT_MEMORY_MIN_MB.max((rows * COMMIT_MEMORY_PER_ROW).div_ceil(1 << 20))
+/// whichever is larger, but never more than `available_mb`, DuckDB's own default limit (80% of
+/// the memory of the machine, or of the cgroup it runs in): a limit above what the machine has
+/// gets the process killed by the kernel, where DuckDB at its limit spills to disk or fails
+/// with an error that says what to do.
+pub fn commit_memory_mb(rows: u64, available_mb: Option<u64>) -> u64 {
+    let wanted = COMMIT_MEMORY_MIN_MB.max((rows * COMMIT_MEMORY_PER_ROW).div_ceil(1 << 20));
+    available_mb.map_or(wanted, |cap| wanted.min(cap))
+}
+
+/// A size as DuckDB prints one (`18.8 GiB`, `908.8 MiB`, `100 bytes`), in MB (MiB).
+fn parse_duckdb_size_mb(text: &str) -> Option<u64> {
+    let (number, unit) = text.trim().split_once(' ')?;
+    let number: f64 = number.parse().ok()?;
+    let shift = match unit {
+        "byte" | "bytes" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        "PiB" => 50,
+        _ => return None,
+    };
+    (number.is_finite() && number >= 0.0).then(|| (number * (1u64 << shift) as f64 / (1u64 << 20) as f64) as u64)
 }
 
 /// Rows per DuckDB row group. DuckDB compresses and writes a table's row group when it is full,
@@ -154,6 +174,9 @@ pub struct DuckDb {
     commit_memory: Option<String>,
     /// The limit the running commit set, for its out-of-memory error.
     commit_limit: Option<String>,
+    /// DuckDB's default memory limit in MB, read before the load's was set: the most a commit
+    /// gets unless the user asks for more.
+    available_mb: Option<u64>,
     /// Whether the load transaction is open.
     in_txn: bool,
 }
@@ -176,6 +199,7 @@ impl DuckDb {
             rows_at_begin: HashMap::new(),
             commit_memory: None,
             commit_limit: None,
+            available_mb: None,
             in_txn: false,
         }
     }
@@ -190,12 +214,17 @@ impl DuckDb {
         // one core is left to extraction and normalization, which run while DuckDB writes;
         // on 2 cores DuckDB's second worker only spun on its scheduler's lock (~5% of CPU)
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
+        let default_limit: String = conn
+            .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+            .map_err(open_error(&location))?;
         conn.execute_batch(&format!(
             "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = {threads}; SET temp_directory = {temp}; \
              ATTACH {file} AS resttap_db (ROW_GROUP_SIZE {ROW_GROUP_SIZE}); USE resttap_db"
         ))
         .map_err(open_error(&location))?;
-        Ok(Self::with_connection(conn, path, dataset))
+        let mut db = Self::with_connection(conn, path, dataset);
+        db.available_mb = parse_duckdb_size_mb(&default_limit);
+        Ok(db)
     }
 
     /// Sets DuckDB's memory limit for commits that delete older rows (`merge`, `replace`), as
@@ -388,7 +417,10 @@ impl DuckDb {
             .collect();
         if !deleting.is_empty() {
             let rows = deleting.iter().map(|t| self.rows_at_begin.get(*t).copied().unwrap_or(0)).sum();
-            let limit = self.commit_memory.clone().unwrap_or_else(|| format!("{}MB", commit_memory_mb(rows)));
+            let limit = self
+                .commit_memory
+                .clone()
+                .unwrap_or_else(|| format!("{}MB", commit_memory_mb(rows, self.available_mb)));
             self.conn.execute_batch(&format!("SET memory_limit = {}", literal(&limit))).map_err(|e| {
                 LoadError::Write {
                     context: format!("setting DuckDB's memory limit for the commit to {limit:?}"),

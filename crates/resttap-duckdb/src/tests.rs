@@ -331,9 +331,33 @@ fn appenders_span_batches_and_flushes_and_follow_new_columns() {
 
 #[test]
 fn a_deleting_commit_gets_memory_by_the_rows_it_deletes_from() {
-    assert_eq!(commit_memory_mb(0), COMMIT_MEMORY_MIN_MB);
-    assert_eq!(commit_memory_mb(5_000_000), COMMIT_MEMORY_MIN_MB, "N=1,000,000 of the seed: 256 MB passed");
-    assert_eq!(commit_memory_mb(30_000_000), 1374, "N=6,000,000 of the seed: 1 GB passed, 256 MB failed");
+    assert_eq!(commit_memory_mb(0, None), COMMIT_MEMORY_MIN_MB);
+    assert_eq!(commit_memory_mb(5_000_000, None), COMMIT_MEMORY_MIN_MB, "N=1,000,000 of the seed: 256 MB passed");
+    assert_eq!(commit_memory_mb(30_000_000, None), 1374, "N=6,000,000 of the seed: 1 GB passed, 256 MB failed");
+    // never more than DuckDB's own default, what the machine (or its cgroup) has
+    assert_eq!(commit_memory_mb(30_000_000, Some(20_000)), 1374);
+    assert_eq!(commit_memory_mb(30_000_000, Some(1000)), 1000);
+    assert_eq!(commit_memory_mb(0, Some(200)), 200, "below the minimum on a small machine");
+}
+
+#[test]
+fn duckdbs_default_memory_limit_is_read_as_it_prints_sizes() {
+    assert_eq!(parse_duckdb_size_mb("18.8 GiB"), Some(19251));
+    assert_eq!(parse_duckdb_size_mb("908.8 MiB"), Some(908));
+    assert_eq!(parse_duckdb_size_mb("1.5 TiB"), Some(1_572_864));
+    assert_eq!(parse_duckdb_size_mb("512.0 KiB"), Some(0));
+    assert_eq!(parse_duckdb_size_mb("100 bytes"), Some(0));
+    for bad in ["lots", "12 XB", "GiB", "-1.0 GiB", ""] {
+        assert_eq!(parse_duckdb_size_mb(bad), None, "{bad}");
+    }
+    // what a database opened for a load reads is DuckDB's default, not the load's 32 MB
+    let (_d, db) = temp();
+    let fresh: String = Connection::open_in_memory()
+        .unwrap()
+        .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(db.available_mb, parse_duckdb_size_mb(&fresh), "{fresh}");
+    assert!(db.available_mb.is_some_and(|mb| mb > 32), "{fresh}");
 }
 
 #[test]
