@@ -9,7 +9,9 @@ CPU time (user+sys), peak RSS (of that process alone, from wait4) and records/s.
 resttap run --repeat times, interleaved, and report the run of median wall time (with the range
 of wall times: the machine is shared and single runs vary); dlt runs once. Then resttap runs
 --repeat times more over its last first load ("merge run": every record again, merged by
-primary key, as a scheduled run of the seed does). Printed and written to
+primary key, as a scheduled run of the seed does). Where dlt runs, the floor and resttap run
+--repeat times again after it and their medians are taken over both sets, before and after
+dlt's run, since the host's speed drifts over dlt's minute or two. Printed and written to
 bench-results/<UTC time>.md.
 """
 import argparse
@@ -119,12 +121,16 @@ def main():
                 runs = [("floor", [str(BIN), "fetch-floor", "--base-url", url, "--token", TOKEN]),
                         ("resttap", [str(BIN), "run", str(CONFIG), "--base-url", url, "--pipeline", "bench", "--destination", f"duckdb:{tmp}/r.duckdb"])]
                 samples = {name: [] for name, _ in runs}
-                for _ in range(max(1, args.repeat)):
-                    for name, cmd in runs:
-                        # every resttap run is a first load into a new file
-                        for f in pathlib.Path(tmp).glob("r.duckdb*"):
-                            shutil.rmtree(f) if f.is_dir() else f.unlink()
-                        samples[name].append(run_checked(name, cmd, env, tmp))
+
+                def first_loads():
+                    for _ in range(max(1, args.repeat)):
+                        for name, cmd in runs:
+                            # every resttap run is a first load into a new file
+                            for f in pathlib.Path(tmp).glob("r.duckdb*"):
+                                shutil.rmtree(f) if f.is_dir() else f.unlink()
+                            samples[name].append(run_checked(name, cmd, env, tmp))
+
+                first_loads()
                 # the run a user repeats: the same data again over the last first load, every
                 # record merged (delete-insert by primary key), each run over the one before
                 merge_cmd = runs[1][1]
@@ -132,6 +138,9 @@ def main():
                 if py and n <= args.dlt_max:
                     cmd = [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, f"{tmp}/d.duckdb"]
                     samples["dlt 1.31"] = [run_checked("dlt 1.31", cmd, env, tmp)]
+                    # the host's speed drifts over dlt's minute or two: the floor and resttap
+                    # run as many times again after it, so their medians span the same spell
+                    first_loads()
                 for name, runs_of in samples.items():
                     ordered = sorted(runs_of)
                     wall, cpu, rss = ordered[len(ordered) // 2]
