@@ -70,7 +70,8 @@ pub struct NormalizerConfig {
     /// The root table's name (already normalized).
     pub table: String,
     pub write_disposition: WriteDisposition,
-    /// Primary key columns (already normalized).
+    /// Primary key columns (already normalized): the resource's `primary_key` and the columns
+    /// hinted as keys.
     pub primary_key: Vec<String>,
     /// `max_table_nesting`: below this depth objects and lists stay whole, as `json`.
     pub max_nesting: Option<u32>,
@@ -356,8 +357,7 @@ impl Normalizer {
                     // the destination keeps columns, types and nullability, not which columns are
                     // the key: the configuration says so again, as it did when they were created
                     for c in &mut t.columns {
-                        c.primary_key |= cfg.primary_key.contains(&c.name)
-                            || cfg.hints.iter().any(|h| h.primary_key && h.name == c.name);
+                        c.primary_key |= cfg.primary_key.contains(&c.name);
                     }
                 }
                 t.reindex();
