@@ -23,26 +23,21 @@ use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 pub const MEMORY_LIMIT: &str = "32MB";
 
 /// DuckDB's memory limit, in MB, for a commit that deletes older rows of existing tables
-/// (`merge`, `replace`), at least: the load's own ([`MEMORY_LIMIT`]). What the deletes need
-/// grows with the tables they delete from, not with the load: DuckDB keeps 2,048 transaction ids
-/// (16 KB) for every 2,048-row vector a delete touches, unless one call deletes it whole, plus
-/// the joins' hash tables. So the seed's incremental merge (a fifth of the records changed,
-/// deletes scattered over every vector) needs more than merging everything. Measured, the
-/// seed's tables after a first load of N records, incremental merge (merging everything passed
-/// under every limit that it passed): N=100,000 (0.5 million rows) failed with 24 MB, passed
-/// with 32 MB; N=300,000 (1.5 million) failed with 48 MB, passed with 80 MB; N=1,000,000 (5
-/// million) failed with 128 MB, passed with 256 MB; merging everything at N=6,000,000 (30
-/// million) failed with 256 MB and passed with 1 GB. Most of a larger limit fills as a cache of
-/// what the deletes read and shows in RSS (N=100,000: a merge run peaked at 96 MB with 32 MB,
-/// 122 MB with 256 MB).
-pub const COMMIT_MEMORY_MIN_MB: u64 = 32;
+/// (`merge`, `replace`), at least. What the deletes need grows with the tables they delete from
+/// (measured, the seed's tables after a first load of N records): under the load's 32 MB a
+/// merge of everything failed at N=300,000 ("could not allocate block"); at N=1,000,000 a merge
+/// of everything passed with 128 MB, but an incremental merge of the fifth of the records that
+/// changed failed with 128 MB ("failed to pin block": its deletes are scattered over every row
+/// group) and passed with 256 MB; at N=6,000,000 a merge of everything failed with 256 MB and
+/// passed with 1 GB. Most of the limit fills as a cache of what the deletes read, so it shows in
+/// RSS: a merge run at N=1,000,000 peaked at 317 MB.
+pub const COMMIT_MEMORY_MIN_MB: u64 = 256;
 
 /// Bytes of DuckDB memory a deleting commit gets per row the tables it deletes from held when
-/// the load began (see [`commit_memory_mb`] and the measurements above): 32 MB (the minimum) at
-/// 0.5 million rows, 92 MB at 1.5 million, 305 MB at 5 million, 1.8 GB at 30 million, each above
-/// what passed; also passed at the sizes between (N=50,000, 150,000, 200,000 and 600,000, both
-/// merges).
-pub const COMMIT_MEMORY_PER_ROW: u64 = 64;
+/// the load began (see [`commit_memory_mb`]): at N=6,000,000 they held 30 million rows, and 48
+/// bytes each gives 1.4 GB (1 GB passed, 256 MB failed); at N=1,000,000, 5 million rows, the
+/// 256 MB minimum (which passed both merges there).
+pub const COMMIT_MEMORY_PER_ROW: u64 = 48;
 
 /// DuckDB's memory limit in MB for a commit that deletes from tables that held `rows` rows when
 /// the load began: [`COMMIT_MEMORY_MIN_MB`] or [`COMMIT_MEMORY_PER_ROW`] bytes per row,
