@@ -116,6 +116,39 @@ fn a_second_run_of_the_same_data_records_no_new_schema_version() {
 }
 
 #[test]
+fn merge_runs_one_over_another_fit_the_commits_memory() {
+    // N=100,000 of the seed: 500,000 rows in 12 tables. The second merge run over the same
+    // dataset needs more DuckDB memory than the first (measured: under 32 MB the first passes
+    // and the second fails), so this guards how a deleting commit's limit is sized.
+    let records = 100_000;
+    let mock = Mock::start(&["--records", &records.to_string(), "--prerender"]);
+    let s = Scratch::new();
+    for _ in 0..3 {
+        assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    }
+    let c = open(&s.db());
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 3);
+    for t in TABLES {
+        let want = resttap_mock::data::record_count(t, records, 0, 2) as i64;
+        assert_eq!(count(&c, &format!("SELECT count(*) FROM t_dataset.{t}")), want, "{t}");
+        assert_eq!(count(&c, &format!("SELECT count(DISTINCT id) FROM t_dataset.{t}")), want, "{t}");
+    }
+    // every nested row belongs to a root row of the last load
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM t_dataset.suggestions__categories n LEFT JOIN t_dataset.suggestions r \
+             ON n._dlt_root_id = r._dlt_id WHERE r._dlt_id IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM t_dataset.feedback_records__labels"),
+        list_rows("feedback_records", records, 0, 2, "labels")
+    );
+}
+
+#[test]
 fn second_run_after_changes_merges_without_duplicates() {
     let mock = Mock::start(&["--records", &RECORDS.to_string()]);
     let s = Scratch::new();

@@ -137,6 +137,7 @@ pub fn run(config: &Path, mock: &Mock, db: &Path, token: &str, extra: &[&str]) -
         .args(extra)
         .env("API_KEY", token)
         .env_remove("RESTTAP_LOG")
+        .env_remove("RESTTAP_DUCKDB_COMMIT_MEMORY")
         .current_dir(db.parent().unwrap())
         .output()
         .unwrap()
