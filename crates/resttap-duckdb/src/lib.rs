@@ -174,9 +174,6 @@ pub struct DuckDb {
     commit_memory: Option<String>,
     /// The limit the running commit set, for its out-of-memory error.
     commit_limit: Option<String>,
-    /// DuckDB's default memory limit in MB, read before the load's was set: the most a commit
-    /// gets unless the user asks for more.
-    available_mb: Option<u64>,
     /// Whether the load transaction is open.
     in_txn: bool,
 }
@@ -199,7 +196,6 @@ impl DuckDb {
             rows_at_begin: HashMap::new(),
             commit_memory: None,
             commit_limit: None,
-            available_mb: None,
             in_txn: false,
         }
     }
@@ -214,21 +210,17 @@ impl DuckDb {
         // one core is left to extraction and normalization, which run while DuckDB writes;
         // on 2 cores DuckDB's second worker only spun on its scheduler's lock (~5% of CPU)
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
-        let default_limit: String = conn
-            .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
-            .map_err(open_error(&location))?;
         conn.execute_batch(&format!(
             "SET memory_limit = '{MEMORY_LIMIT}'; SET threads = {threads}; SET temp_directory = {temp}; \
              ATTACH {file} AS resttap_db (ROW_GROUP_SIZE {ROW_GROUP_SIZE}); USE resttap_db"
         ))
         .map_err(open_error(&location))?;
-        let mut db = Self::with_connection(conn, path, dataset);
-        db.available_mb = parse_duckdb_size_mb(&default_limit);
-        Ok(db)
+        Ok(Self::with_connection(conn, path, dataset))
     }
 
     /// Sets DuckDB's memory limit for commits that delete older rows (`merge`, `replace`), as
-    /// DuckDB writes sizes (`512MB`, `2GB`); `None` sizes it from the rows the load wrote.
+    /// DuckDB writes sizes (`512MB`, `2GB`); `None` sizes it from the rows the tables held when
+    /// the load began ([`commit_memory_mb`]).
     pub fn set_commit_memory(&mut self, limit: Option<String>) {
         self.commit_memory = limit;
     }
@@ -311,6 +303,16 @@ impl DuckDb {
         let n = self.conn.execute(sql, []).map_err(werr(ctx))?;
         tracing::debug!(rows = n, elapsed_ms = t.elapsed().as_millis() as u64, "{ctx}");
         Ok(n)
+    }
+
+    /// DuckDB's default memory limit in MB (80% of the machine's or cgroup's memory, as DuckDB
+    /// computes it), read by resetting the connection's: the caller sets the one it wants next.
+    fn default_memory_mb(&self) -> Result<Option<u64>, LoadError> {
+        let ctx = "reading DuckDB's default memory limit";
+        self.conn.execute_batch("RESET memory_limit").map_err(werr(ctx))?;
+        let text: String =
+            self.conn.query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0)).map_err(werr(ctx))?;
+        Ok(parse_duckdb_size_mb(&text))
     }
 
     fn count(&self, sql: &str, ctx: &str) -> Result<u64, LoadError> {
@@ -417,10 +419,15 @@ impl DuckDb {
             .collect();
         if !deleting.is_empty() {
             let rows = deleting.iter().map(|t| self.rows_at_begin.get(*t).copied().unwrap_or(0)).sum();
-            let limit = self
-                .commit_memory
-                .clone()
-                .unwrap_or_else(|| format!("{}MB", commit_memory_mb(rows, self.available_mb)));
+            let limit = match &self.commit_memory {
+                Some(limit) => limit.clone(),
+                None => {
+                    // reading DuckDB's default resets the connection's limit: the commit puts
+                    // the load's back whatever happens next
+                    self.commit_limit = Some(MEMORY_LIMIT.to_string());
+                    format!("{}MB", commit_memory_mb(rows, self.default_memory_mb()?))
+                }
+            };
             self.conn.execute_batch(&format!("SET memory_limit = {}", literal(&limit))).map_err(|e| {
                 LoadError::Write {
                     context: format!("setting DuckDB's memory limit for the commit to {limit:?}"),
