@@ -1,7 +1,7 @@
 //! The DuckDB destination.
 //!
 //! The dataset is a DuckDB schema (`<pipeline>_dataset` by default) in one database file. A load
-//! is one transaction: rows are appended as Arrow batches straight into the dataset's tables
+//! is one transaction: rows are inserted from Arrow batches straight into the dataset's tables
 //! (created or widened as batches bring tables and columns), where no other connection sees
 //! them until the commit; the commit then applies the write disposition with set-based SQL
 //! over the load's rows, which carry its `_dlt_load_id` (`append`: nothing more; `replace`:
@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use duckdb::{Appender, Connection};
+use duckdb::Connection;
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
@@ -75,12 +75,13 @@ fn parse_duckdb_size_mb(text: &str) -> Option<u64> {
 /// N=1,000,000 135 -> 146 MB (more row groups' metadata).
 pub const ROW_GROUP_SIZE: u32 = 8_192;
 
-/// Rows an appender collects before it writes them into the table. DuckDB runs each appender
-/// flush as an INSERT statement (parsed, planned, executed); with an appender created and
-/// flushed for every 2048-row batch the loader thread was busy 0.93-1.0 s at N=100,000, with one
-/// appender per table 0.71-0.78 s. What appenders hold is memory outside DuckDB's limit, for
-/// every table at once: 16,384 rows per table peaked at ~35 MB (12 tables), 4,096 at ~9 MB, at
-/// the same speed (measured).
+/// Rows of a table held before they are inserted into it (one `INSERT ... SELECT` from the
+/// [`scan`] table function, which hands DuckDB the Arrow batches' strings without copying them).
+/// Each insert is a statement DuckDB parses and plans, so they go in a few thousand rows at a
+/// time; what waits is memory outside DuckDB's limit, for every table at once. Measured at
+/// N=100,000 (interleaved, 8 runs each): 2,048 rows 1.52 s, 4,096 1.43 s, 8,192 1.41 s but
+/// +5 MB peak RSS. (Through duckdb-rs's appender, which this replaced, 4,096 too: 16,384 rows
+/// held ~35 MB in its buffers, 4,096 ~9 MB.)
 pub const FLUSH_ROWS: usize = 4096;
 
 /// dlt's own tables, left out of the user schema.
@@ -215,6 +216,7 @@ impl DuckDb {
              ATTACH {file} AS resttap_db (ROW_GROUP_SIZE {ROW_GROUP_SIZE}); USE resttap_db"
         ))
         .map_err(open_error(&location))?;
+        conn.register_table_function::<scan::BatchScan>(scan::FUNCTION).map_err(open_error(&location))?;
         Ok(Self::with_connection(conn, path, dataset))
     }
 
@@ -577,19 +579,33 @@ fn qualified(dataset: &str, table: &str) -> String {
     format!("{}.{}", ident(dataset), ident(table))
 }
 
-/// An open appender of one table and the columns it appends.
-struct Writer<'c> {
+/// One table's batches not yet inserted, and the columns they have.
+struct Pending {
     columns: Vec<String>,
-    app: Appender<'c>,
-    /// Rows appended since the last flush.
+    types: Vec<DataType>,
+    batches: Vec<arrow::array::RecordBatch>,
     rows: usize,
+    /// `"dataset"."table"`.
+    table: String,
     ctx: String,
 }
 
-impl Writer<'_> {
-    fn flush(&mut self) -> Result<(), LoadError> {
+impl Pending {
+    /// Inserts the batches into the table (one `INSERT` through [`scan::FUNCTION`]).
+    fn flush(&mut self, conn: &Connection) -> Result<(), LoadError> {
+        if self.batches.is_empty() {
+            return Ok(());
+        }
+        let staged = scan::Staged {
+            types: self.types.clone(),
+            names: self.columns.clone(),
+            batches: std::mem::take(&mut self.batches),
+        };
         self.rows = 0;
-        self.app.flush().map_err(werr(&self.ctx))
+        let ticket = staged.register();
+        let columns = self.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+        let sql = format!("INSERT INTO {} ({columns}) SELECT * FROM {}({})", self.table, scan::FUNCTION, ticket.id());
+        conn.execute_batch(&sql).map_err(werr(&self.ctx))
     }
 }
 
@@ -698,42 +714,47 @@ impl Destination for DuckDb {
         Ok(())
     }
 
-    /// Each table gets one appender for the whole load (a new one when its batches bring new
-    /// columns, which are added to the table first), flushed every [`FLUSH_ROWS`] rows, into
-    /// the dataset's table itself: inside the load transaction, so nothing shows before the
-    /// commit.
+    /// Each table's batches are inserted [`FLUSH_ROWS`] rows at a time (and before a batch
+    /// with new columns, which are added to the table first), into the dataset's table itself:
+    /// inside the load transaction, so nothing shows before the commit.
     fn stage_all(&mut self, batches: &mut dyn Iterator<Item = TableBatch>) -> Result<(), LoadError> {
         let Self { conn, dataset, written, appended, existing_at_begin, .. } = self;
         let conn: &Connection = conn;
-        let mut writers: HashMap<String, Writer<'_>> = HashMap::new();
+        let mut pending: HashMap<String, Pending> = HashMap::new();
         for batch in batches {
-            let names: Vec<&str> = batch.columns.iter().map(|c| c.name.as_str()).collect();
-            let same = writers.get(&batch.table).is_some_and(|w| w.columns.iter().eq(names.iter()));
+            let same =
+                pending.get(&batch.table).is_some_and(|p| p.columns.iter().eq(batch.columns.iter().map(|c| &c.name)));
             if !same {
-                // the columns changed: what the old appender holds goes in before the table grows
-                if let Some(mut w) = writers.remove(&batch.table) {
-                    w.flush()?;
+                // the columns changed: what is pending goes in before the table grows
+                if let Some(mut p) = pending.remove(&batch.table) {
+                    p.flush(conn)?;
                 }
                 let table = &batch.table;
                 let ctx = format!("writing rows of table {dataset}.{table}");
                 let known = written.remove(table).or_else(|| existing_at_begin.get(table).cloned());
                 let q = qualified(dataset, table);
                 written.insert(table.clone(), create_or_widen(conn, &q, known, &batch.columns, &ctx)?);
-                let app = conn.appender_with_columns_to_db(table, dataset, &names).map_err(werr(&ctx))?;
-                let columns = names.iter().map(|n| n.to_string()).collect();
-                writers.insert(table.clone(), Writer { columns, app, rows: 0, ctx });
+                let p = Pending {
+                    columns: batch.columns.iter().map(|c| c.name.clone()).collect(),
+                    types: batch.columns.iter().map(|c| c.data_type).collect(),
+                    batches: Vec::new(),
+                    rows: 0,
+                    table: q,
+                    ctx,
+                };
+                pending.insert(table.clone(), p);
             }
-            let w = writers.get_mut(&batch.table).expect("inserted above");
+            let p = pending.get_mut(&batch.table).expect("inserted above");
             let rows = batch.batch.num_rows();
-            w.rows += rows;
+            p.rows += rows;
             *appended.entry(batch.table).or_default() += rows as u64;
-            w.app.append_record_batch(batch.batch).map_err(werr(&w.ctx))?;
-            if w.rows >= FLUSH_ROWS {
-                w.flush()?;
+            p.batches.push(batch.batch);
+            if p.rows >= FLUSH_ROWS {
+                p.flush(conn)?;
             }
         }
-        for w in writers.values_mut() {
-            w.flush()?;
+        for p in pending.values_mut() {
+            p.flush(conn)?;
         }
         Ok(())
     }
@@ -784,6 +805,8 @@ impl Destination for DuckDb {
         self.appended.clear();
     }
 }
+
+mod scan;
 
 #[cfg(test)]
 mod tests;

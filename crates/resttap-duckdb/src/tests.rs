@@ -290,8 +290,8 @@ fn a_first_load_written_in_place_still_collapses_duplicates_and_rolls_back() {
 }
 
 #[test]
-fn appenders_span_batches_and_flushes_and_follow_new_columns() {
-    // more rows than one appender flush, with a column that first appears after the first
+fn inserts_span_batches_and_flushes_and_follow_new_columns() {
+    // more rows than one insert takes, with a column that first appears after the first
     // flush and a nested table: into new tables (written in place), then merged over them
     let (_d, mut db) = temp();
     let n = FLUSH_ROWS * 2 + 100;
@@ -389,4 +389,101 @@ fn a_commit_memory_limit_of_the_users_is_used_and_checked() {
     load(&mut db, WriteDisposition::Merge, &records).unwrap();
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 6000);
     assert_eq!(q::<String>(&db, "SELECT current_setting('memory_limit')"), q::<String>(&db, "SELECT '30.5 MiB'"));
+}
+
+/// The expected row `i` of [`scanned_batches_arrive_whole`]'s table.
+#[allow(clippy::type_complexity)]
+fn scan_row(i: i64) -> (i64, Option<String>, Option<f64>, Option<bool>, Option<i64>, Option<i64>, Option<String>) {
+    let text = match i % 6 {
+        0 => String::new(),
+        1 => "abc".into(),
+        2 => "123456789012".into(),                     // the longest DuckDB inlines
+        3 => "1234567890123".into(),                    // the shortest it does not
+        4 => format!("é漢字🙂 {i} {}", "x".repeat(40)), // multi-byte, long
+        _ => format!("{i:>12}"),
+    };
+    (
+        i,
+        (i % 7 != 0).then_some(text),
+        (i % 11 != 0).then_some(i as f64 / 3.0),
+        (i % 13 != 0).then_some(i % 2 == 0),
+        (i % 17 != 0).then_some(i * 1_000_003),
+        (i % 19 != 0).then_some(i - 2_500),
+        (i % 23 != 0).then(|| format!("{{\"k\":{i}}}")),
+    )
+}
+
+#[test]
+fn scanned_batches_arrive_whole() {
+    // every type a column can have, nulls in each, strings inlined and not, batches longer than
+    // a DuckDB vector (sliced) and shorter, through one INSERT as stage_all does
+    use arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
+    use arrow::array::{RecordBatch, TimestampMicrosecondArray};
+    let (_d, db) = temp();
+    db.connection()
+        .execute_batch(
+            "CREATE SCHEMA ds; CREATE TABLE ds.t (id BIGINT, s VARCHAR, d DOUBLE, b BOOLEAN, \
+             ts TIMESTAMP WITH TIME ZONE, dt DATE, j JSON)",
+        )
+        .unwrap();
+    let batch = |range: std::ops::Range<i64>| {
+        let rows: Vec<_> = range.map(scan_row).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1.clone()))),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|r| r.2))),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| r.3))),
+            Arc::new(TimestampMicrosecondArray::from_iter(rows.iter().map(|r| r.4)).with_timezone("UTC")),
+            Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.5.map(|d| d as i32)))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.6.clone()))),
+        ];
+        let names = ["id", "s", "d", "b", "ts", "dt", "j"];
+        RecordBatch::try_from_iter(names.into_iter().zip(columns)).unwrap()
+    };
+    let mut pending = Pending {
+        columns: ["id", "s", "d", "b", "ts", "dt", "j"].map(String::from).to_vec(),
+        types: vec![
+            DataType::Bigint,
+            DataType::Text,
+            DataType::Double,
+            DataType::Bool,
+            DataType::Timestamp,
+            DataType::Date,
+            DataType::Json,
+        ],
+        batches: vec![batch(0..4500), batch(4500..4600), batch(4600..6000)],
+        rows: 6000,
+        table: qualified("ds", "t"),
+        ctx: "test".into(),
+    };
+    pending.flush(db.connection()).unwrap();
+    assert!(pending.batches.is_empty() && pending.rows == 0);
+    let mut st = db
+        .connection()
+        .prepare(
+            "SELECT id, s, d, b, epoch_us(ts), CAST(dt - DATE '1970-01-01' AS BIGINT), CAST(j AS VARCHAR) \
+             FROM ds.t ORDER BY id",
+        )
+        .unwrap();
+    let got: Vec<_> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<_> = (0..6000).map(scan_row).collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+    // the strings are DuckDB's own copies: equal and ordered as DuckDB compares them
+    let twelve = want.iter().filter(|r| r.1.as_deref() == Some("123456789012")).count();
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.t WHERE s = '123456789012'"), twelve as i64);
+    assert_eq!(
+        q::<String>(&db, "SELECT max(s) FROM ds.t WHERE s LIKE 'é%'"),
+        want.iter().filter_map(|r| r.1.clone()).filter(|s| s.starts_with('é')).max().unwrap()
+    );
+    // nothing is left behind in the registry, and an id is read once
+    let id = scan::Staged { types: vec![DataType::Bigint], names: vec!["id".into()], batches: vec![] }.register().id();
+    let err = db.connection().execute_batch(&format!("SELECT * FROM {}({id})", scan::FUNCTION)).unwrap_err();
+    assert!(err.to_string().contains("no such batches"), "{err}");
 }
