@@ -13,11 +13,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use duckdb::Connection;
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
+
+mod scan;
 
 /// DuckDB's memory limit for a load: rows beyond it spill to `<file>.tmp`.
 pub const MEMORY_LIMIT: &str = "32MB";
@@ -581,30 +584,42 @@ fn qualified(dataset: &str, table: &str) -> String {
 
 /// One table's batches not yet inserted, and the columns they have.
 struct Pending {
-    columns: Vec<String>,
-    types: Vec<DataType>,
+    names: Arc<[String]>,
+    types: Arc<[DataType]>,
     batches: Vec<arrow::array::RecordBatch>,
-    rows: usize,
-    /// `"dataset"."table"`.
-    table: String,
+    /// `INSERT INTO "dataset"."table" ("a", ...) SELECT * FROM`, built once.
+    insert: String,
     ctx: String,
 }
 
 impl Pending {
+    fn new(qualified_table: &str, columns: &[Column], ctx: String) -> Self {
+        let list = columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ");
+        Pending {
+            names: columns.iter().map(|c| c.name.clone()).collect(),
+            types: columns.iter().map(|c| c.data_type).collect(),
+            batches: Vec::new(),
+            insert: format!("INSERT INTO {qualified_table} ({list}) SELECT * FROM"),
+            ctx,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+
     /// Inserts the batches into the table (one `INSERT` through [`scan::FUNCTION`]).
     fn flush(&mut self, conn: &Connection) -> Result<(), LoadError> {
         if self.batches.is_empty() {
             return Ok(());
         }
         let staged = scan::Staged {
-            types: self.types.clone(),
-            names: self.columns.clone(),
+            names: Arc::clone(&self.names),
+            types: Arc::clone(&self.types),
             batches: std::mem::take(&mut self.batches),
         };
-        self.rows = 0;
         let ticket = staged.register();
-        let columns = self.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-        let sql = format!("INSERT INTO {} ({columns}) SELECT * FROM {}({})", self.table, scan::FUNCTION, ticket.id());
+        let sql = format!("{} {}({})", self.insert, scan::FUNCTION, ticket.id());
         conn.execute_batch(&sql).map_err(werr(&self.ctx))
     }
 }
@@ -723,7 +738,7 @@ impl Destination for DuckDb {
         let mut pending: HashMap<String, Pending> = HashMap::new();
         for batch in batches {
             let same =
-                pending.get(&batch.table).is_some_and(|p| p.columns.iter().eq(batch.columns.iter().map(|c| &c.name)));
+                pending.get(&batch.table).is_some_and(|p| p.names.iter().eq(batch.columns.iter().map(|c| &c.name)));
             if !same {
                 // the columns changed: what is pending goes in before the table grows
                 if let Some(mut p) = pending.remove(&batch.table) {
@@ -734,22 +749,13 @@ impl Destination for DuckDb {
                 let known = written.remove(table).or_else(|| existing_at_begin.get(table).cloned());
                 let q = qualified(dataset, table);
                 written.insert(table.clone(), create_or_widen(conn, &q, known, &batch.columns, &ctx)?);
-                let p = Pending {
-                    columns: batch.columns.iter().map(|c| c.name.clone()).collect(),
-                    types: batch.columns.iter().map(|c| c.data_type).collect(),
-                    batches: Vec::new(),
-                    rows: 0,
-                    table: q,
-                    ctx,
-                };
+                let p = Pending::new(&q, &batch.columns, ctx);
                 pending.insert(table.clone(), p);
             }
             let p = pending.get_mut(&batch.table).expect("inserted above");
-            let rows = batch.batch.num_rows();
-            p.rows += rows;
-            *appended.entry(batch.table).or_default() += rows as u64;
+            *appended.entry(batch.table).or_default() += batch.batch.num_rows() as u64;
             p.batches.push(batch.batch);
-            if p.rows >= FLUSH_ROWS {
+            if p.rows() >= FLUSH_ROWS {
                 p.flush(conn)?;
             }
         }
@@ -805,8 +811,6 @@ impl Destination for DuckDb {
         self.appended.clear();
     }
 }
-
-mod scan;
 
 #[cfg(test)]
 mod tests;

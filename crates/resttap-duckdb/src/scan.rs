@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
@@ -40,8 +40,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One table's batches waiting for their `INSERT`, with the dlt types of their columns.
 pub(crate) struct Staged {
-    pub types: Vec<DataType>,
-    pub names: Vec<String>,
+    pub names: Arc<[String]>,
+    pub types: Arc<[DataType]>,
     pub batches: Vec<RecordBatch>,
 }
 
@@ -99,7 +99,7 @@ impl VTab for BatchScan {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id)
             .ok_or_else(|| format!("{FUNCTION}({id}): no such batches (each set is read once)"))?;
-        for (name, t) in staged.names.iter().zip(&staged.types) {
+        for (name, t) in staged.names.iter().zip(staged.types.iter()) {
             bind.add_result_column(name, logical_type(*t));
         }
         Ok(staged)
@@ -120,7 +120,7 @@ impl VTab for BatchScan {
         };
         let len = (batch.num_rows() - start).min(VECTOR_ROWS);
         *next = if start + len >= batch.num_rows() { (b + 1, 0) } else { (b, start + len) };
-        for (i, (column, t)) in batch.columns().iter().zip(&staged.types).enumerate() {
+        for (i, (column, t)) in batch.columns().iter().zip(staged.types.iter()).enumerate() {
             let column = column.slice(start, len);
             write_column(&mut output.flat_vector(i), &column, *t)?;
         }

@@ -440,24 +440,22 @@ fn scanned_batches_arrive_whole() {
         let names = ["id", "s", "d", "b", "ts", "dt", "j"];
         RecordBatch::try_from_iter(names.into_iter().zip(columns)).unwrap()
     };
-    let mut pending = Pending {
-        columns: ["id", "s", "d", "b", "ts", "dt", "j"].map(String::from).to_vec(),
-        types: vec![
-            DataType::Bigint,
-            DataType::Text,
-            DataType::Double,
-            DataType::Bool,
-            DataType::Timestamp,
-            DataType::Date,
-            DataType::Json,
-        ],
-        batches: vec![batch(0..4500), batch(4500..4600), batch(4600..6000)],
-        rows: 6000,
-        table: qualified("ds", "t"),
-        ctx: "test".into(),
-    };
+    let columns: Vec<Column> = [
+        ("id", DataType::Bigint),
+        ("s", DataType::Text),
+        ("d", DataType::Double),
+        ("b", DataType::Bool),
+        ("ts", DataType::Timestamp),
+        ("dt", DataType::Date),
+        ("j", DataType::Json),
+    ]
+    .into_iter()
+    .map(|(name, data_type)| Column { name: name.into(), data_type, nullable: true, primary_key: false })
+    .collect();
+    let mut pending = Pending::new(&qualified("ds", "t"), &columns, "test".into());
+    pending.batches = vec![batch(0..4500), batch(4500..4600), batch(4600..6000)];
     pending.flush(db.connection()).unwrap();
-    assert!(pending.batches.is_empty() && pending.rows == 0);
+    assert!(pending.batches.is_empty() && pending.rows() == 0);
     let mut st = db
         .connection()
         .prepare(
@@ -483,7 +481,9 @@ fn scanned_batches_arrive_whole() {
         want.iter().filter_map(|r| r.1.clone()).filter(|s| s.starts_with('é')).max().unwrap()
     );
     // nothing is left behind in the registry, and an id is read once
-    let id = scan::Staged { types: vec![DataType::Bigint], names: vec!["id".into()], batches: vec![] }.register().id();
+    let staged =
+        scan::Staged { names: Arc::from(["id".to_string()]), types: Arc::from([DataType::Bigint]), batches: vec![] };
+    let id = staged.register().id();
     let err = db.connection().execute_batch(&format!("SELECT * FROM {}({id})", scan::FUNCTION)).unwrap_err();
     assert!(err.to_string().contains("no such batches"), "{err}");
 }
