@@ -113,6 +113,10 @@ impl VTab for BatchScan {
     fn func(info: &TableFunctionInfo<Self>, output: &mut DataChunkHandle) -> Result<(), Box<dyn std::error::Error>> {
         let staged = info.get_bind_data();
         let mut next = info.get_init_data().next.lock().unwrap_or_else(|e| e.into_inner());
+        // an empty batch is passed over: a chunk of no rows would tell DuckDB the scan is done
+        while staged.batches.get(next.0).is_some_and(|b| b.num_rows() == 0) {
+            *next = (next.0 + 1, 0);
+        }
         let (b, start) = *next;
         let Some(batch) = staged.batches.get(b) else {
             output.set_len(0);

@@ -416,7 +416,7 @@ fn scan_row(i: i64) -> (i64, Option<String>, Option<f64>, Option<bool>, Option<i
 #[test]
 fn scanned_batches_arrive_whole() {
     // every type a column can have, nulls in each, strings inlined and not, batches longer than
-    // a DuckDB vector (sliced) and shorter, through one INSERT as stage_all does
+    // a DuckDB vector (sliced), shorter and empty, through one INSERT as stage_all does
     use arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
     use arrow::array::{RecordBatch, TimestampMicrosecondArray};
     let (_d, db) = temp();
@@ -453,7 +453,7 @@ fn scanned_batches_arrive_whole() {
     .map(|(name, data_type)| Column { name: name.into(), data_type, nullable: true, primary_key: false })
     .collect();
     let mut pending = Pending::new(&qualified("ds", "t"), &columns, "test".into());
-    pending.batches = vec![batch(0..4500), batch(4500..4600), batch(4600..6000)];
+    pending.batches = vec![batch(0..4500), batch(4500..4500), batch(4500..4600), batch(4600..6000)];
     pending.flush(db.connection()).unwrap();
     assert!(pending.batches.is_empty() && pending.rows() == 0);
     let mut st = db
