@@ -584,8 +584,7 @@ fn qualified(dataset: &str, table: &str) -> String {
 
 /// One table's batches not yet inserted, and the columns they have.
 struct Pending {
-    names: Arc<[String]>,
-    types: Arc<[DataType]>,
+    columns: Arc<[Column]>,
     batches: Vec<arrow::array::RecordBatch>,
     /// `INSERT INTO "dataset"."table" ("a", ...) SELECT * FROM`, built once.
     insert: String,
@@ -596,8 +595,7 @@ impl Pending {
     fn new(qualified_table: &str, columns: &[Column], ctx: String) -> Self {
         let list = columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ");
         Pending {
-            names: columns.iter().map(|c| c.name.clone()).collect(),
-            types: columns.iter().map(|c| c.data_type).collect(),
+            columns: columns.into(),
             batches: Vec::new(),
             insert: format!("INSERT INTO {qualified_table} ({list}) SELECT * FROM"),
             ctx,
@@ -613,11 +611,7 @@ impl Pending {
         if self.batches.is_empty() {
             return Ok(());
         }
-        let staged = scan::Staged {
-            names: Arc::clone(&self.names),
-            types: Arc::clone(&self.types),
-            batches: std::mem::take(&mut self.batches),
-        };
+        let staged = scan::Staged { columns: Arc::clone(&self.columns), batches: std::mem::take(&mut self.batches) };
         let ticket = staged.register();
         let sql = format!("{} {}({})", self.insert, scan::FUNCTION, ticket.id());
         conn.execute_batch(&sql).map_err(werr(&self.ctx))
@@ -737,8 +731,9 @@ impl Destination for DuckDb {
         let conn: &Connection = conn;
         let mut pending: HashMap<String, Pending> = HashMap::new();
         for batch in batches {
-            let same =
-                pending.get(&batch.table).is_some_and(|p| p.names.iter().eq(batch.columns.iter().map(|c| &c.name)));
+            let same = pending
+                .get(&batch.table)
+                .is_some_and(|p| p.columns.iter().map(|c| &c.name).eq(batch.columns.iter().map(|c| &c.name)));
             if !same {
                 // the columns changed: what is pending goes in before the table grows
                 if let Some(mut p) = pending.remove(&batch.table) {
@@ -749,8 +744,7 @@ impl Destination for DuckDb {
                 let known = written.remove(table).or_else(|| existing_at_begin.get(table).cloned());
                 let q = qualified(dataset, table);
                 written.insert(table.clone(), create_or_widen(conn, &q, known, &batch.columns, &ctx)?);
-                let p = Pending::new(&q, &batch.columns, ctx);
-                pending.insert(table.clone(), p);
+                pending.insert(table.clone(), Pending::new(&q, &batch.columns, ctx));
             }
             let p = pending.get_mut(&batch.table).expect("inserted above");
             *appended.entry(batch.table).or_default() += batch.batch.num_rows() as u64;

@@ -26,7 +26,7 @@ use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondT
 use duckdb::core::{DataChunkHandle, FlatVector, LogicalTypeHandle, LogicalTypeId};
 use duckdb::ffi::duckdb_string_t;
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
-use resttap_schema::DataType;
+use resttap_schema::{Column, DataType};
 
 /// The table function's name.
 pub(crate) const FUNCTION: &str = "resttap_batches";
@@ -38,10 +38,9 @@ const VECTOR_ROWS: usize = 2048;
 static REGISTRY: LazyLock<Mutex<HashMap<u64, Staged>>> = LazyLock::new(Default::default);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// One table's batches waiting for their `INSERT`, with the dlt types of their columns.
+/// One table's batches waiting for their `INSERT`, with their columns (names and dlt types).
 pub(crate) struct Staged {
-    pub names: Arc<[String]>,
-    pub types: Arc<[DataType]>,
+    pub columns: Arc<[Column]>,
     pub batches: Vec<RecordBatch>,
 }
 
@@ -99,8 +98,8 @@ impl VTab for BatchScan {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id)
             .ok_or_else(|| format!("{FUNCTION}({id}): no such batches (each set is read once)"))?;
-        for (name, t) in staged.names.iter().zip(staged.types.iter()) {
-            bind.add_result_column(name, logical_type(*t));
+        for c in staged.columns.iter() {
+            bind.add_result_column(&c.name, logical_type(c.data_type));
         }
         Ok(staged)
     }
@@ -124,9 +123,9 @@ impl VTab for BatchScan {
         };
         let len = (batch.num_rows() - start).min(VECTOR_ROWS);
         *next = if start + len >= batch.num_rows() { (b + 1, 0) } else { (b, start + len) };
-        for (i, (column, t)) in batch.columns().iter().zip(staged.types.iter()).enumerate() {
+        for (i, (column, c)) in batch.columns().iter().zip(staged.columns.iter()).enumerate() {
             let column = column.slice(start, len);
-            write_column(&mut output.flat_vector(i), &column, *t)?;
+            write_column(&mut output.flat_vector(i), &column, c.data_type)?;
         }
         output.set_len(len);
         Ok(())

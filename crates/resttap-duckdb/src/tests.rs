@@ -481,8 +481,8 @@ fn scanned_batches_arrive_whole() {
         want.iter().filter_map(|r| r.1.clone()).filter(|s| s.starts_with('é')).max().unwrap()
     );
     // nothing is left behind in the registry, and an id is read once
-    let staged =
-        scan::Staged { names: Arc::from(["id".to_string()]), types: Arc::from([DataType::Bigint]), batches: vec![] };
+    let id_column = Column { name: "id".into(), data_type: DataType::Bigint, nullable: true, primary_key: false };
+    let staged = scan::Staged { columns: Arc::from([id_column]), batches: vec![] };
     let id = staged.register().id();
     let err = db.connection().execute_batch(&format!("SELECT * FROM {}({id})", scan::FUNCTION)).unwrap_err();
     assert!(err.to_string().contains("no such batches"), "{err}");
