@@ -249,6 +249,43 @@ fn existing_schema_reads_types_and_nesting() {
 }
 
 #[test]
+fn a_dataset_not_yet_in_the_file_reads_as_empty_and_another_datasets_tables_stay_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.duckdb");
+    let mut db = DuckDb::open(&path, "ds").unwrap();
+    assert!(!db.dataset_exists().unwrap());
+    assert!(db.existing_schema().unwrap().tables.is_empty());
+    assert_eq!(db.load_state("p").unwrap(), None);
+    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "l": [1, 2]})]).unwrap();
+    assert!(db.dataset_exists().unwrap());
+    db.save_state(&PipelineState::new("p")).unwrap();
+    drop(db);
+
+    // the same file, another dataset: nothing of `ds` is seen, and a first load there works
+    let mut other = DuckDb::open(&path, "other").unwrap();
+    assert!(!other.dataset_exists().unwrap());
+    assert!(other.existing_schema().unwrap().tables.is_empty());
+    assert_eq!(other.load_state("p").unwrap(), None);
+    load(&mut other, WriteDisposition::Merge, &[json!({"id": 7, "x": true})]).unwrap();
+    let tables = other.existing_schema().unwrap();
+    assert_eq!(tables.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["items"]);
+    assert!(tables.table("items").unwrap().column("l").is_none());
+    // a schema of that name with no tables (created by hand) reads as empty as well
+    other.connection().execute_batch("CREATE SCHEMA empty_one").unwrap();
+    drop(other);
+    let mut empty = DuckDb::open(&path, "empty_one").unwrap();
+    assert!(empty.dataset_exists().unwrap());
+    assert!(empty.existing_schema().unwrap().tables.is_empty());
+    drop(empty);
+
+    let mut db = DuckDb::open(&path, "ds").unwrap();
+    let s = db.existing_schema().unwrap();
+    assert_eq!(s.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["items", "items__l"]);
+    assert_eq!(db.load_state("p").unwrap().map(|s| s.pipeline_name), Some("p".to_string()));
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 1);
+}
+
+#[test]
 fn a_first_load_written_in_place_still_collapses_duplicates_and_rolls_back() {
     let (_d, mut db) = temp();
     let report = load(
