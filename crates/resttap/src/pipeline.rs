@@ -453,27 +453,28 @@ pub async fn run(
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let config = Arc::new(config);
-    let client = Client::new(
-        config.api.client.retry.clone(),
-        Duration::from_secs_f64(config.api.client.timeout),
-        config.secrets.clone(),
-    )?;
     let load_id = new_load_id();
 
-    // the destination lives on one blocking thread; it stages what the resources send
+    // the destination lives on one blocking thread; it stages what the resources send. It opens
+    // while the HTTP client is built (reading the system's root certificates: ~8 ms)
     let spec = opts.destination.clone();
     let dataset = opts.dataset.clone();
     let lid = load_id.clone();
     let pipeline_name = opts.pipeline.clone();
-    let (mut dest, existing, prior_state) = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
+    let opening = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
         let mut d = open_destination(&spec, &dataset)?;
         let existing = d.existing_schema()?;
         let state = d.load_state(&pipeline_name)?.unwrap_or_else(|| PipelineState::new(&pipeline_name));
         d.begin(&lid)?;
         Ok((d, existing, state))
-    })
-    .await
-    .map_err(|e| RunError::Internal(e.to_string()))??;
+    });
+    let client = Client::new(
+        config.api.client.retry.clone(),
+        Duration::from_secs_f64(config.api.client.timeout),
+        config.secrets.clone(),
+    );
+    let (mut dest, existing, prior_state) = opening.await.map_err(|e| RunError::Internal(e.to_string()))??;
+    let client = client?;
     let existing = Arc::new(existing);
 
     let (tx, mut rx) = mpsc::channel::<TableBatch>(16);
