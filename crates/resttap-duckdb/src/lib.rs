@@ -403,9 +403,13 @@ impl DuckDb {
             self.timed(&format!("DELETE FROM {r} d WHERE {replaced}"), &ctx("deleting replaced records"))?;
         }
         let mut dropped: HashMap<&str, u64> = HashMap::new();
-        // Did this load bring a key twice? (Counted first: a grouping of the keys is much cheaper
-        // than collapsing.) The last one wins: appended last, highest rowid.
+        // Did this load bring a key twice? Not when the resource's keys only rose and no other
+        // resource of the load wrote its table. Else counted (a grouping of the keys is much
+        // cheaper than collapsing). The last one wins: appended last, highest rowid.
+        let known_unique =
+            res.keys_unique && plan.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
         let duplicates = merge
+            && !known_unique
             && {
                 let sql = format!(
                     "SELECT count(*) FROM (SELECT 1 FROM {r} WHERE {load_id} = {this_load} GROUP BY {pk} HAVING count(*) > 1)"

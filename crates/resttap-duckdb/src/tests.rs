@@ -48,6 +48,7 @@ fn load_in(
             root_table: "items".into(),
             write_disposition: wd,
             primary_key: vec!["id".into()],
+            keys_unique: n.keys_rising(),
         }],
         state: None,
     };
@@ -191,6 +192,7 @@ fn load_raw(db: &mut DuckDb, load_id: &str, record: Value, primary_key: &str) ->
             root_table: "items".into(),
             write_disposition: WriteDisposition::Merge,
             primary_key: vec![primary_key.into()],
+            keys_unique: false,
         }],
         state: Some(PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() }),
     };
@@ -364,6 +366,49 @@ fn inserts_span_batches_and_flushes_and_follow_new_columns() {
         q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_parent_id = i._dlt_id"),
         n as i64 + late
     );
+}
+
+#[test]
+fn rising_keys_skip_the_duplicate_check_only_for_a_table_one_resource_writes() {
+    // two resources into one table, each with rising keys, together bringing key 2 twice
+    let (_d, mut db) = temp();
+    db.begin("1").unwrap();
+    let mut batches = Vec::new();
+    let mut resources = Vec::new();
+    for (resource, ids) in [("a", [1, 2]), ("b", [2, 3])] {
+        let mut n = Normalizer::new(
+            NormalizerConfig {
+                table: "items".into(),
+                write_disposition: WriteDisposition::Merge,
+                primary_key: vec!["id".into()],
+                max_nesting: None,
+                load_id: Arc::from("1"),
+                batch_rows: 10,
+                hints: vec![],
+            },
+            &Schema::default(),
+        );
+        for id in ids {
+            n.push(&json!({"id": id, "src": resource}), &mut batches).unwrap();
+        }
+        batches.extend(n.finish());
+        assert!(n.keys_rising());
+        resources.push(ResourceLoad {
+            resource: resource.into(),
+            root_table: "items".into(),
+            write_disposition: WriteDisposition::Merge,
+            primary_key: vec!["id".into()],
+            keys_unique: n.keys_rising(),
+        });
+        if resource == "b" {
+            let schema = n.schema().clone();
+            db.stage_all(&mut batches.drain(..)).unwrap();
+            let plan = LoadPlan { load_id: "1".into(), schema_name: "rest_api".into(), schema, resources, state: None };
+            db.commit(&plan).unwrap();
+            break;
+        }
+    }
+    assert_eq!(rows(&db, "SELECT id || src FROM ds.items ORDER BY id"), vec!["1a", "2b", "3b"]);
 }
 
 #[test]

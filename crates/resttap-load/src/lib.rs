@@ -23,6 +23,10 @@ pub struct ResourceLoad {
     pub write_disposition: WriteDisposition,
     /// Normalized primary key columns (empty: `merge` behaves as `append`).
     pub primary_key: Vec<String>,
+    /// The resource brought no primary key twice in this load, as its normalizer saw them (one
+    /// integer key column, rising: [`resttap_normalize::Normalizer::keys_rising`]); `false` when
+    /// unknown, and the destination looks for duplicates itself.
+    pub keys_unique: bool,
 }
 
 /// Everything [`Destination::commit`] needs.

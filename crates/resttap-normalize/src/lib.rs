@@ -340,6 +340,18 @@ pub struct Normalizer {
     sys: SysNodes,
     merge: bool,
     records: u64,
+    keys: KeyOrder,
+}
+
+/// What the root rows' keys have been so far, for [`Normalizer::keys_rising`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyOrder {
+    /// No row yet.
+    Start,
+    /// One integer key column whose every value was above the one before; the last.
+    Rising(i64),
+    /// Anything else: a key that did not rise, or was not an integer, or a key of several columns.
+    Unknown,
 }
 
 /// A list found while flattening: its name node and items.
@@ -367,8 +379,18 @@ impl Normalizer {
         let merge = cfg.write_disposition == WriteDisposition::Merge;
         let names = vec![NameNode { full: Arc::from(""), children: HashMap::default() }];
         let sys = SysNodes { load_id: 0, id: 0, root_id: 0, parent_id: 0, list_idx: 0, value: 0, list: 0 };
-        let mut n =
-            Normalizer { cfg, schema, bufs: Vec::new(), buf_index: HashMap::default(), names, sys, merge, records: 0 };
+        let keys = if cfg.primary_key.len() == 1 { KeyOrder::Start } else { KeyOrder::Unknown };
+        let mut n = Normalizer {
+            cfg,
+            schema,
+            bufs: Vec::new(),
+            buf_index: HashMap::default(),
+            names,
+            sys,
+            merge,
+            records: 0,
+            keys,
+        };
         n.sys = SysNodes {
             load_id: n.child(0, cols::LOAD_ID),
             id: n.child(0, cols::ID),
@@ -384,6 +406,18 @@ impl Normalizer {
     /// Records normalized so far.
     pub fn records(&self) -> u64 {
         self.records
+    }
+
+    /// Whether the primary key is one column whose values were integers, each above the one
+    /// before, written as `bigint` or `text` (where distinct integers stay distinct): then no
+    /// key came twice, and the destination need not look for duplicates (paged APIs commonly
+    /// return records by ascending id). `false` when unsure.
+    pub fn keys_rising(&self) -> bool {
+        let column_keeps_them_apart = || {
+            let column = self.schema.table(&self.cfg.table).and_then(|t| t.column(&self.cfg.primary_key[0]));
+            column.is_none_or(|c| matches!(c.data_type, DataType::Bigint | DataType::Text))
+        };
+        matches!(self.keys, KeyOrder::Start | KeyOrder::Rising(_)) && column_keeps_them_apart()
     }
 
     /// The tables and columns this resource has produced so far, with those it started with.
@@ -581,6 +615,15 @@ impl Normalizer {
         let required = self.cfg.primary_key.iter().map(|k| (k, true)).chain(
             self.cfg.hints.iter().filter(|h| h.nullable == Some(false) && !h.primary_key).map(|h| (&h.name, false)),
         );
+        if self.keys != KeyOrder::Unknown {
+            let key = &self.cfg.primary_key[0];
+            let value = fields.iter().find(|(n, _)| &*self.names[*n].full == key.as_str()).map(|(_, v)| v.kind());
+            self.keys = match (self.keys, value) {
+                (KeyOrder::Start, Some(Kind::I64(k))) => KeyOrder::Rising(k),
+                (KeyOrder::Rising(last), Some(Kind::I64(k))) if k > last => KeyOrder::Rising(k),
+                _ => KeyOrder::Unknown,
+            };
+        }
         for (k, is_key) in required {
             if !fields.iter().any(|(n, v)| &*self.names[*n].full == k.as_str() && !v.is_null()) {
                 let mut excerpt: String = record.to_json().chars().take(200).collect();

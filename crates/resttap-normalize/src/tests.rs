@@ -283,3 +283,41 @@ fn borrowed_records_normalize_exactly_like_values() {
     let err = n.push(&scalar, &mut out).unwrap_err();
     assert!(matches!(err, NormalizeError::MissingPrimaryKey { .. }), "{err}");
 }
+
+#[test]
+fn rising_integer_keys_are_known_unique_and_anything_else_is_not() {
+    let rising = |ids: &[Value], cfg: NormalizerConfig, existing: &Schema| {
+        let mut n = Normalizer::new(cfg, existing);
+        let mut out = Vec::new();
+        for id in ids {
+            n.push(&json!({"id": id, "x": 1}), &mut out).unwrap();
+        }
+        n.keys_rising()
+    };
+    let merge = || cfg(WriteDisposition::Merge);
+    let none = Schema::default();
+    assert!(rising(&[], merge(), &none), "no record, no duplicate");
+    assert!(rising(&[json!(1), json!(2), json!(10), json!(11)], merge(), &none));
+    assert!(rising(&[json!(-5), json!(0), json!(i64::MAX)], merge(), &none));
+    // a key again, later or right after, or falling
+    assert!(!rising(&[json!(1), json!(2), json!(1)], merge(), &none));
+    assert!(!rising(&[json!(1), json!(1)], merge(), &none));
+    assert!(!rising(&[json!(3), json!(2), json!(5)], merge(), &none));
+    // keys that are not integers: strings, floats, beyond i64
+    assert!(!rising(&[json!("a"), json!("b")], merge(), &none));
+    assert!(!rising(&[json!(1), json!(1.5)], merge(), &none));
+    assert!(!rising(&[json!(1), json!(u64::MAX)], merge(), &none));
+    // a key of two columns
+    let mut two = merge();
+    two.primary_key = vec!["id".into(), "x".into()];
+    assert!(!rising(&[json!(1), json!(2)], two, &none));
+    // a key column of the destination that could make distinct integers equal (double)
+    let mut t = Table::new("forums", None);
+    t.add_column(Column { name: "id".into(), data_type: DataType::Double, nullable: false, primary_key: true });
+    let existing = Schema { tables: vec![t] };
+    assert!(!rising(&[json!(1), json!(2)], merge(), &existing));
+    let mut t = Table::new("forums", None);
+    t.add_column(Column { name: "id".into(), data_type: DataType::Text, nullable: false, primary_key: true });
+    let existing = Schema { tables: vec![t] };
+    assert!(rising(&[json!(1), json!(2)], merge(), &existing));
+}

@@ -386,6 +386,7 @@ async fn run_resource(
             root_table: table,
             write_disposition: wd,
             primary_key,
+            keys_unique: sink.normalizer.as_ref().is_some_and(Normalizer::keys_rising),
         }),
         schema: sink.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
         detections,
