@@ -9,6 +9,19 @@ fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<Comm
     load_in(db, wd, records, 2)
 }
 
+/// The normalizer's configuration for table `items` keyed by `id`.
+fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> NormalizerConfig {
+    NormalizerConfig {
+        table: "items".into(),
+        write_disposition: wd,
+        primary_key: vec!["id".into()],
+        max_nesting: None,
+        load_id: Arc::from(load_id),
+        batch_rows,
+        hints: vec![],
+    }
+}
+
 /// One load of `records` into table `items`, normalized in batches of `batch_rows` and staged
 /// through one [`Destination::stage_all`], as the pipeline's loader does.
 fn load_in(
@@ -20,18 +33,7 @@ fn load_in(
     let load_id =
         format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
     let existing = db.existing_schema()?;
-    let mut n = Normalizer::new(
-        NormalizerConfig {
-            table: "items".into(),
-            write_disposition: wd,
-            primary_key: vec!["id".into()],
-            max_nesting: None,
-            load_id: Arc::from(load_id.as_str()),
-            batch_rows,
-            hints: vec![],
-        },
-        &existing,
-    );
+    let mut n = Normalizer::new(items(wd, &load_id, batch_rows), &existing);
     db.begin(&load_id)?;
     let mut out = Vec::new();
     for r in records {
@@ -164,18 +166,7 @@ fn new_columns_are_added_and_types_kept() {
 /// Writes `record` into `items` as load `load_id` without the normalizer knowing the dataset
 /// (so its types may conflict with the table's), then commits with `primary_key` and a state.
 fn load_raw(db: &mut DuckDb, load_id: &str, record: Value, primary_key: &str) -> Result<CommitReport, LoadError> {
-    let mut n = Normalizer::new(
-        NormalizerConfig {
-            table: "items".into(),
-            write_disposition: WriteDisposition::Merge,
-            primary_key: vec!["id".into()],
-            max_nesting: None,
-            load_id: Arc::from(load_id),
-            batch_rows: 10,
-            hints: vec![],
-        },
-        &Schema::default(),
-    );
+    let mut n = Normalizer::new(items(WriteDisposition::Merge, load_id, 10), &Schema::default());
     n.push(&record, &mut Vec::new()).unwrap();
     db.begin(load_id)?;
     let written = n.finish().iter().try_for_each(|b| db.stage(b));
@@ -376,18 +367,7 @@ fn rising_keys_skip_the_duplicate_check_only_for_a_table_one_resource_writes() {
     let mut batches = Vec::new();
     let mut resources = Vec::new();
     for (resource, ids) in [("a", [1, 2]), ("b", [2, 3])] {
-        let mut n = Normalizer::new(
-            NormalizerConfig {
-                table: "items".into(),
-                write_disposition: WriteDisposition::Merge,
-                primary_key: vec!["id".into()],
-                max_nesting: None,
-                load_id: Arc::from("1"),
-                batch_rows: 10,
-                hints: vec![],
-            },
-            &Schema::default(),
-        );
+        let mut n = Normalizer::new(items(WriteDisposition::Merge, "1", 10), &Schema::default());
         for id in ids {
             n.push(&json!({"id": id, "src": resource}), &mut batches).unwrap();
         }
