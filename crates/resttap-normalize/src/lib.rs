@@ -615,17 +615,16 @@ impl Normalizer {
         let required = self.cfg.primary_key.iter().map(|k| (k, true)).chain(
             self.cfg.hints.iter().filter(|h| h.nullable == Some(false) && !h.primary_key).map(|h| (&h.name, false)),
         );
-        if self.keys != KeyOrder::Unknown {
-            let key = &self.cfg.primary_key[0];
-            let value = fields.iter().find(|(n, _)| &*self.names[*n].full == key.as_str()).map(|(_, v)| v.kind());
-            self.keys = match (self.keys, value) {
-                (KeyOrder::Start, Some(Kind::I64(k))) => KeyOrder::Rising(k),
-                (KeyOrder::Rising(last), Some(Kind::I64(k))) if k > last => KeyOrder::Rising(k),
-                _ => KeyOrder::Unknown,
-            };
-        }
+        // the key's value as the table gets it (the first non-null of the keys normalized to
+        // its name), for the order of keys
+        let mut first_key = None;
         for (k, is_key) in required {
-            if !fields.iter().any(|(n, v)| &*self.names[*n].full == k.as_str() && !v.is_null()) {
+            let found = fields.iter().find(|(n, v)| &*self.names[*n].full == k.as_str() && !v.is_null());
+            if let Some((_, v)) = found {
+                if is_key && first_key.is_none() {
+                    first_key = Some(v.kind());
+                }
+            } else {
                 let mut excerpt: String = record.to_json().chars().take(200).collect();
                 if excerpt.len() >= 200 {
                     excerpt.push('…');
@@ -638,6 +637,11 @@ impl Normalizer {
                 });
             }
         }
+        self.keys = match (self.keys, first_key) {
+            (KeyOrder::Start, Some(Kind::I64(k))) => KeyOrder::Rising(k),
+            (KeyOrder::Rising(last), Some(Kind::I64(k))) if k > last => KeyOrder::Rising(k),
+            _ => KeyOrder::Unknown,
+        };
         let bi = self.buf(&root, None);
         for (node, v) in &fields {
             self.put(bi, *node, *v, false);
