@@ -273,10 +273,11 @@ impl DuckDb {
         Ok(tables)
     }
 
-    /// Whether the dataset's schema exists in the file. Asked before anything that lists tables
-    /// or columns: DuckDB's table and column listings (`information_schema`, `duckdb_tables()`)
-    /// first build the system catalog's default views, ~20 ms at every start, where listing
-    /// schemas costs ~1 ms. A dataset that does not exist yet has nothing to list.
+    /// Whether the dataset's schema exists in the file. Asked once by each step of a start that
+    /// lists tables or columns (reading the schema, the state, `begin`): DuckDB's table and
+    /// column listings (`information_schema`, `duckdb_tables()`) first build the system
+    /// catalog's default views, ~20 ms at every start, where listing schemas costs ~1 ms. A
+    /// dataset that does not exist yet has nothing to list.
     fn dataset_exists(&self) -> Result<bool, LoadError> {
         let ctx = "looking for the dataset";
         let sql = "SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() AND schema_name = ?";
@@ -287,9 +288,6 @@ impl DuckDb {
     /// Every table of the dataset with its columns, without counting rows (which, inside the
     /// load transaction, means scanning what it wrote).
     fn columns(&self) -> Result<Vec<TableInfo>, LoadError> {
-        if !self.dataset_exists()? {
-            return Ok(Vec::new());
-        }
         let mut stmt = self
             .conn
             .prepare(
@@ -315,9 +313,6 @@ impl DuckDb {
 
     /// The estimated rows of every table of the dataset (from DuckDB's catalog: no scan).
     fn table_rows(&self) -> Result<HashMap<String, u64>, LoadError> {
-        if !self.dataset_exists()? {
-            return Ok(HashMap::new());
-        }
         let ctx = "reading the dataset's table sizes";
         let mut stmt = self
             .conn
@@ -662,6 +657,9 @@ fn version_hash(schema_json: &str) -> String {
 
 impl Destination for DuckDb {
     fn existing_schema(&mut self) -> Result<Schema, LoadError> {
+        if !self.dataset_exists()? {
+            return Ok(Schema::default());
+        }
         let infos = self.columns()?;
         let names: HashSet<String> = infos.iter().map(|t| t.name.clone()).collect();
         let mut schema = Schema::default();
@@ -739,10 +737,18 @@ impl Destination for DuckDb {
 
     fn begin(&mut self, _load_id: &str) -> Result<(), LoadError> {
         self.abort();
-        // listed before the schema is created: a new dataset has no tables to list
-        self.existing_at_begin =
-            self.columns()?.into_iter().map(|t| (t.name, t.columns.into_iter().map(|c| c.name).collect())).collect();
-        self.rows_at_begin = self.table_rows()?;
+        // asked before the schema is created: a new dataset has no tables to list
+        if self.dataset_exists()? {
+            self.existing_at_begin = self
+                .columns()?
+                .into_iter()
+                .map(|t| (t.name, t.columns.into_iter().map(|c| c.name).collect()))
+                .collect();
+            self.rows_at_begin = self.table_rows()?;
+        } else {
+            self.existing_at_begin.clear();
+            self.rows_at_begin.clear();
+        }
         // a staging schema left by resttap 0.1's first builds is dropped too
         self.conn
             .execute_batch(&format!(
