@@ -152,18 +152,7 @@ fn killed_runs_leave_nothing_half_written_and_reruns_converge() {
     let mock = Mock::start(&["--records", "600", "--slow-ms", "2"]);
     let s = Scratch::new();
     let config = incremental_config();
-    let spawn = |crash_at: Option<&str>| {
-        let mut cmd = Command::new(bin());
-        cmd.args(["run", config.to_str().unwrap(), "--base-url", &mock.url, "--pipeline", "t", "--destination"])
-            .arg(format!("duckdb:{}", s.db().display()))
-            .env("API_KEY", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(p) = crash_at {
-            cmd.env("RESTTAP_CRASH_AT", p);
-        }
-        cmd.spawn().unwrap()
-    };
+    let spawn = |crash_at: Option<&str>| spawn_run(&config, &mock, &s.db(), crash_at);
     let mut revision = 0;
     // chosen points: mid-extract, after extraction, inside the commit transaction
     for point in ["after_first_page", "before_commit", "in_commit"] {
@@ -209,15 +198,7 @@ fn full_row_groups_reach_the_file_before_the_commit() {
     let mock = Mock::start(&["--records", "20000", "--page-size", "100"]);
     let s = Scratch::new();
     let stopped = s.path("stopped.duckdb");
-    let status = Command::new(bin())
-        .args(["run", seed_config().to_str().unwrap(), "--base-url", &mock.url, "--pipeline", "t", "--destination"])
-        .arg(format!("duckdb:{}", stopped.display()))
-        .env("API_KEY", TOKEN)
-        .env("RESTTAP_CRASH_AT", "before_commit")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let status = spawn_run(&seed_config(), &mock, &stopped, Some("before_commit")).wait().unwrap();
     assert!(!status.success(), "the run was stopped before its commit");
     let written_early = std::fs::metadata(&stopped).unwrap().len();
     assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));

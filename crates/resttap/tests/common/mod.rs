@@ -126,10 +126,10 @@ impl Scratch {
     }
 }
 
-/// Runs `resttap run CONFIG` against `mock` into `db`, with the token in the environment.
-pub fn run(config: &Path, mock: &Mock, db: &Path, token: &str, extra: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("run")
+/// `resttap run CONFIG` against `mock` into `db`, with the token in the environment.
+fn run_command(config: &Path, mock: &Mock, db: &Path, token: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.arg("run")
         .arg(config)
         .args(["--base-url", &mock.url, "--pipeline", "t"])
         .arg("--destination")
@@ -138,9 +138,25 @@ pub fn run(config: &Path, mock: &Mock, db: &Path, token: &str, extra: &[&str]) -
         .env("API_KEY", token)
         .env_remove("RESTTAP_LOG")
         .env_remove("RESTTAP_DUCKDB_COMMIT_MEMORY")
-        .current_dir(db.parent().unwrap())
-        .output()
-        .unwrap()
+        .env_remove("RESTTAP_CRASH_AT")
+        .current_dir(db.parent().unwrap());
+    cmd
+}
+
+/// Runs `resttap run CONFIG` against `mock` into `db`, with the token in the environment.
+pub fn run(config: &Path, mock: &Mock, db: &Path, token: &str, extra: &[&str]) -> Output {
+    run_command(config, mock, db, token, extra).output().unwrap()
+}
+
+/// Starts `resttap run CONFIG` as [`run`] does, its output discarded; with `crash_at`, it
+/// aborts at that point (`RESTTAP_CRASH_AT`).
+pub fn spawn_run(config: &Path, mock: &Mock, db: &Path, crash_at: Option<&str>) -> Child {
+    let mut cmd = run_command(config, mock, db, TOKEN, &[]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(point) = crash_at {
+        cmd.env("RESTTAP_CRASH_AT", point);
+    }
+    cmd.spawn().unwrap()
 }
 
 pub fn text(o: &Output) -> (String, String) {
