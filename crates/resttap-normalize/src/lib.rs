@@ -337,6 +337,17 @@ pub struct Normalizer {
     bufs: Vec<TableBuf>,
     buf_index: HashMap<String, usize>,
     names: Vec<NameNode>,
+    /// The root table's name, shared with each record's work.
+    root: Arc<str>,
+    /// Columns every root row must have (non-null): the key's first, then those hinted
+    /// `nullable: false`; each name once, `true` where it is a key column.
+    required: Vec<(String, bool)>,
+    /// Index in `required` of the column each name node writes at the root (`u32::MAX`: none).
+    required_of: Vec<u32>,
+    /// Which of `required` the current record has, reused from record to record.
+    required_seen: Vec<bool>,
+    /// Buffer index and table name of the nested table under a buffer's name node.
+    nested: HashMap<(usize, usize), (usize, Arc<str>)>,
     sys: SysNodes,
     merge: bool,
     records: u64,
@@ -380,7 +391,19 @@ impl Normalizer {
         let names = vec![NameNode { full: Arc::from(""), children: HashMap::default() }];
         let sys = SysNodes { load_id: 0, id: 0, root_id: 0, parent_id: 0, list_idx: 0, value: 0, list: 0 };
         let keys = if cfg.primary_key.len() == 1 { KeyOrder::Start } else { KeyOrder::Unknown };
+        let mut required: Vec<(String, bool)> = Vec::new();
+        let hinted = cfg.hints.iter().filter(|h| h.nullable == Some(false) && !h.primary_key);
+        for (name, is_key) in cfg.primary_key.iter().map(|k| (k, true)).chain(hinted.map(|h| (&h.name, false))) {
+            if !required.iter().any(|(r, _)| r == name) {
+                required.push((name.clone(), is_key));
+            }
+        }
         let mut n = Normalizer {
+            root: Arc::from(cfg.table.as_str()),
+            required_seen: vec![false; required.len()],
+            required,
+            required_of: vec![u32::MAX],
+            nested: HashMap::default(),
             cfg,
             schema,
             bufs: Vec::new(),
@@ -437,6 +460,8 @@ impl Normalizer {
             Arc::from(format!("{}{PATH_SEPARATOR}{seg}", self.names[parent].full))
         };
         let id = self.names.len();
+        let required = self.required.iter().position(|(r, _)| **r == *full);
+        self.required_of.push(required.map_or(u32::MAX, |i| i as u32));
         self.names.push(NameNode { full, children: HashMap::default() });
         self.names[parent].children.insert(key.to_string(), id);
         id
@@ -607,35 +632,36 @@ impl Normalizer {
             m.insert(cols::VALUE.into(), inner);
             return self.push(&Value::Object(m), out);
         }
-        let root = self.cfg.table.clone();
+        let root = Arc::clone(&self.root);
         let level = self.cfg.max_nesting.map_or(1000, i64::from);
         let mut fields = Vec::with_capacity(16);
         let mut lists = Vec::new();
         self.flatten(&root, record, level, &mut fields, &mut lists);
-        let required = self.cfg.primary_key.iter().map(|k| (k, true)).chain(
-            self.cfg.hints.iter().filter(|h| h.nullable == Some(false) && !h.primary_key).map(|h| (&h.name, false)),
-        );
         // the key's value as the table gets it (the first non-null of the keys normalized to
         // its name), for the order of keys
         let mut first_key = None;
-        for (k, is_key) in required {
-            let found = fields.iter().find(|(n, v)| &*self.names[*n].full == k.as_str() && !v.is_null());
-            if let Some((_, v)) = found {
-                if is_key && first_key.is_none() {
+        self.required_seen.fill(false);
+        for (node, v) in &fields {
+            let r = self.required_of[*node];
+            if r != u32::MAX && !v.is_null() {
+                if r == 0 && self.required[0].1 && first_key.is_none() {
                     first_key = Some(v.kind());
                 }
-            } else {
-                let mut excerpt: String = record.to_json().chars().take(200).collect();
-                if excerpt.len() >= 200 {
-                    excerpt.push('…');
-                }
-                let column = k.clone();
-                return Err(if is_key {
-                    NormalizeError::MissingPrimaryKey { table: root, column, excerpt }
-                } else {
-                    NormalizeError::MissingRequired { table: root, column, excerpt }
-                });
+                self.required_seen[r as usize] = true;
             }
+        }
+        if let Some(missing) = self.required_seen.iter().position(|seen| !seen) {
+            let (column, is_key) = self.required[missing].clone();
+            let mut excerpt: String = record.to_json().chars().take(200).collect();
+            if excerpt.len() >= 200 {
+                excerpt.push('…');
+            }
+            let table = root.to_string();
+            return Err(if is_key {
+                NormalizeError::MissingPrimaryKey { table, column, excerpt }
+            } else {
+                NormalizeError::MissingRequired { table, column, excerpt }
+            });
         }
         self.keys = match (self.keys, first_key) {
             (KeyOrder::Start, Some(Kind::I64(k))) => KeyOrder::Rising(k),
@@ -653,8 +679,7 @@ impl Normalizer {
         self.end_row(bi);
         let root_id = if self.merge { Some(id.as_str()) } else { None };
         for (node, items) in lists {
-            let path = Arc::clone(&self.names[node].full);
-            self.list(&root, &path, items, &id, root_id, level - 1);
+            self.list(bi, node, items, &id, root_id, level - 1);
         }
         self.records += 1;
         for b in &mut self.bufs {
@@ -665,17 +690,26 @@ impl Normalizer {
         Ok(())
     }
 
+    /// Rows of the nested table for the list at name node `node` of a row of buffer `parent`.
     fn list<N: Node>(
         &mut self,
-        parent_table: &str,
-        path: &str,
+        parent: usize,
+        node: usize,
         items: &[N],
         parent_id: &str,
         root_id: Option<&str>,
         level: i64,
     ) {
-        let table = format!("{parent_table}{PATH_SEPARATOR}{path}");
-        let bi = self.buf(&table, Some(parent_table));
+        let (bi, table) = match self.nested.get(&(parent, node)) {
+            Some((bi, table)) => (*bi, Arc::clone(table)),
+            None => {
+                let parent_table = self.bufs[parent].name.clone();
+                let table: Arc<str> = Arc::from(format!("{parent_table}{PATH_SEPARATOR}{}", self.names[node].full));
+                let bi = self.buf(&table, Some(&parent_table));
+                self.nested.insert((parent, node), (bi, Arc::clone(&table)));
+                (bi, table)
+            }
+        };
         let mut fields = Vec::new();
         for (idx, item) in items.iter().enumerate() {
             let id = nested_id(parent_id, &table, idx);
@@ -701,8 +735,7 @@ impl Normalizer {
             self.end_row(bi);
             let next_level = if matches!(item.kind(), Kind::Arr(_)) { level - 1 } else { level };
             for (node, sub) in child_lists {
-                let p = Arc::clone(&self.names[node].full);
-                self.list(&table, &p, sub, &id, root_id, next_level - 1);
+                self.list(bi, node, sub, &id, root_id, next_level - 1);
             }
         }
     }

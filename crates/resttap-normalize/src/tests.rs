@@ -245,6 +245,31 @@ fn column_hints_set_types_order_and_nullability() {
 }
 
 #[test]
+fn required_columns_are_found_by_their_normalized_root_names_only() {
+    let mut c = cfg(WriteDisposition::Append);
+    let required =
+        |name: &str| ColumnHint { name: name.into(), data_type: None, nullable: Some(false), primary_key: false };
+    // `id` is the key and also hinted non-null: still reported as the missing key
+    c.hints = vec![required("id"), required("creator__id")];
+    let mut n = Normalizer::new(c, &Schema::default());
+    let mut out = Vec::new();
+    // found under other raw keys that normalize to the same names, and nested in an object
+    n.push(&json!({"Id": 1, "creator": {"ID": 7}}), &mut out).unwrap();
+    let err = |n: &mut Normalizer, v: Value| n.push(&v, &mut Vec::new()).unwrap_err();
+    // the same names in a nested list's items, or null, do not count for the root row
+    let e = err(&mut n, json!({"id": 2, "tags": [{"creator": {"id": 1}}], "creator": {"id": null}}));
+    assert!(matches!(e, NormalizeError::MissingRequired { ref column, .. } if column == "creator__id"), "{e}");
+    let e = err(&mut n, json!({"tags": [{"id": 3}], "creator": {"id": 4}}));
+    assert!(matches!(e, NormalizeError::MissingPrimaryKey { ref column, .. } if column == "id"), "{e}");
+    let e = err(&mut n, json!({"id": null, "creator": {"id": 4}}));
+    assert!(matches!(e, NormalizeError::MissingPrimaryKey { ref column, .. } if column == "id"), "{e}");
+    n.push(&json!({"id": 5, "creator": {"id": 8}}), &mut out).unwrap();
+    let b = by_table(&n.finish(), "forums");
+    assert_eq!(b.batch.num_rows(), 2);
+    assert!(names(&b).contains(&"creator__id:bigint NN".to_string()), "{:?}", names(&b));
+}
+
+#[test]
 fn borrowed_records_normalize_exactly_like_values() {
     // every kind of value, nesting, a list of lists, escapes, a type change (variant column),
     // an integer beyond i64 and a scalar record

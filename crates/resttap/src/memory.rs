@@ -70,7 +70,8 @@ mod tests {
 
     #[test]
     fn the_purge_options_are_the_ones_with_mimalloc_2s_defaults() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() || std::env::var_os("MIMALLOC_PURGE_EXTEND_DELAY").is_some()
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some()
+            || std::env::var_os("MIMALLOC_PURGE_EXTEND_DELAY").is_some()
         {
             return; // the environment chose a value; the defaults cannot be observed
         }
