@@ -392,6 +392,43 @@ fn rising_keys_skip_the_duplicate_check_only_for_a_table_one_resource_writes() {
 }
 
 #[test]
+fn a_resources_last_rows_go_in_early_and_the_table_takes_more_after_them() {
+    // resource a's last batch is written at once (`last`); b then adds rows to the same table
+    // and a new column, through the same stage_all
+    let (_d, mut db) = temp();
+    db.begin("1").unwrap();
+    let mut batches = Vec::new();
+    let mut schema = Schema::default();
+    for (resource, ids) in [("a", 1..=5), ("b", 6..=8)] {
+        let mut n = Normalizer::new(items(WriteDisposition::Append, "1", 2), &schema);
+        let start = batches.len();
+        for id in ids {
+            let record = if resource == "a" { json!({"id": id}) } else { json!({"id": id, "extra": id * 10}) };
+            n.push(&record, &mut batches).unwrap();
+        }
+        let full = batches.len();
+        batches.extend(n.finish());
+        assert!(batches[start..full].iter().all(|b| !b.last) && batches[full..].iter().all(|b| b.last));
+        schema = n.schema().clone();
+    }
+    assert_eq!(batches.iter().filter(|b| b.last).count(), 2);
+    db.stage_all(&mut batches.into_iter()).unwrap();
+    let resources = vec![ResourceLoad {
+        resource: "a".into(),
+        root_table: "items".into(),
+        write_disposition: WriteDisposition::Append,
+        primary_key: vec!["id".into()],
+        keys_unique: false,
+    }];
+    db.commit(&LoadPlan { load_id: "1".into(), schema_name: "rest_api".into(), schema, resources, state: None })
+        .unwrap();
+    assert_eq!(
+        rows(&db, "SELECT id || ':' || coalesce(extra::TEXT, '-') FROM ds.items ORDER BY id"),
+        vec!["1:-", "2:-", "3:-", "4:-", "5:-", "6:60", "7:70", "8:80"]
+    );
+}
+
+#[test]
 fn a_deleting_commit_gets_memory_by_the_rows_it_deletes_from() {
     assert_eq!(commit_memory_mb(0, None), COMMIT_MEMORY_MIN_MB);
     assert_eq!(commit_memory_mb(5_000_000, None), COMMIT_MEMORY_MIN_MB, "N=1,000,000 of the seed: 256 MB passed");

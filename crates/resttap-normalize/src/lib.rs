@@ -39,6 +39,11 @@ pub struct TableBatch {
     pub columns: Vec<Column>,
     /// The values.
     pub batch: RecordBatch,
+    /// The resource's last rows for this table ([`Normalizer::finish`]): a destination that
+    /// holds rows back to write them in larger pieces may write this table's now, while other
+    /// resources still run, rather than at the end of the load. (Another resource may still
+    /// write rows to the same table.)
+    pub last: bool,
 }
 
 /// Why a record cannot be normalized.
@@ -190,7 +195,7 @@ impl TableBuf {
         c.len += 1;
     }
 
-    fn flush(&mut self) -> Option<TableBatch> {
+    fn flush(&mut self, last: bool) -> Option<TableBatch> {
         if self.rows == 0 {
             return None;
         }
@@ -211,7 +216,7 @@ impl TableBuf {
         self.rows = 0;
         let batch = RecordBatch::try_new(Arc::new(ArrowSchema::new(fields)), arrays)
             .expect("columns padded to the same length");
-        Some(TableBatch { table: self.name.clone(), columns, batch })
+        Some(TableBatch { table: self.name.clone(), columns, batch, last })
     }
 }
 
@@ -684,7 +689,7 @@ impl Normalizer {
         self.records += 1;
         for b in &mut self.bufs {
             if b.rows >= self.cfg.batch_rows {
-                out.extend(b.flush());
+                out.extend(b.flush(false));
             }
         }
         Ok(())
@@ -742,7 +747,7 @@ impl Normalizer {
 
     /// Hands over every row still buffered.
     pub fn finish(&mut self) -> Vec<TableBatch> {
-        self.bufs.iter_mut().filter_map(TableBuf::flush).collect()
+        self.bufs.iter_mut().filter_map(|b| b.flush(true)).collect()
     }
 }
 
