@@ -649,6 +649,7 @@ impl Normalizer {
         for (node, v) in &fields {
             let r = self.required_of[*node];
             if r != u32::MAX && !v.is_null() {
+                // required[0] is the key's first column when there is a key
                 if r == 0 && self.required[0].1 && first_key.is_none() {
                     first_key = Some(v.kind());
                 }
