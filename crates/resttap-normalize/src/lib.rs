@@ -681,11 +681,11 @@ impl Normalizer {
         let load_id = Arc::clone(&self.cfg.load_id);
         self.put_sys(bi, self.sys.load_id, Cell::Str(&load_id));
         let id = random_id();
-        self.put_sys(bi, self.sys.id, Cell::Str(&id));
+        self.put_sys(bi, self.sys.id, Cell::Str(id.as_str()));
         self.end_row(bi);
         let root_id = if self.merge { Some(id.as_str()) } else { None };
         for (node, items) in lists {
-            self.list(bi, node, items, &id, root_id, level - 1);
+            self.list(bi, node, items, id.as_str(), root_id, level - 1);
         }
         self.records += 1;
         for b in &mut self.bufs {
@@ -737,11 +737,11 @@ impl Normalizer {
             }
             self.put_sys(bi, self.sys.parent_id, Cell::Str(parent_id));
             self.put_sys(bi, self.sys.list_idx, Cell::I64(idx as i64));
-            self.put_sys(bi, self.sys.id, Cell::Str(&id));
+            self.put_sys(bi, self.sys.id, Cell::Str(id.as_str()));
             self.end_row(bi);
             let next_level = if matches!(item.kind(), Kind::Arr(_)) { level - 1 } else { level };
             for (node, sub) in child_lists {
-                self.list(bi, node, sub, &id, root_id, next_level - 1);
+                self.list(bi, node, sub, id.as_str(), root_id, next_level - 1);
             }
         }
     }
@@ -752,10 +752,29 @@ impl Normalizer {
     }
 }
 
+/// A row's `_dlt_id`: 10 bytes in base64 without padding, 14 ASCII characters kept inline
+/// (one is made for every row: no allocation, and read as text without checking it again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowId(tinystr::TinyAsciiStr<14>);
+
+impl RowId {
+    fn encode(bytes: &[u8; 10]) -> RowId {
+        let mut out = [0u8; 14];
+        let n = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode_slice(bytes, &mut out)
+            .expect("10 bytes are 14 base64 characters");
+        debug_assert_eq!(n, out.len());
+        RowId(tinystr::TinyAsciiStr::try_from_raw(out).expect("base64 is ASCII"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
 /// dlt's `uniq_id_base64(10)`: 10 random bytes, base64 without padding.
-fn random_id() -> String {
-    let bytes: [u8; 10] = rand::random();
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+fn random_id() -> RowId {
+    RowId::encode(&rand::random())
 }
 
 /// The `_dlt_id` of the nested row at `idx` of `table` under the row `parent_id`: 10 bytes of the
@@ -769,15 +788,36 @@ fn random_id() -> String {
 /// dlt's whatever the hash, and what holds is what dlt's ids give: unique, and the same for the
 /// same parent, table and position. Shake-128 cost 13-17% of the extraction workers' CPU; a
 /// strategy with deterministic roots must bring it back (`resttap_schema::digest::digest128`).
-pub fn nested_id(parent_id: &str, table: &str, idx: usize) -> String {
-    let mut text = Vec::with_capacity(parent_id.len() + table.len() + 22);
-    text.extend_from_slice(parent_id.as_bytes());
-    text.push(b'_');
-    text.extend_from_slice(table.as_bytes());
-    text.push(b'_');
-    std::io::Write::write_fmt(&mut text, format_args!("{idx}")).expect("writing to a Vec cannot fail");
-    let hash = twox_hash::XxHash3_128::oneshot(&text).to_le_bytes();
-    base64::engine::general_purpose::STANDARD_NO_PAD.encode(&hash[..10])
+pub fn nested_id(parent_id: &str, table: &str, idx: usize) -> RowId {
+    // the text on the stack when it fits (ids are 14 characters; table names are short)
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = idx;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let parts = [parent_id.as_bytes(), b"_", table.as_bytes(), b"_", &digits[start..]];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let text: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut at = 0;
+    for p in parts {
+        text[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    let hash = twox_hash::XxHash3_128::oneshot(text).to_le_bytes();
+    RowId::encode(hash[..10].try_into().expect("16 bytes"))
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ fn flattens_like_dlt_with_nested_tables() {
     assert_eq!(root_id.len(), 14);
     let t = tags.batch.column(1).as_string::<i32>();
     assert_eq!(t.value(0), root_id);
-    assert_eq!(tags.batch.column(4).as_string::<i32>().value(1), nested_id(&root_id, "forums__tags", 1));
+    assert_eq!(tags.batch.column(4).as_string::<i32>().value(1), nested_id(&root_id, "forums__tags", 1).as_str());
     let sub = by_table(&batches, "forums__labels__sub");
     assert_eq!(sub.batch.column(1).as_string::<i32>().value(0), root_id, "root id propagates to every depth");
     let labels = by_table(&batches, "forums__labels");
@@ -84,8 +84,17 @@ fn flattens_like_dlt_with_nested_tables() {
 fn nested_ids_are_dlt_shaped_deterministic_and_distinct() {
     let id = nested_id("abc", "forums__tags", 0);
     // 10 bytes in base64 without padding, dlt's length and alphabet
-    assert_eq!(id.len(), 14);
-    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'), "{id}");
+    assert_eq!(id.as_str().len(), 14);
+    assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'), "{id:?}");
+    // of the text "{parent}_{table}_{index}", also for ids of many digits and long table names
+    let long_table = "t".repeat(300);
+    for (parent, table, idx) in
+        [("abc", "forums__tags", 0), ("p", "x", 1234567), ("q", long_table.as_str(), usize::MAX)]
+    {
+        let hash = twox_hash::XxHash3_128::oneshot(format!("{parent}_{table}_{idx}").as_bytes()).to_le_bytes();
+        let expected = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&hash[..10]);
+        assert_eq!(nested_id(parent, table, idx).as_str(), expected);
+    }
     assert_eq!(nested_id("abc", "forums__tags", 0), id, "the same parent, table and index give the same id");
     // parent, table and index each change it
     assert_ne!(nested_id("abd", "forums__tags", 0), id);
