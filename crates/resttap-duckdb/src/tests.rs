@@ -22,6 +22,22 @@ fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> NormalizerCo
     }
 }
 
+/// Resource `resource` loading into table `items`.
+fn into_items(resource: &str, wd: WriteDisposition, primary_key: &str, keys_unique: bool) -> ResourceLoad {
+    ResourceLoad {
+        resource: resource.into(),
+        root_table: "items".into(),
+        write_disposition: wd,
+        primary_key: vec![primary_key.into()],
+        keys_unique,
+    }
+}
+
+/// The plan of load `load_id`: `resources`, the tables of `schema`, no pipeline state.
+fn plan(load_id: &str, schema: Schema, resources: Vec<ResourceLoad>) -> LoadPlan {
+    LoadPlan { load_id: load_id.into(), schema_name: "rest_api".into(), schema, resources, state: None }
+}
+
 /// One load of `records` into table `items`, normalized in batches of `batch_rows` and staged
 /// through one [`Destination::stage_all`], as the pipeline's loader does.
 fn load_in(
@@ -41,20 +57,7 @@ fn load_in(
     }
     out.extend(n.finish());
     db.stage_all(&mut out.into_iter())?;
-    let plan = LoadPlan {
-        load_id,
-        schema_name: "rest_api".into(),
-        schema: n.schema().clone(),
-        resources: vec![ResourceLoad {
-            resource: "items".into(),
-            root_table: "items".into(),
-            write_disposition: wd,
-            primary_key: vec!["id".into()],
-            keys_unique: n.keys_rising(),
-        }],
-        state: None,
-    };
-    db.commit(&plan)
+    db.commit(&plan(&load_id, n.schema().clone(), vec![into_items("items", wd, "id", n.keys_rising())]))
 }
 
 fn q<T: duckdb::types::FromSql>(db: &DuckDb, sql: &str) -> T {
@@ -174,20 +177,9 @@ fn load_raw(db: &mut DuckDb, load_id: &str, record: Value, primary_key: &str) ->
         db.abort();
         return Err(e);
     }
-    let plan = LoadPlan {
-        load_id: load_id.into(),
-        schema_name: "rest_api".into(),
-        schema: n.schema().clone(),
-        resources: vec![ResourceLoad {
-            resource: "items".into(),
-            root_table: "items".into(),
-            write_disposition: WriteDisposition::Merge,
-            primary_key: vec![primary_key.into()],
-            keys_unique: false,
-        }],
-        state: Some(PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() }),
-    };
-    db.commit(&plan)
+    let resources = vec![into_items("items", WriteDisposition::Merge, primary_key, false)];
+    let state = PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() };
+    db.commit(&LoadPlan { state: Some(state), ..plan(load_id, n.schema().clone(), resources) })
 }
 
 #[test]
@@ -373,18 +365,11 @@ fn rising_keys_skip_the_duplicate_check_only_for_a_table_one_resource_writes() {
         }
         batches.extend(n.finish());
         assert!(n.keys_rising());
-        resources.push(ResourceLoad {
-            resource: resource.into(),
-            root_table: "items".into(),
-            write_disposition: WriteDisposition::Merge,
-            primary_key: vec!["id".into()],
-            keys_unique: n.keys_rising(),
-        });
+        resources.push(into_items(resource, WriteDisposition::Merge, "id", n.keys_rising()));
         if resource == "b" {
             let schema = n.schema().clone();
             db.stage_all(&mut batches.drain(..)).unwrap();
-            let plan = LoadPlan { load_id: "1".into(), schema_name: "rest_api".into(), schema, resources, state: None };
-            db.commit(&plan).unwrap();
+            db.commit(&plan("1", schema, resources)).unwrap();
             break;
         }
     }
@@ -413,15 +398,8 @@ fn a_resources_last_rows_go_in_early_and_the_table_takes_more_after_them() {
     }
     assert_eq!(batches.iter().filter(|b| b.last).count(), 2);
     db.stage_all(&mut batches.into_iter()).unwrap();
-    let resources = vec![ResourceLoad {
-        resource: "a".into(),
-        root_table: "items".into(),
-        write_disposition: WriteDisposition::Append,
-        primary_key: vec!["id".into()],
-        keys_unique: false,
-    }];
-    db.commit(&LoadPlan { load_id: "1".into(), schema_name: "rest_api".into(), schema, resources, state: None })
-        .unwrap();
+    let resources = vec![into_items("a", WriteDisposition::Append, "id", false)];
+    db.commit(&plan("1", schema, resources)).unwrap();
     assert_eq!(
         rows(&db, "SELECT id || ':' || coalesce(extra::TEXT, '-') FROM ds.items ORDER BY id"),
         vec!["1:-", "2:-", "3:-", "4:-", "5:-", "6:60", "7:70", "8:80"]
