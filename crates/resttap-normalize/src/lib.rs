@@ -790,18 +790,8 @@ fn random_id() -> RowId {
 /// strategy with deterministic roots must bring it back (`resttap_schema::digest::digest128`).
 pub fn nested_id(parent_id: &str, table: &str, idx: usize) -> RowId {
     // the text on the stack when it fits (ids are 14 characters; table names are short)
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = idx;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let parts = [parent_id.as_bytes(), b"_", table.as_bytes(), b"_", &digits[start..]];
+    let mut digits = itoa::Buffer::new();
+    let parts = [parent_id.as_bytes(), b"_", table.as_bytes(), b"_", digits.format(idx).as_bytes()];
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut stack = [0u8; 256];
     let mut heap = Vec::new();
