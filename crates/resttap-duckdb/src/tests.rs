@@ -358,6 +358,7 @@ fn rising_keys_skip_the_duplicate_check_only_for_a_table_one_resource_writes() {
     db.begin("1").unwrap();
     let mut batches = Vec::new();
     let mut resources = Vec::new();
+    let mut schema = Schema::default();
     for (resource, ids) in [("a", [1, 2]), ("b", [2, 3])] {
         let mut n = Normalizer::new(items(WriteDisposition::Merge, "1", 10), &Schema::default());
         for id in ids {
@@ -366,13 +367,10 @@ fn rising_keys_skip_the_duplicate_check_only_for_a_table_one_resource_writes() {
         batches.extend(n.finish());
         assert!(n.keys_rising());
         resources.push(into_items(resource, WriteDisposition::Merge, "id", n.keys_rising()));
-        if resource == "b" {
-            let schema = n.schema().clone();
-            db.stage_all(&mut batches.drain(..)).unwrap();
-            db.commit(&plan("1", schema, resources)).unwrap();
-            break;
-        }
+        schema = n.schema().clone();
     }
+    db.stage_all(&mut batches.into_iter()).unwrap();
+    db.commit(&plan("1", schema, resources)).unwrap();
     assert_eq!(rows(&db, "SELECT id || src FROM ds.items ORDER BY id"), vec!["1a", "2b", "3b"]);
 }
 
