@@ -563,6 +563,9 @@ impl Extractor {
         }
         let envelope = body.to_value_without(&keys);
         self.advance(&req, &resp, &shown, &envelope, records.len())?;
+        // the next page's request (spawned by `advance`) goes out before this page's records are
+        // read: without the yield it waits for `f` to return, on the worker that runs this task
+        tokio::task::yield_now().await;
         f(records)?;
         Ok(true)
     }
@@ -580,6 +583,89 @@ impl Drop for Extractor {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Serves `/items` in two pages (`{"items": [...], "next": "2"}`, then `"next": null`) and
+    /// counts the requests received.
+    fn serve_two_pages() -> (String, Arc<AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let count = Arc::clone(&count);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    loop {
+                        let mut first = String::new();
+                        if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut line = String::new();
+                        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                            line.clear();
+                        }
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let body = if first.contains("cursor=2") {
+                            r#"{"items": [{"id": 2}], "next": null}"#
+                        } else {
+                            r#"{"items": [{"id": 1}], "next": "2"}"#
+                        };
+                        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                        if conn.write_all(format!("{head}{body}").as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), requests)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_next_page_is_requested_before_the_records_of_this_one_are_read() {
+        let (base, requests) = serve_two_pages();
+        let yaml = format!(
+            "client: {{base_url: '{base}'}}\nresources:\n  - name: items\n    endpoint:\n      path: items\n      \
+             data_selector: items\n      paginator: {{type: cursor, cursor_path: next, cursor_param: cursor}}\n"
+        );
+        let sources = resttap_config::SecretSources { ignore_env: true, ..Default::default() };
+        let config = resttap_config::load_str(
+            &yaml,
+            resttap_config::Format::Yaml,
+            std::path::Path::new("t.yaml"),
+            &Default::default(),
+            &sources,
+        )
+        .unwrap();
+        let client =
+            Client::new(config.api.client.retry.clone(), Duration::from_secs(10), config.secrets.clone()).unwrap();
+        let res = &config.api.resources[0];
+        let mut ex =
+            Extractor::start(client, &config.api.client, res, Arc::new(Counters::default()), &Context::new(None))
+                .unwrap();
+        let mut seen = Vec::new();
+        while ex
+            .next_page_borrowed(|records| {
+                // this runtime's one thread is busy here: only a request already sent can arrive
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while requests.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                seen.push((records.len(), requests.load(Ordering::SeqCst)));
+                Ok::<(), ExtractError>(())
+            })
+            .await
+            .unwrap()
+        {}
+        // while page 1 was read, the server had the request for page 2
+        assert_eq!(seen, [(1, 2), (1, 2)]);
+    }
 
     #[test]
     fn bodies_parse_as_text_and_bad_bytes_are_located() {
