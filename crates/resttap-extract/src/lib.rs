@@ -525,6 +525,8 @@ impl Extractor {
         }
         let n = count_records(&self.selector, &body);
         self.advance(&req, &resp, &shown, &body, n)?;
+        // as in `next_page_borrowed`: the next request goes out before the caller gets the records
+        tokio::task::yield_now().await;
         let (records, empty_match) = take_records(&self.selector, &mut body);
         if empty_match && self.counters.pages.load(Ordering::Relaxed) == 1 {
             tracing::warn!(resource = %self.resource, url = %shown, "the data selector matched nothing or null: empty page");
@@ -627,44 +629,54 @@ mod tests {
         (format!("http://{addr}"), requests)
     }
 
+    /// Waits (blocking the thread) up to 5 s for the server to have `n` requests; returns the count.
+    fn blocking_wait_for(requests: &AtomicUsize, n: usize) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while requests.load(Ordering::SeqCst) < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        requests.load(Ordering::SeqCst)
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn the_next_page_is_requested_before_the_records_of_this_one_are_read() {
-        let (base, requests) = serve_two_pages();
-        let yaml = format!(
-            "client: {{base_url: '{base}'}}\nresources:\n  - name: items\n    endpoint:\n      path: items\n      \
-             data_selector: items\n      paginator: {{type: cursor, cursor_path: next, cursor_param: cursor}}\n"
-        );
-        let sources = resttap_config::SecretSources { ignore_env: true, ..Default::default() };
-        let config = resttap_config::load_str(
-            &yaml,
-            resttap_config::Format::Yaml,
-            std::path::Path::new("t.yaml"),
-            &Default::default(),
-            &sources,
-        )
-        .unwrap();
-        let client =
-            Client::new(config.api.client.retry.clone(), Duration::from_secs(10), config.secrets.clone()).unwrap();
-        let res = &config.api.resources[0];
-        let mut ex =
-            Extractor::start(client, &config.api.client, res, Arc::new(Counters::default()), &Context::new(None))
-                .unwrap();
-        let mut seen = Vec::new();
-        while ex
-            .next_page_borrowed(|records| {
-                // this runtime's one thread is busy here: only a request already sent can arrive
-                let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                while requests.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
+        for borrowed in [true, false] {
+            let (base, requests) = serve_two_pages();
+            let yaml = format!(
+                "client: {{base_url: '{base}'}}\nresources:\n  - name: items\n    endpoint:\n      path: items\n      \
+                 data_selector: items\n      paginator: {{type: cursor, cursor_path: next, cursor_param: cursor}}\n"
+            );
+            let sources = resttap_config::SecretSources { ignore_env: true, ..Default::default() };
+            let path = std::path::Path::new("t.yaml");
+            let config =
+                resttap_config::load_str(&yaml, resttap_config::Format::Yaml, path, &Default::default(), &sources)
+                    .unwrap();
+            let client =
+                Client::new(config.api.client.retry.clone(), Duration::from_secs(10), config.secrets.clone()).unwrap();
+            let res = &config.api.resources[0];
+            let counters = Arc::new(Counters::default());
+            let mut ex = Extractor::start(client, &config.api.client, res, counters, &Context::new(None)).unwrap();
+            // this runtime's one thread is blocked while a page's records are read: only a
+            // request sent before can reach the server
+            let mut seen = Vec::new();
+            if borrowed {
+                loop {
+                    let read = |records: &[Json<'_>]| {
+                        seen.push((records.len(), blocking_wait_for(&requests, 2)));
+                        Ok::<(), ExtractError>(())
+                    };
+                    if !ex.next_page_borrowed(read).await.unwrap() {
+                        break;
+                    }
                 }
-                seen.push((records.len(), requests.load(Ordering::SeqCst)));
-                Ok::<(), ExtractError>(())
-            })
-            .await
-            .unwrap()
-        {}
-        // while page 1 was read, the server had the request for page 2
-        assert_eq!(seen, [(1, 2), (1, 2)]);
+            } else {
+                while let Some(page) = ex.next_page().await.unwrap() {
+                    seen.push((page.records.len(), blocking_wait_for(&requests, 2)));
+                }
+            }
+            // while page 1 was read, the server had the request for page 2
+            assert_eq!(seen, [(1, 2), (1, 2)], "borrowed: {borrowed}");
+        }
     }
 
     #[test]
