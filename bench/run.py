@@ -11,7 +11,11 @@ of wall times: the machine is shared and single runs vary); dlt runs once. Then 
 --repeat times more over its last first load ("merge run": every record again, merged by
 primary key, as a scheduled run of the seed does). Where dlt runs, the floor and resttap run
 --repeat times again after it and their medians are taken over both sets, before and after
-dlt's run, since the host's speed drifts over dlt's minute or two. Printed and written to
+dlt's run, since the host's speed drifts over dlt's minute or two. After resttap's first
+loads, `resttap insert-floor` --repeat times: DuckDB itself writing the tables of the last first
+load into a new file (CREATE TABLE AS from copies in memory, one transaction, resttap's
+settings), the least any loader into DuckDB spends on DuckDB's side; its own timing of that
+part (RSS: not meaningful, it holds the copies). Printed and written to
 bench-results/<UTC time>.md.
 """
 import argparse
@@ -91,6 +95,18 @@ def drop_from_page_cache(path):
         os.close(fd)
 
 
+def insert_floor(tmp):
+    """One `resttap insert-floor` from the last first load (tmp/r.duckdb): (wall s, CPU s, None)."""
+    target = tmp / "f.duckdb"
+    for f in tmp.glob("f.duckdb*"):
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    _, _, _, out, err, code = measure([str(BIN), "insert-floor", "--from", str(tmp / "r.duckdb"), "--to", str(target)])
+    m = re.search(r"wall_s=([0-9.]+) cpu_s=([0-9.]+)", out)
+    if code != 0 or not m:
+        raise SystemExit(f"insert-floor failed ({code}):\n{out}\n{err}")
+    return float(m.group(1)), float(m.group(2)), None
+
+
 def total_records(n):
     return 2 * n + 4 * max(1, n // 10)
 
@@ -131,6 +147,9 @@ def main():
                             samples[name].append(run_checked(name, cmd, env, tmp))
 
                 first_loads()
+                # DuckDB's own insert path for the rows the last first load wrote (see
+                # `resttap insert-floor`): its timed part only, from its output
+                samples["DuckDB insert floor"] = [insert_floor(pathlib.Path(tmp)) for _ in range(max(1, args.repeat))]
                 # the run a user repeats: the same data again over the last first load, every
                 # record merged (delete-insert by primary key), each run over the one before
                 merge_cmd = runs[1][1]
@@ -142,17 +161,20 @@ def main():
                     # run as many times again after it, so their medians span the same spell
                     first_loads()
                 for name, runs_of in samples.items():
-                    ordered = sorted(runs_of)
+                    ordered = sorted(runs_of, key=lambda run: run[0])
                     wall, cpu, rss = ordered[len(ordered) // 2]
                     results[name] = (wall, cpu, rss)
                     spread = " / ".join(f"{w:.2f}" for w, _, _ in runs_of)
-                    lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {recs / wall:,.0f} | {spread} |")
+                    shown_rss = "-" if rss is None else f"{rss:.0f}"
+                    lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {cpu:.2f} | {shown_rss} | {recs / wall:,.0f} | {spread} |")
                     print(lines[-1], flush=True)
         finally:
             mock.kill()
             mock.wait()
         r = results["resttap"]
         ratio = f"N={n}: resttap/floor wall {r[0] / results['floor'][0]:.2f}x"
+        f = results["DuckDB insert floor"]
+        ratio += f"; resttap/DuckDB insert floor wall {r[0] / f[0]:.2f}x, CPU {r[1] / f[1]:.2f}x"
         m = results["resttap merge run"]
         ratio += f"; merge run/first load wall {m[0] / r[0]:.2f}x, RSS {m[2] / r[2]:.2f}x"
         if "dlt 1.31" in results:

@@ -20,7 +20,10 @@ use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 
+mod floor;
 mod scan;
+
+pub use floor::{InsertFloor, insert_floor};
 
 /// DuckDB's memory limit for a load: rows beyond it spill to `<file>.tmp`.
 pub const MEMORY_LIMIT: &str = "32MB";

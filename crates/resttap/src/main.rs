@@ -81,6 +81,18 @@ enum Command {
         #[arg(long)]
         token: String,
     },
+    /// Benchmark floor: write every table of a loaded DuckDB file into a new one, from copies
+    /// in memory, as DuckDB's own `CREATE TABLE ... AS SELECT` in one transaction; prints the
+    /// time of that alone (the least any loader spends on DuckDB's side for these rows).
+    #[command(hide = true)]
+    InsertFloor {
+        /// A loaded file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The file to write (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Serve the mock API on a free port and load the seed configuration into demo.duckdb.
     Demo {
         /// Records in the two large resources.
@@ -280,6 +292,17 @@ async fn main_inner(cli: Cli) -> ExitCode {
         Command::FetchFloor { base_url, token } => match resttap::floor::fetch_all(&base_url, &token).await {
             Ok((pages, bytes)) => {
                 println!("fetched {pages} pages, {bytes} bytes");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                print_error(&e);
+                ExitCode::FAILURE
+            }
+        },
+        Command::InsertFloor { from, to } => match resttap_duckdb::insert_floor(&from, &to) {
+            Ok(f) => {
+                let cpu = f.cpu.map_or("-".to_string(), |c| format!("{:.3}", c.as_secs_f64()));
+                println!("tables={} rows={} wall_s={:.3} cpu_s={cpu}", f.tables, f.rows, f.wall.as_secs_f64());
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -404,3 +404,44 @@ fn response_actions_ignore_a_missing_endpoint() {
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.suggestions"), 50);
     assert_eq!(count(&c, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'archived_things'"), 0);
 }
+
+#[test]
+fn the_benchmarks_floors_run_against_the_mock_and_a_loaded_dataset() {
+    let mock = Mock::start(&["--records", &RECORDS.to_string()]);
+    let s = Scratch::new();
+    assert_ok(&run(&seed_config(), &mock, &s.db(), TOKEN, &[]));
+    let requests = mock.requests();
+    // the transfer floor: every page of the six resources, once
+    let out = std::process::Command::new(bin())
+        .args(["fetch-floor", "--base-url", &mock.url, "--token", TOKEN])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let pages = mock.requests() - requests;
+    assert_eq!(pages, requests, "the floor fetches the pages the run fetched");
+    assert!(text(&out).0.starts_with(&format!("fetched {pages} pages, ")), "{}", text(&out).0);
+    // the insert floor: every table of the loaded file written into a new one, rows counted
+    let c = open(&s.db());
+    let tables = count(&c, "SELECT count(*) FROM duckdb_tables()");
+    let rows: i64 = c
+        .prepare("SELECT schema_name, table_name FROM duckdb_tables()")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|t| t.unwrap())
+        .map(|(schema, table)| count(&c, &format!("SELECT count(*) FROM \"{schema}\".\"{table}\"")))
+        .sum();
+    drop(c);
+    let (db, copy) = (s.db(), s.path("floor.duckdb"));
+    let args = ["insert-floor", "--from", db.to_str().unwrap(), "--to", copy.to_str().unwrap()];
+    let out = std::process::Command::new(bin()).args(args).output().unwrap();
+    assert_ok(&out);
+    let stdout = text(&out).0;
+    assert!(stdout.starts_with(&format!("tables={tables} rows={rows} wall_s=")), "{stdout}");
+    assert!(stdout.contains(" cpu_s="), "{stdout}");
+    let c = open(&copy);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.feedback_records"), RECORDS as i64);
+    // it writes a new file only
+    let out = std::process::Command::new(bin()).args(args).output().unwrap();
+    assert!(!out.status.success() && text(&out).1.contains("already exists"), "{:?}", text(&out));
+}
