@@ -321,7 +321,19 @@ fn append(b: &mut Builder, cell: Cell<'_>) {
 /// lookup and no allocation.
 struct NameNode {
     full: Arc<str>,
+    /// The raw JSON key it was reached by (empty for node 0).
+    key: Box<str>,
     children: HashMap<String, usize>,
+    /// The children in the order the last object of this node listed its keys: the records
+    /// of a page have the same keys in the same order, so the key at a place is compared with
+    /// the one there last time before the map is asked ([`Normalizer::child_at`]).
+    order: Vec<usize>,
+}
+
+impl NameNode {
+    fn new(full: Arc<str>, key: &str) -> Self {
+        NameNode { full, key: Box::from(key), children: HashMap::default(), order: Vec::new() }
+    }
 }
 
 /// Node ids of the system columns, fixed at construction.
@@ -393,7 +405,7 @@ impl Normalizer {
             }
         }
         let merge = cfg.write_disposition == WriteDisposition::Merge;
-        let names = vec![NameNode { full: Arc::from(""), children: HashMap::default() }];
+        let names = vec![NameNode::new(Arc::from(""), "")];
         let sys = SysNodes { load_id: 0, id: 0, root_id: 0, parent_id: 0, list_idx: 0, value: 0, list: 0 };
         let keys = if cfg.primary_key.len() == 1 { KeyOrder::Start } else { KeyOrder::Unknown };
         let mut required: Vec<(String, bool)> = Vec::new();
@@ -467,8 +479,26 @@ impl Normalizer {
         let id = self.names.len();
         let required = self.required.iter().position(|(r, _)| **r == *full);
         self.required_of.push(required.map_or(u32::MAX, |i| i as u32));
-        self.names.push(NameNode { full, children: HashMap::default() });
+        self.names.push(NameNode::new(full, key));
         self.names[parent].children.insert(key.to_string(), id);
+        id
+    }
+
+    /// [`Normalizer::child`] for the `pos`-th key of an object under `parent`: the key found
+    /// at that place in the object before is compared first.
+    fn child_at(&mut self, parent: usize, pos: usize, key: &str) -> usize {
+        if let Some(&id) = self.names[parent].order.get(pos)
+            && *self.names[id].key == *key
+        {
+            return id;
+        }
+        let id = self.child(parent, key);
+        let order = &mut self.names[parent].order;
+        if pos < order.len() {
+            order[pos] = id;
+        } else if pos == order.len() {
+            order.push(id);
+        }
         id
     }
 
@@ -617,8 +647,8 @@ impl Normalizer {
     ) {
         let mut stack: Vec<(&N, i64, usize)> = vec![(obj, level, 0)];
         while let Some((cur, lvl, parent)) = stack.pop() {
-            for (k, v) in cur.entries().into_iter().flatten() {
-                let node = self.child(parent, k);
+            for (pos, (k, v)) in cur.entries().into_iter().flatten().enumerate() {
+                let node = self.child_at(parent, pos, k);
                 match v.kind() {
                     Kind::Obj if !self.keep_whole(table, &self.names[node].full, lvl) => stack.push((v, lvl - 1, node)),
                     Kind::Arr(a) if !self.keep_whole(table, &self.names[node].full, lvl) => lists.push((node, a)),

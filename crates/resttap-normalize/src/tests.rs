@@ -355,3 +355,44 @@ fn rising_integer_keys_are_known_unique_and_anything_else_is_not() {
     let existing = Schema { tables: vec![t] };
     assert!(rising(&[json!(1), json!(2)], merge(), &existing));
 }
+
+#[test]
+fn keys_in_another_order_or_set_than_the_record_before_find_their_columns() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    let mut out = Vec::new();
+    // the same keys in other orders, keys left out and added, a nested object's keys reordered
+    for rec in [
+        json!({"id": 1, "a": "x1", "b": 10, "o": {"p": "p1", "q": 1}}),
+        json!({"b": 20, "id": 2, "a": "x2", "o": {"q": 2, "p": "p2"}}),
+        json!({"id": 3, "c": true, "o": {"p": "p3"}}),
+        json!({"a": "x4", "id": 4, "b": 40, "c": false, "o": {"q": 4, "r": "r4", "p": "p4"}}),
+        json!({"id": 5}),
+        json!({"o": {"r": "r6"}, "id": 6}),
+    ] {
+        n.push(&rec, &mut out).unwrap();
+    }
+    let root = by_table(&n.finish(), "forums");
+    let col = |name: &str| root.batch.column(root.columns.iter().position(|c| c.name == name).unwrap()).clone();
+    let texts = |name: &str| {
+        let c = col(name);
+        (0..c.len()).map(|i| c.is_valid(i).then(|| c.as_string::<i32>().value(i).to_string())).collect::<Vec<_>>()
+    };
+    let ints = |name: &str| {
+        let c = col(name);
+        let c = c.as_primitive::<arrow::datatypes::Int64Type>();
+        (0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))).collect::<Vec<_>>()
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(ints("id"), [1, 2, 3, 4, 5, 6].map(Some));
+    assert_eq!(texts("a"), [s("x1"), s("x2"), None, s("x4"), None, None]);
+    assert_eq!(ints("b"), [Some(10), Some(20), None, Some(40), None, None]);
+    assert_eq!(texts("o__p"), [s("p1"), s("p2"), s("p3"), s("p4"), None, None]);
+    assert_eq!(ints("o__q"), [Some(1), Some(2), None, Some(4), None, None]);
+    assert_eq!(texts("o__r"), [None, None, None, s("r4"), None, s("r6")]);
+    let c = col("c");
+    let c = c.as_boolean();
+    assert_eq!(
+        (0..6).map(|i| c.is_valid(i).then(|| c.value(i))).collect::<Vec<_>>(),
+        [None, None, Some(true), Some(false), None, None]
+    );
+}
