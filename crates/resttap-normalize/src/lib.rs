@@ -185,7 +185,9 @@ impl TableBuf {
         let row = self.rows;
         let c = &mut self.cols[ci];
         if c.len > row {
-            return; // two keys normalized to the same name: the first one wins
+            // a second value for a column in one row: a record cannot give one (keys that
+            // normalize alike and keys named like system columns are settled before)
+            return;
         }
         while c.len < row {
             c.builder.append_null();
@@ -328,12 +330,42 @@ struct NameNode {
     /// of a page have the same keys in the same order, so the key at a place is compared with
     /// the one there last time before the map is asked ([`Normalizer::child_at`]).
     order: Vec<usize>,
+    /// The first node with the same full name (itself, unless two raw keys normalize alike:
+    /// `a b` and `a_b`).
+    alias_of: usize,
+    /// It names a system column (`_dlt_id`, `_dlt_load_id`, ...): a record's own key by that
+    /// name is settled as dlt does ([`Normalizer::settle_system_keys`]).
+    system: bool,
 }
 
 impl NameNode {
-    fn new(full: Arc<str>, key: &str) -> Self {
-        NameNode { full, key: Box::from(key), children: HashMap::default(), order: Vec::new() }
+    fn new(full: Arc<str>, key: &str, alias_of: usize) -> Self {
+        let (children, order) = (HashMap::default(), Vec::new());
+        NameNode { full, key: Box::from(key), children, order, alias_of, system: false }
     }
+}
+
+/// dlt flattens an object into a Python dict: where two keys of it get the same name, the later
+/// value replaces the earlier one, in the earlier one's place. `items` are (name node, value)
+/// in the order dlt assigns them.
+fn keep_last_in_place<T: Copy>(names: &[NameNode], items: &mut Vec<(usize, T)>) {
+    let mut first: Vec<(usize, usize)> = Vec::new();
+    let mut keep = vec![true; items.len()];
+    for i in 0..items.len() {
+        let alias = names[items[i].0].alias_of;
+        match first.iter().find(|(a, _)| *a == alias) {
+            Some(&(_, j)) => {
+                items[j].1 = items[i].1;
+                keep[i] = false;
+            }
+            None => first.push((alias, i)),
+        }
+    }
+    let mut i = 0;
+    items.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
 }
 
 /// Node ids of the system columns, fixed at construction.
@@ -365,6 +397,11 @@ pub struct Normalizer {
     required_seen: Vec<bool>,
     /// Buffer index and table name of the nested table under a buffer's name node.
     nested: HashMap<(usize, usize), (usize, Arc<str>)>,
+    /// The first name node of each full name, and whether any other node has one of them.
+    by_full: HashMap<Arc<str>, usize>,
+    aliased: bool,
+    /// Whether the object flattened last had a key named like a system column.
+    system_key: bool,
     sys: SysNodes,
     merge: bool,
     records: u64,
@@ -405,7 +442,7 @@ impl Normalizer {
             }
         }
         let merge = cfg.write_disposition == WriteDisposition::Merge;
-        let names = vec![NameNode::new(Arc::from(""), "")];
+        let names = vec![NameNode::new(Arc::from(""), "", 0)];
         let sys = SysNodes { load_id: 0, id: 0, root_id: 0, parent_id: 0, list_idx: 0, value: 0, list: 0 };
         let keys = if cfg.primary_key.len() == 1 { KeyOrder::Start } else { KeyOrder::Unknown };
         let mut required: Vec<(String, bool)> = Vec::new();
@@ -421,6 +458,9 @@ impl Normalizer {
             required,
             required_of: vec![u32::MAX],
             nested: HashMap::default(),
+            by_full: HashMap::default(),
+            aliased: false,
+            system_key: false,
             cfg,
             schema,
             bufs: Vec::new(),
@@ -440,6 +480,9 @@ impl Normalizer {
             value: n.child(0, cols::VALUE),
             list: n.child(0, "list"),
         };
+        for node in [n.sys.load_id, n.sys.id, n.sys.root_id, n.sys.parent_id, n.sys.list_idx] {
+            n.names[node].system = true;
+        }
         n
     }
 
@@ -479,9 +522,34 @@ impl Normalizer {
         let id = self.names.len();
         let required = self.required.iter().position(|(r, _)| **r == *full);
         self.required_of.push(required.map_or(u32::MAX, |i| i as u32));
-        self.names.push(NameNode::new(full, key));
+        let alias_of = *self.by_full.entry(Arc::clone(&full)).or_insert(id);
+        self.aliased |= alias_of != id;
+        let mut node = NameNode::new(full, key, alias_of);
+        node.system = alias_of != id && self.names[alias_of].system;
+        self.names.push(node);
         self.names[parent].children.insert(key.to_string(), id);
         id
+    }
+
+    /// After an object was flattened, its keys named like system columns, as dlt settles them:
+    /// the system value replaces the object's own for the columns `overwritten` (`_dlt_load_id`
+    /// of a root row, `_dlt_root_id` of a nested one); an own `_dlt_id` (text) is kept and is
+    /// the row's id, which its nested rows point to (returned). Looks only when the object had
+    /// such a key.
+    fn settle_system_keys<'v, N: Node>(
+        &mut self,
+        fields: &mut Vec<(usize, &'v N)>,
+        overwritten: &[usize],
+    ) -> Option<&'v str> {
+        if !std::mem::take(&mut self.system_key) {
+            return None;
+        }
+        fields.retain(|(node, _)| !overwritten.contains(&self.names[*node].alias_of));
+        let own = fields.iter().find(|(node, _)| self.names[*node].alias_of == self.sys.id)?;
+        match own.1.kind() {
+            Kind::Str(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// [`Normalizer::child`] for the `pos`-th key of an object under `parent`: the key found
@@ -490,6 +558,7 @@ impl Normalizer {
         if let Some(&id) = self.names[parent].order.get(pos)
             && *self.names[id].key == *key
         {
+            self.system_key |= self.names[id].system;
             return id;
         }
         let id = self.child(parent, key);
@@ -499,6 +568,7 @@ impl Normalizer {
         } else if pos == order.len() {
             order.push(id);
         }
+        self.system_key |= self.names[id].system;
         id
     }
 
@@ -656,6 +726,10 @@ impl Normalizer {
                 }
             }
         }
+        if self.aliased {
+            keep_last_in_place(&self.names, out);
+            keep_last_in_place(&self.names, lists);
+        }
     }
 
     /// Normalizes one record of the resource. Returns the batches of tables that are full.
@@ -672,6 +746,7 @@ impl Normalizer {
         let mut fields = Vec::with_capacity(16);
         let mut lists = Vec::new();
         self.flatten(&root, record, level, &mut fields, &mut lists);
+        let own_id = self.settle_system_keys(&mut fields, &[self.sys.load_id]);
         // the key's value as the table gets it (the first non-null of the keys normalized to
         // its name), for the order of keys
         let mut first_key = None;
@@ -711,11 +786,13 @@ impl Normalizer {
         let load_id = Arc::clone(&self.cfg.load_id);
         self.put_sys(bi, self.sys.load_id, Cell::Str(&load_id));
         let id = random_id();
+        // a record's own `_dlt_id` went in with its fields and stays
         self.put_sys(bi, self.sys.id, Cell::Str(id.as_str()));
         self.end_row(bi);
-        let root_id = if self.merge { Some(id.as_str()) } else { None };
+        let row_id = own_id.unwrap_or(id.as_str());
+        let root_id = if self.merge { Some(row_id) } else { None };
         for (node, items) in lists {
-            self.list(bi, node, items, id.as_str(), root_id, level - 1);
+            self.list(bi, node, items, row_id, root_id, level - 1);
         }
         self.records += 1;
         for b in &mut self.bufs {
@@ -750,10 +827,13 @@ impl Normalizer {
         for (idx, item) in items.iter().enumerate() {
             let id = nested_id(parent_id, &table, idx);
             let mut child_lists: Vec<ListAt<'_, N>> = Vec::new();
+            let mut own_id = None;
             fields.clear();
             match item.kind() {
                 Kind::Obj => {
                     self.flatten(&table, item, level, &mut fields, &mut child_lists);
+                    let overwritten = if root_id.is_some() { &[self.sys.root_id][..] } else { &[] };
+                    own_id = self.settle_system_keys(&mut fields, overwritten);
                     for (node, v) in &fields {
                         self.put(bi, *node, *v, false);
                     }
@@ -771,7 +851,7 @@ impl Normalizer {
             self.end_row(bi);
             let next_level = if matches!(item.kind(), Kind::Arr(_)) { level - 1 } else { level };
             for (node, sub) in child_lists {
-                self.list(bi, node, sub, id.as_str(), root_id, next_level - 1);
+                self.list(bi, node, sub, own_id.unwrap_or(id.as_str()), root_id, next_level - 1);
             }
         }
     }

@@ -396,3 +396,63 @@ fn keys_in_another_order_or_set_than_the_record_before_find_their_columns() {
         [None, None, Some(true), Some(false), None, None]
     );
 }
+
+/// What dlt 1.31 loaded for these records (checked with its DuckDB destination): keys that
+/// normalize to one name keep the last value, in the first one's place (a null too); a nested
+/// object's column after a top-level key of the same name (dlt flattens nested objects after
+/// the top level); a record's own `_dlt_id` is kept and is what its nested rows point to,
+/// while `_dlt_load_id` and a nested row's `_dlt_root_id` are overwritten; of two lists that
+/// normalize to one table, the last.
+#[test]
+fn keys_that_normalize_alike_or_name_system_columns_are_settled_as_dlt_does() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    let mut out = Vec::new();
+    for rec in [
+        json!({"id": 1, "a b": "y1", "a_b": "z1"}),
+        json!({"id": 2, "a_b": "z2", "a b": "y2"}),
+        json!({"id": 3, "a b": "y3", "a_b": null}),
+        json!({"id": 4, "o": {"x": 1}, "o__x": 2}),
+        json!({"id": 5, "_dlt_id": "mine", "_dlt_load_id": "mine",
+               "l": [{"_dlt_parent_id": "p", "_dlt_list_idx": 9, "_dlt_id": "c", "_dlt_root_id": "rr", "k": 1,
+                      "m": [7]}]}),
+        json!({"id": 6, "l 1": [1, 2], "l_1": [3]}),
+    ] {
+        n.push(&rec, &mut out).unwrap();
+    }
+    let batches = n.finish();
+    let root = by_table(&batches, "forums");
+    let col =
+        |b: &TableBatch, name: &str| b.batch.column(b.columns.iter().position(|c| c.name == name).unwrap()).clone();
+    let texts = |b: &TableBatch, name: &str| {
+        let c = col(b, name);
+        (0..c.len()).map(|i| c.is_valid(i).then(|| c.as_string::<i32>().value(i).to_string())).collect::<Vec<_>>()
+    };
+    let ints = |b: &TableBatch, name: &str| {
+        let c = col(b, name);
+        let c = c.as_primitive::<arrow::datatypes::Int64Type>();
+        (0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))).collect::<Vec<_>>()
+    };
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(texts(&root, "a_b"), [s("z1"), s("y2"), None, None, None, None]);
+    assert_eq!(ints(&root, "o__x"), [None, None, None, Some(1), None, None]);
+    let names = names(&root);
+    assert_eq!(names.iter().position(|c| c == "a_b:text"), Some(1), "{names:?}");
+    let ids = texts(&root, "_dlt_id");
+    assert_eq!(ids[4], s("mine"));
+    let load_ids = texts(&root, "_dlt_load_id");
+    assert!(load_ids.iter().all(|l| *l == s("1700000000.1")), "{load_ids:?}");
+
+    let l = by_table(&batches, "forums__l");
+    assert_eq!(texts(&l, "_dlt_parent_id"), [s("p")]);
+    assert_eq!(ints(&l, "_dlt_list_idx"), [Some(9)]);
+    assert_eq!(texts(&l, "_dlt_id"), [s("c")]);
+    assert_eq!(texts(&l, "_dlt_root_id"), [s("mine")]);
+    // a list in that row points to its own id
+    let m = by_table(&batches, "forums__l__m");
+    assert_eq!(texts(&m, "_dlt_parent_id"), [s("c")]);
+    assert_eq!(texts(&m, "_dlt_root_id"), [s("mine")]);
+
+    let l1 = by_table(&batches, "forums__l_1");
+    assert_eq!(ints(&l1, "value"), [Some(3)]);
+    assert_eq!(texts(&l1, "_dlt_parent_id"), [ids[5].clone()]);
+}
