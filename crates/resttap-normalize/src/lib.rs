@@ -532,24 +532,33 @@ impl Normalizer {
     }
 
     /// After an object was flattened, its keys named like system columns, as dlt settles them:
-    /// the system value replaces the object's own for the columns `overwritten` (`_dlt_load_id`
-    /// of a root row, `_dlt_root_id` of a nested one); an own `_dlt_id` (text) is kept and is
-    /// the row's id, which its nested rows point to (returned). Looks only when the object had
-    /// such a key.
+    /// an own `_dlt_id` (text) is kept and is the row's id, which its nested rows point to
+    /// (returned); the system value replaces the object's own for the columns `overwritten`
+    /// (`_dlt_load_id` of a root row, `_dlt_root_id` of a nested one), and for those of
+    /// `unless_own_id` when it has no `_dlt_id` of its own (a nested row's `_dlt_parent_id` and
+    /// `_dlt_list_idx`: dlt sets them with the id it makes). Looks only when the object had such
+    /// a key.
     fn settle_system_keys<'v, N: Node>(
         &mut self,
         fields: &mut Vec<(usize, &'v N)>,
         overwritten: &[usize],
+        unless_own_id: &[usize],
     ) -> Option<&'v str> {
         if !std::mem::take(&mut self.system_key) {
             return None;
         }
-        fields.retain(|(node, _)| !overwritten.contains(&self.names[*node].alias_of));
-        let own = fields.iter().find(|(node, _)| self.names[*node].alias_of == self.sys.id)?;
-        match own.1.kind() {
+        let own = fields.iter().find(|(node, _)| self.names[*node].alias_of == self.sys.id).and_then(|(_, v)| match v
+            .kind()
+        {
             Kind::Str(s) => Some(s),
             _ => None,
-        }
+        });
+        let gone = |node: &usize| {
+            let alias = self.names[*node].alias_of;
+            overwritten.contains(&alias) || (own.is_none() && unless_own_id.contains(&alias))
+        };
+        fields.retain(|(node, _)| !gone(node));
+        own
     }
 
     /// [`Normalizer::child`] for the `pos`-th key of an object under `parent`: the key found
@@ -746,7 +755,7 @@ impl Normalizer {
         let mut fields = Vec::with_capacity(16);
         let mut lists = Vec::new();
         self.flatten(&root, record, level, &mut fields, &mut lists);
-        let own_id = self.settle_system_keys(&mut fields, &[self.sys.load_id]);
+        let own_id = self.settle_system_keys(&mut fields, &[self.sys.load_id], &[]);
         // the key's value as the table gets it (the first non-null of the keys normalized to
         // its name), for the order of keys
         let mut first_key = None;
@@ -833,7 +842,8 @@ impl Normalizer {
                 Kind::Obj => {
                     self.flatten(&table, item, level, &mut fields, &mut child_lists);
                     let overwritten = if root_id.is_some() { &[self.sys.root_id][..] } else { &[] };
-                    own_id = self.settle_system_keys(&mut fields, overwritten);
+                    let made = [self.sys.parent_id, self.sys.list_idx];
+                    own_id = self.settle_system_keys(&mut fields, overwritten, &made);
                     for (node, v) in &fields {
                         self.put(bi, *node, *v, false);
                     }

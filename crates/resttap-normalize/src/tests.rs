@@ -401,8 +401,9 @@ fn keys_in_another_order_or_set_than_the_record_before_find_their_columns() {
 /// normalize to one name keep the last value, in the first one's place (a null too); a nested
 /// object's column after a top-level key of the same name (dlt flattens nested objects after
 /// the top level); a record's own `_dlt_id` is kept and is what its nested rows point to,
-/// while `_dlt_load_id` and a nested row's `_dlt_root_id` are overwritten; of two lists that
-/// normalize to one table, the last.
+/// while `_dlt_load_id` and a nested row's `_dlt_root_id` are overwritten, and so are a nested
+/// row's `_dlt_parent_id` and `_dlt_list_idx` unless it has its own `_dlt_id`; of two lists
+/// that normalize to one table, the last.
 #[test]
 fn keys_that_normalize_alike_or_name_system_columns_are_settled_as_dlt_does() {
     let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
@@ -415,7 +416,7 @@ fn keys_that_normalize_alike_or_name_system_columns_are_settled_as_dlt_does() {
         json!({"id": 5, "_dlt_id": "mine", "_dlt_load_id": "mine",
                "l": [{"_dlt_parent_id": "p", "_dlt_list_idx": 9, "_dlt_id": "c", "_dlt_root_id": "rr", "k": 1,
                       "m": [7]}]}),
-        json!({"id": 6, "l 1": [1, 2], "l_1": [3]}),
+        json!({"id": 6, "l 1": [1, 2], "l_1": [3], "l": [{"_dlt_parent_id": "p7", "_dlt_list_idx": 7, "k": 2}]}),
     ] {
         n.push(&rec, &mut out).unwrap();
     }
@@ -443,10 +444,11 @@ fn keys_that_normalize_alike_or_name_system_columns_are_settled_as_dlt_does() {
     assert!(load_ids.iter().all(|l| *l == s("1700000000.1")), "{load_ids:?}");
 
     let l = by_table(&batches, "forums__l");
-    assert_eq!(texts(&l, "_dlt_parent_id"), [s("p")]);
-    assert_eq!(ints(&l, "_dlt_list_idx"), [Some(9)]);
-    assert_eq!(texts(&l, "_dlt_id"), [s("c")]);
-    assert_eq!(texts(&l, "_dlt_root_id"), [s("mine")]);
+    assert_eq!(texts(&l, "_dlt_parent_id"), [s("p"), ids[5].clone()]);
+    assert_eq!(ints(&l, "_dlt_list_idx"), [Some(9), Some(0)]);
+    assert_eq!(texts(&l, "_dlt_id")[0], s("c"));
+    assert_eq!(texts(&l, "_dlt_root_id"), [s("mine"), ids[5].clone()]);
+    assert_eq!(ints(&l, "k"), [Some(1), Some(2)]);
     // a list in that row points to its own id
     let m = by_table(&batches, "forums__l__m");
     assert_eq!(texts(&m, "_dlt_parent_id"), [s("c")]);
