@@ -185,8 +185,9 @@ impl TableBuf {
         let row = self.rows;
         let c = &mut self.cols[ci];
         if c.len > row {
-            // a second value for a column in one row: a record cannot give one (keys that
-            // normalize alike and keys named like system columns are settled before)
+            // a second value for a column in one row: the first stays (a record's own
+            // `_dlt_id` before the one resttap makes; keys that normalize alike are settled
+            // before they get here)
             return;
         }
         while c.len < row {
