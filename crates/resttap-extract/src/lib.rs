@@ -13,6 +13,7 @@ use incremental::Incremental;
 use resttap_config::Rendered;
 use resttap_config::{AuthConfig, ClientConfig, Resource, py_str, to_jsonpath};
 use resttap_http::{Body, Client, HttpError, RequestSpec, Response, RetryNotice};
+use resttap_json::Bump;
 pub use resttap_json::{Json, Node};
 use resttap_paginate::{Detected, Page as PageView, PaginateError, Paginator};
 use serde_json::Value;
@@ -304,6 +305,17 @@ fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_
     }
 }
 
+/// [`parse_body`] into a [`Json`] tree in `arena`.
+fn parse_json<'a>(body: &'a [u8], arena: &'a Bump) -> Result<Json<'a>, serde_json::Error> {
+    match simdutf8::basic::from_utf8(body) {
+        Ok(text) => Json::parse(text, arena),
+        // serde_json's error says where the bytes that are not UTF-8 are
+        Err(_) => Err(serde_json::from_slice::<Value>(body)
+            .err()
+            .unwrap_or_else(|| serde::de::Error::custom("the body is not UTF-8"))),
+    }
+}
+
 /// dlt's `find_response_page_data`: the first list under a records-like key (`data`, `items`,
 /// `results`, ...) within three levels, else the first list, else the whole body.
 fn detect(body: &Value) -> Vec<String> {
@@ -401,6 +413,8 @@ pub struct Extractor {
     actions: Vec<resttap_config::ResponseAction>,
     /// The previous page's body: an identical next page means the API ignores the paginator.
     last_body: Option<bytes::Bytes>,
+    /// Where [`Extractor::next_page_borrowed`] parses a page, reused from page to page.
+    arena: Bump,
     /// What auto-detection chose, once (paginator and data selector), for a warning.
     pub detected: Vec<String>,
 }
@@ -441,6 +455,7 @@ impl Extractor {
             client,
             counters,
             last_body: None,
+            arena: Bump::new(),
             detected: Vec::new(),
         })
     }
@@ -553,22 +568,28 @@ impl Extractor {
     ) -> Result<bool, E> {
         let Some((req, resp, shown)) = self.receive().await? else { return Ok(false) };
         let keys = self.records_path().expect("next_page_borrowed needs a plain records path").to_vec();
-        let body: Json<'_> = parse_body(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
-        let found = keys.iter().try_fold(&body, |cur, k| Node::get(cur, k));
-        let records: &[Json<'_>] = match found {
-            None | Some(Json::Null) => &[],
-            Some(Json::Arr(a)) => a,
-            Some(one) => std::slice::from_ref(one),
-        };
-        if found.is_none_or(|v| matches!(v, Json::Null)) && self.counters.pages.load(Ordering::Relaxed) == 0 {
-            tracing::warn!(resource = %self.resource, url = %shown, "the data selector matched nothing or null: empty page");
+        // the page before's tree is gone: its arena is reused (an error leaves a new one)
+        let mut arena = std::mem::take(&mut self.arena);
+        arena.reset();
+        {
+            let body = parse_json(&resp.body, &arena).map_err(|e| self.json_error(&resp, &shown, e))?;
+            let found = keys.iter().try_fold(&body, |cur, k| Node::get(cur, k));
+            let records: &[Json<'_>] = match found {
+                None | Some(Json::Null) => &[],
+                Some(Json::Arr(a)) => a,
+                Some(one) => std::slice::from_ref(one),
+            };
+            if found.is_none_or(|v| matches!(v, Json::Null)) && self.counters.pages.load(Ordering::Relaxed) == 0 {
+                tracing::warn!(resource = %self.resource, url = %shown, "the data selector matched nothing or null: empty page");
+            }
+            let envelope = body.to_value_without(&keys);
+            self.advance(&req, &resp, &shown, &envelope, records.len())?;
+            // the next page's request (spawned by `advance`) goes out before this page's records
+            // are read: without the yield it waits for `f` to return, on the worker running this
+            tokio::task::yield_now().await;
+            f(records)?;
         }
-        let envelope = body.to_value_without(&keys);
-        self.advance(&req, &resp, &shown, &envelope, records.len())?;
-        // the next page's request (spawned by `advance`) goes out before this page's records are
-        // read: without the yield it waits for `f` to return, on the worker that runs this task
-        tokio::task::yield_now().await;
-        f(records)?;
+        self.arena = arena;
         Ok(true)
     }
 }
@@ -683,13 +704,16 @@ mod tests {
     fn bodies_parse_as_text_and_bad_bytes_are_located() {
         let v: Value = parse_body(b"{\"a\": [\"x\\u00e9\", \"\xc3\xa9\"]}").unwrap();
         assert_eq!(v, json!({"a": ["x\u{e9}", "\u{e9}"]}));
-        let j: Json<'_> = parse_body(br#"{"a": "b"}"#).unwrap();
+        let arena = Bump::new();
+        let j = parse_json(br#"{"a": "b"}"#, &arena).unwrap();
         assert_eq!(j.to_value(), json!({"a": "b"}));
-        // a body that is not UTF-8 gets serde_json's error with its position
+        // a body that is not UTF-8 gets serde_json's error with its position, both ways
         let e = parse_body::<Value>(b"{\"a\":\n \"\xff\"}").unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
+        let e = parse_json(b"{\"a\":\n \"\xff\"}", &arena).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
         // truncated text, too
-        let e = parse_body::<Json<'_>>(br#"{"a": [1, 2"#).unwrap_err();
+        let e = parse_json(br#"{"a": [1, 2"#, &arena).unwrap_err();
         assert!(e.to_string().contains("EOF"), "{e}");
     }
 

@@ -2,15 +2,17 @@
 //!
 //! [`Node`] is the view the normalizer needs of a JSON value: its kind, an object's entries in
 //! order, an array's items, and its compact text. `serde_json::Value` implements it, and so does
-//! [`Json`], a tree parsed straight from a response body that borrows its strings from the body
-//! (when they have no escapes) and keeps objects as vectors: no per-key hashing and a few
-//! allocations per record instead of dozens. Extraction uses [`Json`] where nothing but the
-//! normalizer looks at the records (no incremental cursor, processing steps or child resources).
+//! [`Json`], a tree parsed straight from a response body into an arena: strings borrowed from
+//! the body (when they have no escapes), objects as slices of entries, no per-key hashing, no
+//! allocation of its own and nothing to drop; the arena is reused from page to page. Extraction
+//! uses [`Json`] where nothing but the normalizer looks at the records (no incremental cursor,
+//! processing steps or child resources).
 
-use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+pub use bumpalo::Bump;
+use bumpalo::collections::Vec as BumpVec;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// What a JSON value is, borrowing its contents.
@@ -115,25 +117,25 @@ impl Node for Value {
     }
 }
 
-/// A JSON value whose strings borrow from the text it was parsed from. Objects keep their
-/// entries in order; a key given twice keeps its first place and its last value, as
-/// `serde_json::Value` does.
-#[derive(Debug, Clone, PartialEq)]
+/// A JSON value parsed from a text into an arena ([`Json::parse`]): strings borrow from the
+/// text when they have no escapes (else they are decoded into the arena), arrays and objects
+/// are slices in the arena, objects keep their entries in order (a key given twice keeps its
+/// first place and its last value, as `serde_json::Value` does). Nothing in it owns memory, so
+/// dropping a tree costs nothing and the arena is reused from page to page.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Json<'a> {
     Null,
     Bool(bool),
     I64(i64),
     U64(u64),
     F64(f64),
-    Str(Cow<'a, str>),
-    Arr(Vec<Json<'a>>),
-    Obj(Vec<(Cow<'a, str>, Json<'a>)>),
+    Str(&'a str),
+    Arr(&'a [Json<'a>]),
+    Obj(&'a [(&'a str, Json<'a>)]),
 }
 
-type JsonEntries<'a, 'b> = std::iter::Map<
-    std::slice::Iter<'a, (Cow<'b, str>, Json<'b>)>,
-    fn(&'a (Cow<'b, str>, Json<'b>)) -> (&'a str, &'a Json<'b>),
->;
+type JsonEntries<'a, 'b> =
+    std::iter::Map<std::slice::Iter<'a, (&'b str, Json<'b>)>, fn(&'a (&'b str, Json<'b>)) -> (&'a str, &'a Json<'b>)>;
 
 impl<'b> Node for Json<'b> {
     type Entries<'a>
@@ -155,8 +157,8 @@ impl<'b> Node for Json<'b> {
     }
 
     fn entries(&self) -> Option<Self::Entries<'_>> {
-        fn entry<'a, 'b>(e: &'a (Cow<'b, str>, Json<'b>)) -> (&'a str, &'a Json<'b>) {
-            (&e.0, &e.1)
+        fn entry<'a, 'b>(e: &'a (&'b str, Json<'b>)) -> (&'a str, &'a Json<'b>) {
+            (e.0, &e.1)
         }
         match self {
             Json::Obj(m) => Some(m.iter().map(entry as fn(_) -> _)),
@@ -173,7 +175,15 @@ impl<'b> Node for Json<'b> {
     }
 }
 
-impl Json<'_> {
+impl<'a> Json<'a> {
+    /// Parses `text` (one JSON value, nothing after it but whitespace) into `arena`.
+    pub fn parse(text: &'a str, arena: &'a Bump) -> Result<Json<'a>, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = JsonSeed::new(arena, OBJ_CAPACITY).deserialize(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+
     /// The value with the array or value at `path` (object keys) replaced by an empty array:
     /// the envelope of a page without its records, for the paginator.
     pub fn to_value_without(&self, path: &[String]) -> Value {
@@ -201,31 +211,25 @@ impl Json<'_> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Json<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(JsonSeed::with_obj_capacity(OBJ_CAPACITY))
-    }
-}
-
 /// Room for entries an object starts with when no object came before it.
 const OBJ_CAPACITY: usize = 8;
 
-/// Parses one value (it is both the seed and the visitor); an object starts with room for
-/// `obj_capacity` entries. An array passes the size of its last object element on to the next:
-/// the records of a page have the same fields, so each record's entries are allocated once, at
-/// their final size, instead of growing 8 → 16 → 32 (which was a quarter of a load's page faults).
+/// Parses one value into the arena (it is both the seed and the visitor); an object starts
+/// with room for `obj_capacity` entries. An array passes the size of its last object element on
+/// to the next: the records of a page have the same fields, so each record's entries are
+/// allocated once, at their final size, instead of growing 8 -> 16 -> 32.
 struct JsonSeed<'a> {
+    arena: &'a Bump,
     obj_capacity: usize,
-    _a: std::marker::PhantomData<&'a ()>,
 }
 
-impl JsonSeed<'_> {
-    fn with_obj_capacity(obj_capacity: usize) -> Self {
-        JsonSeed { obj_capacity, _a: std::marker::PhantomData }
+impl<'a> JsonSeed<'a> {
+    fn new(arena: &'a Bump, obj_capacity: usize) -> Self {
+        JsonSeed { arena, obj_capacity }
     }
 }
 
-impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for JsonSeed<'a> {
+impl<'de: 'a, 'a> DeserializeSeed<'de> for JsonSeed<'a> {
     type Value = Json<'a>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Json<'a>, D::Error> {
@@ -233,28 +237,31 @@ impl<'de: 'a, 'a> serde::de::DeserializeSeed<'de> for JsonSeed<'a> {
     }
 }
 
-/// A key as the deserializer gives it: borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+/// A key as the deserializer gives it: borrowed from the text when it has no escapes, else
+/// decoded into the arena.
+struct KeySeed<'a>(&'a Bump);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
-            type Value = Key<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Key<'a>, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(KeyVisitor(std::marker::PhantomData))
+impl<'de: 'a, 'a> DeserializeSeed<'de> for KeySeed<'a> {
+    type Value = &'a str;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'a str, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for KeySeed<'a> {
+    type Value = &'a str;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<&'a str, E> {
+        Ok(v)
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<&'a str, E> {
+        Ok(self.0.alloc_str(v))
     }
 }
 
@@ -290,39 +297,36 @@ impl<'de: 'a, 'a> Visitor<'de> for JsonSeed<'a> {
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'a>, E> {
-        Ok(Json::Str(Cow::Borrowed(v)))
+        Ok(Json::Str(v))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Json<'a>, E> {
-        Ok(Json::Str(Cow::Owned(v.to_string())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Json<'a>, E> {
-        Ok(Json::Str(Cow::Owned(v)))
+        Ok(Json::Str(self.arena.alloc_str(v)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'a>, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        let mut out = BumpVec::with_capacity_in(seq.size_hint().unwrap_or(0), self.arena);
         let mut obj_capacity = OBJ_CAPACITY;
-        while let Some(v) = seq.next_element_seed(JsonSeed::with_obj_capacity(obj_capacity))? {
+        while let Some(v) = seq.next_element_seed(JsonSeed::new(self.arena, obj_capacity))? {
             if let Json::Obj(entries) = &v {
                 obj_capacity = entries.len().max(1);
             }
             out.push(v);
         }
-        Ok(Json::Arr(out))
+        Ok(Json::Arr(out.into_bump_slice()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'a>, A::Error> {
-        let mut out: Vec<(Cow<'a, str>, Json<'a>)> = Vec::with_capacity(map.size_hint().unwrap_or(self.obj_capacity));
-        while let Some(Key(k)) = map.next_key::<Key<'a>>()? {
-            let v = map.next_value::<Json<'a>>()?;
+        let capacity = map.size_hint().unwrap_or(self.obj_capacity);
+        let mut out: BumpVec<'a, (&'a str, Json<'a>)> = BumpVec::with_capacity_in(capacity, self.arena);
+        while let Some(k) = map.next_key_seed(KeySeed(self.arena))? {
+            let v = map.next_value_seed(JsonSeed::new(self.arena, OBJ_CAPACITY))?;
             match out.iter_mut().find(|(seen, _)| *seen == k) {
                 Some(slot) => slot.1 = v,
                 None => out.push((k, v)),
             }
         }
-        Ok(Json::Obj(out))
+        Ok(Json::Obj(out.into_bump_slice()))
     }
 }
 
@@ -334,13 +338,20 @@ mod tests {
 
     #[test]
     fn parses_like_serde_json_value() {
-        let j: Json<'_> = serde_json::from_str(DOC).unwrap();
+        let arena = Bump::new();
+        let j = Json::parse(DOC, &arena).unwrap();
         let v: Value = serde_json::from_str(DOC).unwrap();
         assert_eq!(Node::to_value(&j), v);
         assert_eq!(j.to_json(), v.to_string());
         // a repeated key keeps its first place and its last value, as serde_json does
         assert_eq!(j.entries().unwrap().map(|(k, _)| k).collect::<Vec<_>>(), ["b", "a", "o"]);
         assert_eq!(Node::get(&j, "b").map(Node::kind), Some(Kind::I64(2)));
+        // escaped keys and strings are decoded; what follows the value must be whitespace only
+        let j = Json::parse(r#" {"k\u00e9": "v\n\ud83d\ude80"} "#, &arena).unwrap();
+        assert_eq!(Node::get(&j, "k\u{e9}").map(Node::kind), Some(Kind::Str("v\n\u{1f680}")));
+        for bad in [r#"{"a": 1} x"#, r#"{"a": }"#, r#""\ud800""#, "[1,]", ""] {
+            assert!(Json::parse(bad, &arena).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -348,21 +359,27 @@ mod tests {
         // growing, shrinking, empty and non-object elements, a repeated key, nested arrays
         let doc = r#"[{"a": 1}, {"a": 1, "b": 2, "c": 3}, {"a": 1, "b": 2, "c": 3, "d": 4, "a": 5}, {}, 7,
             {"x": [{"p": 1, "q": 2}, {"p": 3}]}, {"a": 1, "b": 2}]"#;
-        let j: Json<'_> = serde_json::from_str(doc).unwrap();
+        let arena = Bump::new();
+        let j = Json::parse(doc, &arena).unwrap();
         let v: Value = serde_json::from_str(doc).unwrap();
         assert_eq!(Node::to_value(&j), v);
-        // records with the fields of the one before are allocated at their final size
-        let page = r#"[{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "i": 9, "j": 10},
-            {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "i": 9, "j": 10},
-            {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "i": 9, "j": 10}]"#;
-        let Json::Arr(records) = serde_json::from_str(page).unwrap() else { panic!("an array") };
-        let caps: Vec<usize> = records.iter().map(|r| if let Json::Obj(e) = r { e.capacity() } else { 0 }).collect();
-        assert_eq!(caps, [16, 10, 10]);
+        // 50 records of 10 fields: after the first, each is allocated at its final size (a
+        // record grown 8 -> 16 would leave 6 entries unused in the arena, 12 KB in all)
+        let record = r#"{"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6, "g": 7, "h": 8, "i": 9, "j": 10}"#;
+        let page = format!("[{}]", vec![record; 50].join(","));
+        let mut arena = Bump::new();
+        assert!(matches!(Json::parse(&page, &arena).unwrap(), Json::Arr(r) if r.len() == 50));
+        let used: usize = arena.iter_allocated_chunks().map(|c| c.len()).sum();
+        let (entry, item) = (std::mem::size_of::<(&str, Json)>(), std::mem::size_of::<Json>());
+        // the entries, the first record's growth (8 -> 16), the array's growth (up to 64 items)
+        assert!(used >= 50 * 10 * entry, "{used}");
+        assert!(used <= 50 * 10 * entry + 24 * entry + 128 * item, "{used}");
     }
 
     #[test]
     fn kinds_agree_with_value() {
-        let j: Json<'_> = serde_json::from_str(DOC).unwrap();
+        let arena = Bump::new();
+        let j = Json::parse(DOC, &arena).unwrap();
         let v: Value = serde_json::from_str(DOC).unwrap();
         let (Kind::Arr(ja), Kind::Arr(va)) = (Node::get(&j, "a").unwrap().kind(), Node::get(&v, "a").unwrap().kind())
         else {
@@ -376,13 +393,16 @@ mod tests {
             }
         }
         // strings without escapes are borrowed from the text
-        let j: Json<'_> = serde_json::from_str(r#"{"k": "plain"}"#).unwrap();
-        assert!(matches!(Node::get(&j, "k"), Some(Json::Str(Cow::Borrowed("plain")))));
+        let text = r#"{"k": "plain"}"#;
+        let j = Json::parse(text, &arena).unwrap();
+        let Some(Json::Str(s)) = Node::get(&j, "k") else { panic!("a string") };
+        assert!(text.as_bytes().as_ptr_range().contains(&s.as_ptr()));
     }
 
     #[test]
     fn envelope_without_records() {
-        let j: Json<'_> = serde_json::from_str(r#"{"data": {"items": [1, 2]}, "next": "c"}"#).unwrap();
+        let arena = Bump::new();
+        let j = Json::parse(r#"{"data": {"items": [1, 2]}, "next": "c"}"#, &arena).unwrap();
         let env = j.to_value_without(&["data".to_string(), "items".to_string()]);
         assert_eq!(env, serde_json::json!({"data": {"items": []}, "next": "c"}));
     }

@@ -290,7 +290,10 @@ fn borrowed_records_normalize_exactly_like_values() {
         {"id": 3, "name": "only"}
     ]"#;
     let values: Vec<Value> = serde_json::from_str(page).unwrap();
-    let borrowed: Vec<resttap_json::Json<'_>> = serde_json::from_str(page).unwrap();
+    let arena = resttap_json::Bump::new();
+    let resttap_json::Json::Arr(borrowed) = resttap_json::Json::parse(page, &arena).unwrap() else {
+        panic!("an array")
+    };
     let run = |push: &dyn Fn(&mut Normalizer, &mut Vec<TableBatch>)| {
         let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
         let mut out = Vec::new();
@@ -312,7 +315,7 @@ fn borrowed_records_normalize_exactly_like_values() {
     assert_eq!(a.len(), 5, "{:?}", a.iter().map(|t| &t.0).collect::<Vec<_>>());
     assert_eq!(a, b);
     let mut n = Normalizer::new(cfg(WriteDisposition::Append), &Schema::default());
-    let scalar: resttap_json::Json<'_> = serde_json::from_str("5").unwrap();
+    let scalar = resttap_json::Json::parse("5", &arena).unwrap();
     let mut out = Vec::new();
     let err = n.push(&scalar, &mut out).unwrap_err();
     assert!(matches!(err, NormalizeError::MissingPrimaryKey { .. }), "{err}");
