@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use resttap_load::LoadError;
 
-use crate::{DuckDb, ident, literal};
+use crate::{DuckDb, ident, literal, werr};
 
 /// What [`insert_floor`] measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,19 +43,16 @@ pub fn insert_floor(from: &Path, to: &Path) -> Result<InsertFloor, LoadError> {
     }
     let db = DuckDb::open(to, "main")?;
     let conn = db.connection();
-    let run = |sql: &str| {
-        conn.execute_batch(sql).map_err(|e| LoadError::Write { context: sql.to_string(), message: e.to_string() })
-    };
+    let run = |sql: &str| conn.execute_batch(sql).map_err(werr(sql));
     run("SET memory_limit = '64GB'")?;
     run(&format!("ATTACH {} AS floor_src (READ_ONLY)", literal(&from.display().to_string())))?;
-    let listing = |e: duckdb::Error| LoadError::Write { context: "listing tables".into(), message: e.to_string() };
     let mut stmt = conn
         .prepare("SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = 'floor_src' ORDER BY ALL")
-        .map_err(listing)?;
+        .map_err(werr("listing tables"))?;
     let tables: Vec<(String, String)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(listing)?;
+        .map_err(werr("listing tables"))?;
     drop(stmt);
     let copy = |i: usize| format!("memory.main.{}", ident(&format!("floor_{i}")));
     let mut rows = 0u64;
@@ -63,8 +60,7 @@ pub fn insert_floor(from: &Path, to: &Path) -> Result<InsertFloor, LoadError> {
         run(&format!("CREATE TABLE {} AS SELECT * FROM floor_src.{}.{}", copy(i), ident(schema), ident(table)))?;
         rows += conn
             .query_row(&format!("SELECT count(*) FROM {}", copy(i)), [], |r| r.get::<_, i64>(0))
-            .map_err(|e| LoadError::Write { context: "counting rows".into(), message: e.to_string() })?
-            as u64;
+            .map_err(werr("counting rows"))? as u64;
     }
     run("DETACH floor_src")?;
 
