@@ -794,6 +794,12 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
     if api.client.timeout.is_nan() || api.client.timeout <= 0.0 {
         return Err(ctx.invalid("client.timeout", "must be a positive number of seconds"));
     }
+    if api.client.read_timeout.is_nan() || api.client.read_timeout <= 0.0 {
+        return Err(ctx.invalid("client.read_timeout", "must be a positive number of seconds"));
+    }
+    if api.client.max_response_bytes == 0 {
+        return Err(ctx.invalid("client.max_response_bytes", "must be a positive number of bytes"));
+    }
     let r = &api.client.retry;
     if [r.backoff_factor, r.max_delay].iter().any(|x| x.is_nan() || *x < 0.0) {
         return Err(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));

@@ -44,10 +44,47 @@ pub struct ClientConfig {
     /// resttap extension: seconds before a request times out (default 60, as dlt).
     #[serde(default = "default_timeout")]
     pub timeout: f64,
+    /// resttap extension: seconds a response may go without sending anything before the
+    /// request fails as timed out (default 30), within `timeout` for the whole request.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: f64,
+    /// resttap extension: the largest response body accepted, in bytes (default 256 MiB). A
+    /// larger one is refused as it arrives (or at once, by its `Content-Length`), not buffered.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// resttap extension: what happens when a next link, a `Link` header or a redirect leads to
+    /// another origin (scheme, host, port) than the request's credentials belong to.
+    #[serde(default)]
+    pub cross_origin: CrossOrigin,
+}
+
+/// `client.cross_origin` (a resttap extension). Credentials (auth headers and query
+/// parameters, OAuth2 tokens, headers rendered from secrets) are only ever sent to the origin of
+/// the resource's first request (`client.base_url` joined with `endpoint.path`) and an OAuth2
+/// token endpoint's own origin; this says what becomes of a request to any other origin.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CrossOrigin {
+    /// Sent without the credentials, with a warning naming the other origin (the default).
+    #[default]
+    Follow,
+    /// Not sent: the resource fails, naming the other origin.
+    Refuse,
 }
 
 fn default_timeout() -> f64 {
     60.0
+}
+
+fn default_read_timeout() -> f64 {
+    30.0
+}
+
+/// The default of `client.max_response_bytes`: 256 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 256 << 20;
+
+fn default_max_response_bytes() -> u64 {
+    DEFAULT_MAX_RESPONSE_BYTES
 }
 
 /// `client.retry` (a resttap extension): which failures are retried and how long to wait.

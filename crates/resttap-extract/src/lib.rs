@@ -31,6 +31,7 @@ pub enum ExtractError {
         source: HttpError,
     },
     /// A body is not valid JSON (for example a truncated page).
+    /// `message` names the parser's complaint and the response's `Content-Type`.
     #[error("resource `{resource}`: the response from {url} is not valid JSON ({message}); it starts with: {excerpt}")]
     Json { resource: String, url: String, message: String, excerpt: String },
     #[error("resource `{resource}`: pagination of {url} failed: {source}")]
@@ -426,7 +427,7 @@ fn spawn_fetch(client: &Client, req: &RequestSpec, counters: &Arc<Counters>) -> 
     tokio::spawn(async move {
         let on_retry = |n: &RetryNotice| {
             counters.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(url = %n.url, status = ?n.status, delay_ms = n.delay.as_millis() as u64, "retrying request {}", n.retry);
+            tracing::warn!("retrying request {} of {} in {:.1} s: {}", n.retry, n.url, n.delay.as_secs_f64(), n.reason);
         };
         client.send(&req, &on_retry).await
     })
@@ -488,10 +489,16 @@ impl Extractor {
     }
 
     fn json_error(&self, resp: &Response, shown: &str, e: serde_json::Error) -> ExtractError {
+        let content_type = resp
+            .headers
+            .get(resttap_http::reqwest_header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none given")
+            .to_string();
         ExtractError::Json {
             resource: self.resource.clone(),
             url: shown.to_string(),
-            message: e.to_string(),
+            message: format!("{e}; Content-Type: {content_type}"),
             excerpt: self.client.redactor().redact(&resttap_http::excerpt(&resp.body)),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use resttap_config::{ApiKeyLocation, AuthConfig, Method, Rendered, RetryConfig, Secrets, render};
+use resttap_config::{ApiKeyLocation, AuthConfig, CrossOrigin, Method, Rendered, RetryConfig, Secrets, render};
 use url::Url;
 
 pub use oauth::OAuth2;
@@ -27,13 +27,30 @@ pub struct RequestSpec {
     pub url: Url,
     /// Query parameters, in order; replaced or extended by paginators.
     pub query: Vec<(String, String)>,
-    /// Extra headers for this request (rendered; may hold secrets).
+    /// Extra headers for this request (rendered; may hold secrets: those are sent only to
+    /// [`RequestSpec::origin`], like the credentials).
     pub headers: Vec<(String, Rendered)>,
     /// A JSON body.
     pub json: Option<serde_json::Value>,
     /// A form or raw body (`endpoint.data`); not sent together with `json`.
     pub data: Option<Body>,
-    /// The OAuth2 token source, when the request authenticates with one.
+    /// How the request authenticates ([`Client::apply_auth`]); added when it is sent, and only
+    /// to [`RequestSpec::origin`].
+    pub auth: Option<Arc<Credentials>>,
+    /// The one origin (scheme, host, port) the credentials and secret headers may go to: the
+    /// resource's first request's. `None`: the URL's own (nothing to keep from anyone).
+    pub origin: Option<url::Origin>,
+}
+
+/// What authenticates requests: added to each request as it is sent, so that a next link or a
+/// redirect gets them again when it stays on their origin, and never when it leaves it.
+#[derive(Debug, Default)]
+pub struct Credentials {
+    /// Headers (`Authorization`, an API key, a cookie).
+    pub headers: Vec<(String, Rendered)>,
+    /// Query parameters (an API key in the query).
+    pub query: Vec<(String, Rendered)>,
+    /// The OAuth2 token source, when the requests authenticate with one.
     pub oauth: Option<Arc<OAuth2>>,
 }
 
@@ -55,7 +72,8 @@ impl RequestSpec {
 
     /// A request with only a method and URL.
     pub fn new(method: Method, url: Url) -> Self {
-        RequestSpec { method, url, query: Vec::new(), headers: Vec::new(), json: None, data: None, oauth: None }
+        let origin = Some(url.origin());
+        RequestSpec { method, url, query: Vec::new(), headers: Vec::new(), json: None, data: None, auth: None, origin }
     }
 
     /// Sets the value at a dot-separated path (`page.offset`) of the JSON body, creating the body
@@ -115,6 +133,15 @@ pub enum HttpError {
     /// The client could not be built or a header is invalid.
     #[error("invalid request setup: {0}")]
     Setup(String),
+    /// A next link or redirect leads to another origin than the credentials', and
+    /// `client.cross_origin` is `refuse` (or the request would carry a secret there).
+    #[error("refused to send a request to {url}: it is on {other}, not on {origin} where the credentials belong{why}")]
+    CrossOrigin { url: String, other: String, origin: String, why: &'static str },
+    /// A response body larger than `client.max_response_bytes`.
+    #[error(
+        "the response from {url} is larger than client.max_response_bytes ({limit} bytes): {seen}; raise the limit if such pages are expected"
+    )]
+    TooLarge { url: String, limit: u64, seen: String },
 }
 
 fn hint(status: u16) -> &'static str {
@@ -143,6 +170,9 @@ pub struct RetryNotice {
     pub retry: u32,
     /// The status that caused it, or `None` for a transport error.
     pub status: Option<u16>,
+    /// Why, for people: `HTTP 503`, or the transport error with its causes (`connection
+    /// refused`, `timed out`), secrets redacted.
+    pub reason: String,
     /// How long resttap waits before it.
     pub delay: Duration,
     /// The URL, secrets redacted.
@@ -189,6 +219,11 @@ pub struct Client {
     secrets: Secrets,
     /// OAuth2 token sources by token URL and client id, shared by every request using them.
     oauth: Arc<Mutex<HashMap<String, Arc<OAuth2>>>>,
+    cross_origin: CrossOrigin,
+    /// The largest body accepted (`client.max_response_bytes`).
+    max_body: u64,
+    /// Other origins warned about (once each).
+    warned: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -206,15 +241,53 @@ impl Client {
     /// A client with the given policy. `secrets` are used to render auth and headers and are
     /// scrubbed from every message.
     pub fn new(retry: RetryConfig, timeout: Duration, secrets: Secrets) -> Result<Self, HttpError> {
+        Self::build(retry, timeout, None, secrets)
+    }
+
+    fn build(
+        retry: RetryConfig,
+        timeout: Duration,
+        read_timeout: Option<Duration>,
+        secrets: Secrets,
+    ) -> Result<Self, HttpError> {
         install_crypto();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(t) = read_timeout {
+            builder = builder.read_timeout(t);
+        }
+        let http = builder
             .timeout(timeout)
+            // redirects are followed by `send`, which decides what goes to another origin
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(32)
             .tcp_nodelay(true)
             .user_agent(concat!("resttap/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HttpError::Setup(e.to_string()))?;
-        Ok(Client { http, retry, redactor: Redactor::new(&secrets), secrets, oauth: Arc::default() })
+        Ok(Client {
+            http,
+            retry,
+            redactor: Redactor::new(&secrets),
+            secrets,
+            oauth: Arc::default(),
+            cross_origin: CrossOrigin::default(),
+            max_body: resttap_config::DEFAULT_MAX_RESPONSE_BYTES,
+            warned: Arc::default(),
+        })
+    }
+
+    /// A client as `client` configures it: retries, timeouts, the largest body, what crosses
+    /// origins.
+    pub fn from_config(client: &resttap_config::ClientConfig, secrets: Secrets) -> Result<Self, HttpError> {
+        let mut c = Self::build(
+            client.retry.clone(),
+            Duration::from_secs_f64(client.timeout),
+            Some(Duration::from_secs_f64(client.read_timeout)),
+            secrets,
+        )?;
+        c.cross_origin = client.cross_origin;
+        c.max_body = client.max_response_bytes;
+        Ok(c)
     }
 
     /// The redactor for this client's secrets.
@@ -232,21 +305,23 @@ impl Client {
         resttap_config::render_with(template, &self.secrets, values)
     }
 
-    /// Applies `auth` to a request spec (headers or query parameters).
+    /// Sets the credentials `auth` describes on a request: they are added when it is sent,
+    /// and only to the request's origin ([`RequestSpec::origin`], its URL's when this is called).
     pub fn apply_auth(&self, auth: &AuthConfig, req: &mut RequestSpec) -> Result<(), HttpError> {
+        let mut creds = Credentials::default();
         match auth {
             AuthConfig::Bearer { token } => {
                 let t = self.render(token);
-                req.headers.push(("Authorization".into(), Rendered::new(format!("Bearer {}", t.expose()), true)));
+                creds.headers.push(("Authorization".into(), Rendered::new(format!("Bearer {}", t.expose()), true)));
             }
             AuthConfig::ApiKey { name, api_key, location } => {
                 let key = self.render(api_key);
                 match location {
-                    ApiKeyLocation::Header => req.headers.push((name.clone(), key)),
-                    ApiKeyLocation::Query => req.query.push((name.clone(), key.expose().to_string())),
+                    ApiKeyLocation::Header => creds.headers.push((name.clone(), key)),
+                    ApiKeyLocation::Query => creds.query.push((name.clone(), key)),
                     ApiKeyLocation::Cookie => {
                         let cookie = format!("{name}={}", key.expose());
-                        req.headers.push(("Cookie".into(), Rendered::new(cookie, true)));
+                        creds.headers.push(("Cookie".into(), Rendered::new(cookie, true)));
                     }
                 }
             }
@@ -254,7 +329,7 @@ impl Client {
                 use base64::Engine;
                 let raw = format!("{}:{}", self.render(username).expose(), self.render(password).expose());
                 let enc = base64::engine::general_purpose::STANDARD.encode(raw);
-                req.headers.push(("Authorization".into(), Rendered::new(format!("Basic {enc}"), true)));
+                creds.headers.push(("Authorization".into(), Rendered::new(format!("Basic {enc}"), true)));
             }
             AuthConfig::Oauth2ClientCredentials {
                 access_token_url,
@@ -284,29 +359,32 @@ impl Client {
                     let lifetime = Duration::from_secs(default_token_expiration.unwrap_or(3600));
                     Arc::new(OAuth2::new(url.clone(), form, lifetime))
                 });
-                req.oauth = Some(Arc::clone(source));
+                creds.oauth = Some(Arc::clone(source));
             }
         }
+        req.origin.get_or_insert_with(|| req.url.origin());
+        req.auth = Some(Arc::new(creds));
         Ok(())
     }
 
-    /// Sends `req`, retrying as the policy says. `on_retry` is called before each wait. With
-    /// OAuth2, the token is added (fetched first when needed) and a 401 refreshes it once.
+    /// Sends `req`, retrying as the policy says, following redirects (at most
+    /// [`MAX_REDIRECTS`]). `on_retry` is called before each wait. With OAuth2, the token is
+    /// added (fetched first when needed) and a 401 refreshes it once. Credentials and secret
+    /// headers go only to the request's origin ([`RequestSpec::origin`]); see
+    /// [`CrossOrigin`] for a request that leaves it.
     pub async fn send(
         &self,
         req: &RequestSpec,
         on_retry: &(dyn Fn(&RetryNotice) + Sync),
     ) -> Result<Response, HttpError> {
-        let Some(oauth) = &req.oauth else { return self.send_with_retries(req, on_retry).await };
+        let Some(oauth) = req.auth.as_ref().and_then(|a| a.oauth.as_ref()) else {
+            return self.send_following(req, None, on_retry).await;
+        };
         let mut stale = None;
         loop {
             let token = oauth.token(stale, || self.fetch_token(oauth, on_retry)).await?;
-            let mut authed = req.clone();
-            authed.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
-            authed
-                .headers
-                .push(("Authorization".into(), Rendered::new(format!("Bearer {}", token.value.expose()), true)));
-            match self.send_with_retries(&authed, on_retry).await {
+            let bearer = Rendered::new(format!("Bearer {}", token.value.expose()), true);
+            match self.send_following(req, Some(&bearer), on_retry).await {
                 Err(HttpError::Status { status: 401, .. }) if stale.is_none() => {
                     tracing::info!("the API rejected the OAuth2 token (401); fetching a new one");
                     stale = Some(token.generation);
@@ -327,7 +405,7 @@ impl Client {
             .map_err(|e| HttpError::Setup(format!("OAuth2 `access_token_url` is not a valid URL: {e}")))?;
         let mut req = RequestSpec::new(Method::Post, url);
         req.data = Some(Body::Form(oauth.form.clone()));
-        let resp = self.send_with_retries(&req, on_retry).await.map_err(|e| match e {
+        let resp = self.send_following(&req, None, on_retry).await.map_err(|e| match e {
             HttpError::Status { url, status, excerpt, attempts, body } => {
                 HttpError::Status { url: format!("{url} (the OAuth2 token endpoint)"), status, excerpt, attempts, body }
             }
@@ -343,15 +421,80 @@ impl Client {
         Ok((Rendered::new(token, true), expires))
     }
 
-    async fn send_with_retries(
+    /// Sends `req` and follows the redirects it gets, each hop with its own retries. Each hop
+    /// is checked against the request's origin ([`Client::hop`]).
+    async fn send_following(
         &self,
         req: &RequestSpec,
+        bearer: Option<&Rendered>,
         on_retry: &(dyn Fn(&RetryNotice) + Sync),
     ) -> Result<Response, HttpError> {
-        let url = req.full_url();
-        let shown = self.redactor.redact(url.as_str());
+        let mut hop = Hop { method: req.method, url: req.full_url(), body: true };
+        for _ in 0..=MAX_REDIRECTS {
+            let (send_url, headers) = self.hop(req, &hop, bearer)?;
+            match self.send_with_retries(req, &hop, send_url, headers, on_retry).await? {
+                Sent::Done(resp) => return Ok(resp),
+                Sent::Redirect(next) => hop = next,
+            }
+        }
+        Err(HttpError::Transport {
+            url: self.redactor.redact(hop.url.as_str()),
+            message: format!("more than {MAX_REDIRECTS} redirects"),
+            attempts: 1,
+        })
+    }
+
+    /// The URL and headers of one hop: credentials and secret headers when it goes to the
+    /// request's origin; without them (and a warning, once per origin) when it goes elsewhere
+    /// and `client.cross_origin` is `follow`; an error when it is `refuse`, or when the request
+    /// would carry a secret anyway (in its URL or body).
+    fn hop(&self, req: &RequestSpec, hop: &Hop, bearer: Option<&Rendered>) -> Result<(Url, HeaderMap), HttpError> {
+        let here = hop.url.origin();
+        let home = req.origin.as_ref().unwrap_or(&here);
+        let at_home = *home == here;
+        if !at_home {
+            let refuse = |why| HttpError::CrossOrigin {
+                url: self.redactor.redact(hop.url.as_str()),
+                other: here.ascii_serialization(),
+                origin: home.ascii_serialization(),
+                why,
+            };
+            if self.cross_origin == CrossOrigin::Refuse {
+                return Err(refuse(" (`client.cross_origin: refuse`)"));
+            }
+            if self.redactor.contains_secret(hop.url.as_str()) {
+                return Err(refuse(" (its URL holds a secret)"));
+            }
+            let body_secret = hop.body
+                && (req.json.as_ref().is_some_and(|j| self.redactor.contains_secret(&j.to_string()))
+                    || match &req.data {
+                        Some(Body::Form(fields)) => fields.iter().any(|(_, v)| v.is_secret()),
+                        Some(Body::Raw(text)) => text.is_secret(),
+                        None => false,
+                    });
+            if body_secret {
+                return Err(refuse(" (its body holds a secret)"));
+            }
+            let other = here.ascii_serialization();
+            if self.warned.lock().expect("warned origins").insert(other.clone()) {
+                tracing::warn!(
+                    "a next page or redirect leads to {other}, not to {}: it is requested without credentials (set `client.cross_origin: refuse` to stop instead)",
+                    home.ascii_serialization()
+                );
+            }
+        }
+        let mut url = hop.url.clone();
         let mut headers = HeaderMap::new();
-        for (k, v) in &req.headers {
+        let creds = req.auth.as_deref().filter(|_| at_home);
+        if let Some(c) = creds.filter(|c| !c.query.is_empty()) {
+            url.query_pairs_mut().extend_pairs(c.query.iter().map(|(k, v)| (k.as_str(), v.expose())));
+        }
+        let mut pairs: Vec<&(String, Rendered)> =
+            req.headers.iter().filter(|(_, v)| at_home || !v.is_secret()).collect();
+        pairs.extend(creds.into_iter().flat_map(|c| c.headers.iter()));
+        let token = bearer.filter(|_| at_home).map(|b| ("Authorization".to_string(), b.clone()));
+        pairs.extend(token.as_ref());
+        for (k, v) in pairs {
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| HttpError::Setup(format!("header name `{k}`: {e}")))?;
             let mut value = HeaderValue::from_str(v.expose())
@@ -359,18 +502,31 @@ impl Client {
             value.set_sensitive(v.is_secret() || name == reqwest::header::AUTHORIZATION);
             headers.insert(name, value);
         }
+        Ok((url, headers))
+    }
+
+    /// One hop with its retries: the response, or where a redirect leads.
+    async fn send_with_retries(
+        &self,
+        req: &RequestSpec,
+        hop: &Hop,
+        url: Url,
+        headers: HeaderMap,
+        on_retry: &(dyn Fn(&RetryNotice) + Sync),
+    ) -> Result<Sent, HttpError> {
+        let shown = self.redactor.redact(url.as_str());
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let mut builder = match req.method {
+            let mut builder = match hop.method {
                 Method::Get => self.http.get(url.clone()),
                 Method::Post => self.http.post(url.clone()),
             }
             .headers(headers.clone());
-            if let Some(j) = &req.json {
+            if let Some(j) = req.json.as_ref().filter(|_| hop.body) {
                 builder = builder.json(j);
             }
-            match &req.data {
+            match req.data.as_ref().filter(|_| hop.body) {
                 Some(Body::Form(fields)) => {
                     let mut enc = url::form_urlencoded::Serializer::new(String::new());
                     for (k, v) in fields {
@@ -387,9 +543,12 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     let resp_headers = resp.headers().clone();
-                    match resp.bytes().await {
+                    match read_body(resp, self.max_body).await {
                         Ok(body) => Ok((status, resp_headers, body)),
-                        Err(e) => Err(e),
+                        Err(BodyError::TooLarge(seen)) => {
+                            return Err(HttpError::TooLarge { url: shown, limit: self.max_body, seen });
+                        }
+                        Err(BodyError::Read(e)) => Err(e),
                     }
                 }
                 Err(e) => Err(e),
@@ -397,7 +556,24 @@ impl Client {
             let retries_left = attempt <= self.retry.max_retries;
             match outcome {
                 Ok((status, resp_headers, body)) if status.is_success() => {
-                    return Ok(Response { status, headers: resp_headers, body, url });
+                    // the URL without the credentials' query: paginators read it, messages show it
+                    return Ok(Sent::Done(Response { status, headers: resp_headers, body, url: hop.url.clone() }));
+                }
+                Ok((status, resp_headers, body)) if status.is_redirection() => {
+                    let location = resp_headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
+                    let Some(next) = location.and_then(|l| hop.url.join(l).ok()) else {
+                        return Err(HttpError::Status {
+                            url: shown,
+                            status: status.as_u16(),
+                            excerpt: "a redirect without a valid Location header".into(),
+                            attempts: attempt,
+                            body,
+                        });
+                    };
+                    // 307 and 308 repeat the request as it was; the others become a GET
+                    let same = matches!(status.as_u16(), 307 | 308);
+                    let method = if same { hop.method } else { Method::Get };
+                    return Ok(Sent::Redirect(Hop { method, url: next, body: same && hop.body }));
                 }
                 Ok((status, resp_headers, body)) => {
                     let code = status.as_u16();
@@ -415,24 +591,69 @@ impl Client {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()))
                         .unwrap_or_else(|| backoff_delay(&self.retry, attempt));
-                    on_retry(&RetryNotice { retry: attempt, status: Some(code), delay, url: shown.clone() });
+                    let reason = format!("HTTP {code}");
+                    on_retry(&RetryNotice { retry: attempt, status: Some(code), reason, delay, url: shown.clone() });
                     tokio::time::sleep(delay).await;
                 }
                 Err(e) => {
                     if !retries_left {
                         let mut message = self.redactor.redact(&error_chain(&e));
                         if e.is_timeout() {
-                            message.push_str(" (timed out; raise `client.timeout` if the API is slow)");
+                            message.push_str(
+                                " (timed out; raise `client.timeout` or `client.read_timeout` if the API is slow)",
+                            );
                         }
                         return Err(HttpError::Transport { url: shown, message, attempts: attempt });
                     }
                     let delay = backoff_delay(&self.retry, attempt);
-                    on_retry(&RetryNotice { retry: attempt, status: None, delay, url: shown.clone() });
+                    let reason = self.redactor.redact(&error_chain(&e));
+                    on_retry(&RetryNotice { retry: attempt, status: None, reason, delay, url: shown.clone() });
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
+}
+
+/// Why a body was not read whole.
+enum BodyError {
+    /// Over the limit: what was seen of its size.
+    TooLarge(String),
+    Read(reqwest::Error),
+}
+
+/// Reads a body of at most `limit` bytes, refusing a larger one by its `Content-Length` or as
+/// soon as more arrives (nothing past the limit is buffered).
+async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
+    if let Some(n) = resp.content_length().filter(|n| *n > limit) {
+        return Err(BodyError::TooLarge(format!("its Content-Length is {n}")));
+    }
+    let mut buf = bytes::BytesMut::with_capacity(resp.content_length().unwrap_or(64 << 10).min(limit) as usize);
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(BodyError::TooLarge(format!("more than {limit} bytes arrived")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Redirects followed for one request, at most (reqwest's and browsers' default).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// One request of a redirect chain.
+struct Hop {
+    method: Method,
+    /// With the request's query, without the credentials'.
+    url: Url,
+    /// Whether the body goes with it (not after a 301, 302 or 303).
+    body: bool,
+}
+
+/// What one hop brought.
+enum Sent {
+    Done(Response),
+    Redirect(Hop),
 }
 
 /// An error and its causes, joined: reqwest's top-level message alone rarely says what failed.

@@ -43,6 +43,9 @@ pub struct MockArgs {
     /// `expires_in` of the OAuth2 tokens issued by `POST /oauth/token`, in seconds (0: omit it).
     #[arg(long, default_value_t = 3600)]
     pub oauth_expires_in: u64,
+    /// Serve requests without credentials too (a stand-in for another host).
+    #[arg(long)]
+    pub open: bool,
 }
 
 impl MockArgs {
@@ -64,6 +67,7 @@ impl MockArgs {
             },
             prerender: self.prerender,
             oauth_expires_in: self.oauth_expires_in,
+            open: self.open,
         }
     }
 

@@ -58,6 +58,9 @@ pub struct MockOptions {
     pub prerender: bool,
     /// `expires_in` of the OAuth2 tokens `POST /oauth/token` issues, in seconds.
     pub oauth_expires_in: u64,
+    /// Serve requests without credentials too (counted as `none` in [`Stats::auth`]): a
+    /// stand-in for another host that a next link or redirect leads to.
+    pub open: bool,
 }
 
 impl Default for MockOptions {
@@ -71,6 +74,7 @@ impl Default for MockOptions {
             faults: Faults::default(),
             prerender: false,
             oauth_expires_in: 3600,
+            open: false,
         }
     }
 }
@@ -177,7 +181,7 @@ impl Shared {
         if faults.slow_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
         }
-        match self.auth_method(headers, uri.query()) {
+        match self.auth_method(headers, uri.query()).or(self.opts.open.then_some("none")) {
             Some(m) => *self.auth_used.lock().expect("auth").entry(m.to_string()).or_default() += 1,
             None => {
                 self.unauthorized.fetch_add(1, Ordering::Relaxed);
@@ -398,12 +402,23 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/{resource}/{id}", get(crate::styles::one))
         .route("/v1/{resource}/{id}/{child}", get(crate::styles::children))
         .route("/styles/{style}/{resource}", get(crate::styles::styled).post(crate::styles::styled))
+        .route("/redirect/{*rest}", get(crate::styles::redirect).post(crate::styles::redirect))
         .route("/oauth/token", post(oauth_token))
         .route("/admin/oauth/revoke", post(oauth_revoke))
         .route("/admin/stats", get(stats))
         .route("/admin/revision/{rev}", post(set_revision))
         .route("/admin/faults", put(set_faults))
         .route("/health", get(|| async { "ok" }))
+        // a proxy's or login page's answer: 200 with HTML, as some APIs send when a session expires
+        .route(
+            "/login",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    "<!DOCTYPE html><html><body>Please sign in</body></html>",
+                )
+            }),
+        )
         .with_state(shared)
 }
 

@@ -17,6 +17,11 @@
 //!   - `form`: POST with a form body `offset=&limit=` (or those in the query) and `min_id=`;
 //!     answers like `offset`.
 //!
+//!   `json_link` and `header_link` take `?next_base=http://host:port`: the next link leads to
+//!   that origin (another mock, in the tests of credentials crossing origins).
+//! - `GET|POST /redirect/{rest}?to_base=URL`: a 307 to `{to_base}/{rest}` (this server's
+//!   `/{rest}` without it), the other query parameters kept.
+//!
 //! Every route checks credentials like `/v1/` (bearer, OAuth2, basic, API key in a header,
 //! query or cookie) and honours injected faults.
 
@@ -154,8 +159,10 @@ pub(crate) async fn styled(
                     None => 0,
                 };
                 let (items, total) = slice(&s, r, offset, size, 0);
+                // `next_base`: the next link leads to that origin (another host, in the tests)
+                let base = q.get("next_base").map_or("", String::as_str);
                 let next = (offset + size < total)
-                    .then(|| format!("/styles/json_link/{r}?page_token={}", cursor_of(offset + size)));
+                    .then(|| format!("{base}/styles/json_link/{r}?page_token={}", cursor_of(offset + size)));
                 json_response(json!({ "data": items, "links": { "next": next } }))
             }
             "header_link" => {
@@ -164,8 +171,9 @@ pub(crate) async fn styled(
                 let mut resp = json_response(Value::Array(items));
                 if offset + size < total {
                     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+                    let base = q.get("next_base").cloned().unwrap_or_else(|| format!("http://{host}"));
                     let link = format!(
-                        "<http://{host}/styles/header_link/{r}?offset={}>; rel=\"next\", <http://{host}/styles/header_link/{r}?offset=0>; rel=\"first\"",
+                        "<{base}/styles/header_link/{r}?offset={}>; rel=\"next\", <http://{host}/styles/header_link/{r}?offset=0>; rel=\"first\"",
                         offset + size
                     );
                     resp.headers_mut().insert(header::LINK, HeaderValue::from_str(&link).expect("ascii"));
@@ -242,4 +250,31 @@ pub(crate) async fn styled(
         Ok(resp)
     };
     run.await.unwrap_or_else(|r| r)
+}
+
+/// `GET|POST /redirect/{rest}?to_base=URL`: `307 Temporary Redirect` to `{to_base}/{rest}` (this
+/// server's `/{rest}` without it), the other query parameters kept. Authenticated like the API.
+pub(crate) async fn redirect(
+    State(s): State<Arc<Shared>>,
+    Path(rest): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(resp) = s.admit(&uri, &headers).await {
+        return resp;
+    }
+    let base = q.iter().find(|(k, _)| k == "to_base").map_or("", |(_, v)| v.as_str());
+    let kept: Vec<&(String, String)> = q.iter().filter(|(k, _)| k != "to_base").collect();
+    let mut to = format!("{base}/{rest}");
+    if !kept.is_empty() {
+        let mut enc = url::form_urlencoded::Serializer::new(String::new());
+        enc.extend_pairs(kept.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        to.push('?');
+        to.push_str(&enc.finish());
+    }
+    match HeaderValue::from_str(&to) {
+        Ok(v) => (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, v)]).into_response(),
+        Err(_) => json_error(StatusCode::BAD_REQUEST, "to_base is not a valid header value"),
+    }
 }

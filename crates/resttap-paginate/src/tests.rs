@@ -11,7 +11,8 @@ fn req(url: &str) -> RequestSpec {
         headers: vec![],
         json: None,
         data: None,
-        oauth: None,
+        auth: None,
+        origin: None,
     }
 }
 
