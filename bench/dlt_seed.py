@@ -1,6 +1,6 @@
 """Runs the seed configuration with dlt 1.31 (the reference) against a running mock API.
 
-usage: dlt_seed.py CONFIG.yaml BASE_URL TOKEN DUCKDB_PATH
+usage: dlt_seed.py CONFIG.yaml BASE_URL TOKEN (DUCKDB_PATH | postgresql://... PIPELINES_DIR)
 
 dlt rejects the seed's `stop_condition`, so it is removed; everything else is the seed as is.
 """
@@ -10,18 +10,24 @@ import yaml
 import dlt
 from dlt.sources.rest_api import rest_api_source
 
-config_path, base_url, token, db_path = sys.argv[1:5]
+config_path, base_url, token, target = sys.argv[1:5]
 cfg = yaml.safe_load(open(config_path))
 cfg["client"]["base_url"] = base_url
 cfg["client"]["auth"]["token"] = token
 for r in cfg["resources"]:
     r["endpoint"]["paginator"].pop("stop_condition", None)
 
+if target.startswith("postgresql://"):
+    destination = dlt.destinations.postgres(target)
+    pipelines_dir = sys.argv[5]
+else:
+    destination = dlt.destinations.duckdb(target)
+    pipelines_dir = target + ".pipelines"
 pipeline = dlt.pipeline(
     pipeline_name="bench_dlt",
-    destination=dlt.destinations.duckdb(db_path),
+    destination=destination,
     dataset_name="bench_dataset",
-    pipelines_dir=db_path + ".pipelines",
+    pipelines_dir=pipelines_dir,
 )
 info = pipeline.run(rest_api_source(cfg))
 print(info)

@@ -2,6 +2,7 @@
 """resttap's benchmark: the transfer floor, resttap and dlt 1.31 on the same mock API, same run.
 
 usage: python3 bench/run.py [--sizes 10000,100000,1000000] [--dlt-max 100000] [--repeat 3]
+                           [--destination duckdb|postgres]
 
 For each N the mock serves N records of feedback_records and suggestions and N/10 of the four
 other resources, 100 per page, pre-rendered, with keep-alive. Measured for each tool: wall time,
@@ -17,6 +18,13 @@ load into a new file (CREATE TABLE AS from copies in memory, one transaction, re
 settings), the least any loader into DuckDB spends on DuckDB's side; its own timing of that
 part (RSS: not meaningful, it holds the copies). Printed and written to
 bench-results/<UTC time>.md.
+
+With `--destination postgres` the same workload goes into a PostgreSQL server the harness starts
+for itself (initdb into a temporary directory, default settings, a loopback port): resttap's
+first loads (each into an empty database) and merge runs, dlt 1.31's postgres destination, and
+the COPY floor: the tables of resttap's last first load written out by the server
+(`COPY ... TO` files, binary) and read back by PostgreSQL alone into tables of the same
+definitions (indexes included), all in one transaction; the timed part is that transaction.
 """
 import argparse
 import datetime
@@ -56,7 +64,9 @@ def ensure_dlt():
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     if subprocess.run([str(py), "-c", "import dlt, yaml; assert dlt.__version__ == '1.31.0'"], capture_output=True).returncode != 0:
-        subprocess.run([str(VENV / "bin/pip"), "install", "-q", "dlt[duckdb]==1.31.0", "pyyaml"], check=True)
+        subprocess.run([str(VENV / "bin/pip"), "install", "-q", "dlt[duckdb,postgres]==1.31.0", "pyyaml"], check=True)
+    if subprocess.run([str(py), "-c", "import psycopg2"], capture_output=True).returncode != 0:
+        subprocess.run([str(VENV / "bin/pip"), "install", "-q", "dlt[duckdb,postgres]==1.31.0"], check=True)
     return py
 
 
@@ -116,8 +126,12 @@ def main():
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dlt-max", type=int, default=100000, help="largest N dlt is run at")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the floor and of resttap per N")
+    ap.add_argument("--destination", default="duckdb", choices=["duckdb", "postgres"])
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "resttap"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    if args.destination == "postgres":
+        return bench_postgres(args)
+    # --workspace, as the tests build: `-p` resolves features differently and rebuilds DuckDB
+    subprocess.run(["cargo", "build", "--release", "-q", "--workspace"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     drop_from_page_cache(BIN)
     sizes = [int(s) for s in args.sizes.split(",")]
     py = ensure_dlt() if any(n <= args.dlt_max for n in sizes) else None
@@ -187,6 +201,156 @@ def main():
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.md"
+    path.write_text(text)
+    print(f"written to {path}")
+
+
+class PgServer:
+    """A PostgreSQL server of the benchmark's own: initdb into a temporary directory (as the
+    postgres user when run as root), default settings, a free loopback port, trust auth."""
+
+    def __init__(self):
+        bins = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+        if not bins:
+            raise SystemExit("PostgreSQL's server binaries are not installed (apt-get install -y postgresql)")
+        self.bin = bins[-1].parent
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="resttap-bench-pg-"))
+        self.root = os.geteuid() == 0
+        if self.root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.as_user([str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "bench", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
+        self.proc = subprocess.Popen(
+            self.user_cmd([str(self.bin / "postgres"), "-D", str(self.dir / "data"), "-p", str(self.port), "-k", str(self.dir), "-c", "listen_addresses=127.0.0.1"]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import time
+
+        for _ in range(300):
+            if self.psql("postgres", "SELECT 1", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise SystemExit("the benchmark's PostgreSQL server did not start")
+
+    def user_cmd(self, cmd):
+        return ["runuser", "-u", "postgres", "--"] + cmd if self.root else cmd
+
+    def as_user(self, cmd, **kw):
+        return subprocess.run(self.user_cmd(cmd), **kw)
+
+    def url(self, db):
+        return f"postgresql://bench@127.0.0.1:{self.port}/{db}?sslmode=disable"
+
+    def psql(self, db, sql, check=True):
+        return subprocess.run(
+            [str(self.bin / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.port), "-U", "bench", "-d", db, "-c", sql],
+            capture_output=True, text=True, check=check,
+        )
+
+    def fresh_db(self, name):
+        self.psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self.psql("postgres", f"CREATE DATABASE {name}")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def copy_floor(pg, db, dataset, repeat):
+    """PostgreSQL alone writing the rows of `dataset` again: binary files written by COPY TO,
+    read by COPY FROM into tables of the same definitions, in one transaction (timed)."""
+    import time
+
+    tables = [t for t in pg.psql(db, f"SELECT tablename FROM pg_tables WHERE schemaname = '{dataset}' ORDER BY 1").stdout.split()]
+    files = pg.dir / "floor"
+    files.mkdir(exist_ok=True)
+    if pg.root:
+        shutil.chown(files, "postgres", "postgres")
+    for t in tables:
+        pg.psql(db, f"COPY {dataset}.\"{t}\" TO '{files}/{t}.bin' (FORMAT binary)")
+    out = []
+    for _ in range(max(1, repeat)):
+        pg.psql(db, "DROP SCHEMA IF EXISTS floor CASCADE; CREATE SCHEMA floor")
+        for t in tables:
+            pg.psql(db, f"CREATE TABLE floor.\"{t}\" (LIKE {dataset}.\"{t}\" INCLUDING ALL)")
+        script = "BEGIN;" + "".join(f"COPY floor.\"{t}\" FROM '{files}/{t}.bin' (FORMAT binary);" for t in tables) + "COMMIT;"
+        t0 = time.perf_counter()
+        pg.psql(db, script)
+        out.append((time.perf_counter() - t0, None, None))
+    rows = sum(int(pg.psql(db, f"SELECT count(*) FROM floor.\"{t}\"").stdout) for t in tables)
+    return out, rows
+
+
+def bench_postgres(args):
+    """The seed workload into PostgreSQL: resttap's first loads and merge runs, dlt 1.31, and the
+    COPY floor, in one run."""
+    subprocess.run(["cargo", "build", "--release", "-q", "--workspace"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    drop_from_page_cache(BIN)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    py = ensure_dlt() if any(n <= args.dlt_max for n in sizes) else None
+    pg = PgServer()
+    lines = [f"# resttap benchmark into PostgreSQL, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
+    version = pg.psql("postgres", "SELECT version()").stdout.strip()
+    lines += [f"machine: {os.cpu_count()} cores; {version}, default settings, loopback; mock pre-rendered, 100 records/page", ""]
+    lines += ["| N | records | tool | wall s | CPU s | peak RSS MB | records/s | runs: wall s |", "|---|---|---|---|---|---|---|---|"]
+    ratios = []
+    try:
+        for n in sizes:
+            mock, url = start_mock(n)
+            recs = total_records(n)
+            samples = {}
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    env = {**os.environ, "API_KEY": TOKEN}
+                    measure([str(BIN), "fetch-floor", "--base-url", url, "--token", TOKEN])
+                    run = [str(BIN), "run", str(CONFIG), "--base-url", url, "--pipeline", "bench", "--destination", pg.url("r")]
+                    samples["resttap"] = []
+                    for _ in range(max(1, args.repeat)):
+                        pg.fresh_db("r")
+                        samples["resttap"].append(run_checked("resttap", run, env, tmp))
+                    floor, rows = copy_floor(pg, "r", "bench_dataset", args.repeat)
+                    samples[f"COPY floor ({rows} rows)"] = floor
+                    samples["resttap merge run"] = [run_checked("resttap merge run", run, env, tmp) for _ in range(max(1, args.repeat))]
+                    if py and n <= args.dlt_max:
+                        pg.fresh_db("d")
+                        cmd = [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, pg.url("d"), f"{tmp}/dlt-pipelines"]
+                        samples["dlt 1.31"] = [run_checked("dlt 1.31", cmd, env, tmp)]
+                    results = {}
+                    for name, runs_of in samples.items():
+                        ordered = sorted(runs_of, key=lambda run: run[0])
+                        wall, cpu, rss = ordered[len(ordered) // 2]
+                        results[name] = (wall, cpu, rss)
+                        spread = " / ".join(f"{w:.2f}" for w, _, _ in runs_of)
+                        shown_cpu = "-" if cpu is None else f"{cpu:.2f}"
+                        shown_rss = "-" if rss is None else f"{rss:.0f}"
+                        lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {shown_cpu} | {shown_rss} | {recs / wall:,.0f} | {spread} |")
+                        print(lines[-1], flush=True)
+            finally:
+                mock.kill()
+                mock.wait()
+            r = results["resttap"]
+            f = next(v for k, v in results.items() if k.startswith("COPY floor"))
+            m = results["resttap merge run"]
+            ratio = f"N={n}: resttap/COPY floor wall {r[0] / f[0]:.2f}x; merge run/first load wall {m[0] / r[0]:.2f}x, RSS {m[2] / r[2]:.2f}x"
+            if "dlt 1.31" in results:
+                d = results["dlt 1.31"]
+                ratio += f"; dlt/resttap wall {d[0] / r[0]:.0f}x, CPU {d[1] / r[1]:.0f}x, RSS {d[2] / r[2]:.1f}x"
+            ratios.append(ratio)
+    finally:
+        pg.stop()
+    lines += [""] + [f"- {r}" for r in ratios]
+    text = "\n".join(lines) + "\n"
+    print("\n".join(ratios))
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-postgres.md"
     path.write_text(text)
     print(f"written to {path}")
 

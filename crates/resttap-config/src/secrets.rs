@@ -58,6 +58,35 @@ impl SecretSources {
         self.secrets_toml.clone().unwrap_or_else(|| Path::new(".dlt").join("secrets.toml"))
     }
 
+    /// Looks up one value by its dotted name (`destination.postgres.credentials`): an override,
+    /// the environment (`DESTINATION__POSTGRES__CREDENTIALS`), then `secrets.toml`. `None` when
+    /// no source has it (or `secrets.toml` has a table there, not a value).
+    pub fn lookup(&self, name: &str) -> Result<Option<Secret>, ConfigError> {
+        if let Some(v) = self.overrides.get(name) {
+            return Ok(Some(v.clone()));
+        }
+        if !self.ignore_env
+            && let Ok(v) = std::env::var(env_var_name(name))
+        {
+            return Ok(Some(Secret::new(v)));
+        }
+        let path = self.toml_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(ConfigError::SecretsFile { path, message: e.to_string() }),
+        };
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::SecretsFile { path: path.clone(), message: e.to_string() })?;
+        Ok(lookup_dotted(&table, name).map(Secret::new))
+    }
+
+    /// The path of the `secrets.toml` read, for messages.
+    pub fn secrets_file(&self) -> PathBuf {
+        self.toml_path()
+    }
+
     /// Looks up every name; `names` maps each secret name to the config key that uses it first.
     pub(crate) fn resolve(&self, names: &BTreeMap<String, String>) -> Result<Secrets, ConfigError> {
         let mut out = BTreeMap::new();

@@ -11,11 +11,13 @@
 //! and a failed run leaves nothing behind. DuckDB holds a file lock, so a second process cannot
 //! open the same file while a run is going on.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use duckdb::Connection;
+use resttap_load::dlt::{self, SystemRows};
+pub use resttap_load::{ColumnInfo, TableInfo};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
@@ -103,9 +105,6 @@ pub const WRITE_BUFFER_ROW_GROUPS: u32 = 1;
 /// serial tail (loader's tail after the last batch 66-72 -> 0 ms; peak RSS -3 MB).
 pub const FLUSH_ROWS: usize = 4096;
 
-/// dlt's own tables, left out of the user schema.
-const DLT_TABLES: [&str; 3] = ["_dlt_loads", "_dlt_version", "_dlt_pipeline_state"];
-
 /// Quotes an identifier for DuckDB.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -140,23 +139,6 @@ fn from_sql_type(t: &str) -> Option<DataType> {
         "DATE" => DataType::Date,
         _ => return None,
     })
-}
-
-/// A column as DuckDB reports it, for `resttap schema`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ColumnInfo {
-    pub name: String,
-    /// DuckDB's type name, e.g. `TIMESTAMP WITH TIME ZONE`.
-    pub data_type: String,
-    pub nullable: bool,
-}
-
-/// A table as DuckDB reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct TableInfo {
-    pub name: String,
-    pub rows: u64,
-    pub columns: Vec<ColumnInfo>,
 }
 
 /// An error opening `location`: `Locked` when another process holds DuckDB's file lock.
@@ -489,80 +471,64 @@ impl DuckDb {
             tracing::debug!(resource = %res.resource, elapsed_ms = t.elapsed().as_millis() as u64, "applied");
         }
         // for the crash-safety tests only: die with the transaction half done
-        if std::env::var("RESTTAP_CRASH_AT").is_ok_and(|v| v == "in_commit") {
-            std::process::abort();
-        }
-        self.conn
-            .execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (load_id VARCHAR NOT NULL, schema_name VARCHAR, status BIGINT NOT NULL, \
-                 inserted_at TIMESTAMP WITH TIME ZONE NOT NULL, schema_version_hash VARCHAR)",
-                self.q("_dlt_loads")
-            ))
-            .map_err(werr("creating _dlt_loads"))?;
-        let schema_json = serde_json::to_string(&plan.schema).expect("schema serializes");
-        let hash = version_hash(&schema_json);
+        resttap_load::crash_point("in_commit");
+        let rows = SystemRows::for_plan(plan);
+        self.create_system_table(dlt::LOADS)?;
+        let l = &rows.load;
         self.conn
             .execute(
-                &format!("INSERT INTO {} VALUES (?, ?, 0, now(), ?)", self.q("_dlt_loads")),
-                duckdb::params![plan.load_id, plan.schema_name, hash],
+                &format!("INSERT INTO {} VALUES (?, ?, ?, now(), ?)", self.q(dlt::LOADS)),
+                duckdb::params![l.load_id, l.schema_name, l.status, l.schema_version_hash],
             )
             .map_err(werr("recording the load in _dlt_loads"))?;
-        self.conn
-            .execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (version BIGINT NOT NULL, engine_version BIGINT NOT NULL, \
-                 inserted_at TIMESTAMP WITH TIME ZONE NOT NULL, schema_name VARCHAR NOT NULL, version_hash VARCHAR NOT NULL, schema VARCHAR NOT NULL)",
-                self.q("_dlt_version")
-            ))
-            .map_err(werr("creating _dlt_version"))?;
+        self.create_system_table(dlt::VERSION)?;
+        let v = &rows.version;
         let known = self.count(
-            &format!("SELECT count(*) FROM {} WHERE version_hash = {}", self.q("_dlt_version"), literal(&hash)),
+            &format!("SELECT count(*) FROM {} WHERE version_hash = {}", self.q(dlt::VERSION), literal(&v.version_hash)),
             "reading _dlt_version",
         )?;
         if known == 0 {
             let next = self.count(
-                &format!("SELECT coalesce(max(version), 0) + 1 FROM {}", self.q("_dlt_version")),
+                &format!("SELECT coalesce(max(version), 0) + 1 FROM {}", self.q(dlt::VERSION)),
                 "reading _dlt_version",
             )?;
             self.conn
                 .execute(
-                    &format!("INSERT INTO {} VALUES (?, 11, now(), ?, ?, ?)", self.q("_dlt_version")),
-                    duckdb::params![next as i64, plan.schema_name, hash, schema_json],
+                    &format!("INSERT INTO {} VALUES (?, ?, now(), ?, ?, ?)", self.q(dlt::VERSION)),
+                    duckdb::params![next as i64, v.engine_version, v.schema_name, v.version_hash, v.schema],
                 )
                 .map_err(werr("recording the schema in _dlt_version"))?;
         }
-        if let Some(state) = &plan.state {
-            self.write_state(state, &plan.load_id)?;
+        if let Some(state) = &rows.state {
+            self.write_state(state)?;
         }
         Ok(CommitReport { load_id: plan.load_id.clone(), tables })
     }
 
-    fn create_state_table(&self) -> Result<(), LoadError> {
-        self.conn
-            .execute_batch(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE IF NOT EXISTS {} (version BIGINT NOT NULL, engine_version BIGINT NOT NULL, \
-                 pipeline_name VARCHAR NOT NULL, state VARCHAR NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL, \
-                 version_hash VARCHAR, _dlt_load_id VARCHAR NOT NULL, _dlt_id VARCHAR NOT NULL)",
-                ident(&self.dataset),
-                self.q("_dlt_pipeline_state")
-            ))
-            .map_err(werr("creating _dlt_pipeline_state"))
+    /// Creates a system table ([`dlt::system_columns`]) when the dataset lacks it.
+    fn create_system_table(&self, name: &str) -> Result<(), LoadError> {
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {}; {}",
+            ident(&self.dataset),
+            create_table_sql(&self.q(name), &dlt::system_columns(name))
+        );
+        self.conn.execute_batch(&sql).map_err(werr(format!("creating {name}")))
     }
 
     /// Appends a state row (dlt keeps every version; the highest is current).
-    fn write_state(&self, state: &PipelineState, load_id: &str) -> Result<(), LoadError> {
-        self.create_state_table()?;
-        let id = format!("{}-{}", state.pipeline_name, state.version);
+    fn write_state(&self, row: &dlt::StateRow) -> Result<(), LoadError> {
+        self.create_system_table(dlt::PIPELINE_STATE)?;
         self.conn
             .execute(
-                &format!("INSERT INTO {} VALUES (?, ?, ?, ?, now(), ?, ?, ?)", self.q("_dlt_pipeline_state")),
+                &format!("INSERT INTO {} VALUES (?, ?, ?, ?, now(), ?, ?, ?)", self.q(dlt::PIPELINE_STATE)),
                 duckdb::params![
-                    state.version as i64,
-                    resttap_state::ENGINE_VERSION as i64,
-                    state.pipeline_name,
-                    state.encode(),
-                    state.content_hash(),
-                    load_id,
-                    id
+                    row.version,
+                    row.engine_version,
+                    row.pipeline_name,
+                    row.state,
+                    row.version_hash,
+                    row.load_id,
+                    row.id
                 ],
             )
             .map_err(werr("writing the pipeline state"))?;
@@ -650,47 +616,38 @@ impl Pending {
     }
 }
 
-/// A stable hash of a schema, for `_dlt_loads.schema_version_hash`.
-fn version_hash(schema_json: &str) -> String {
-    use base64::Engine;
-    use tiny_keccak::Hasher;
-    let mut h = tiny_keccak::Sha3::v256();
-    h.update(schema_json.as_bytes());
-    let mut out = [0u8; 32];
-    h.finalize(&mut out);
-    base64::engine::general_purpose::STANDARD.encode(out)
-}
-
 impl Destination for DuckDb {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn describe(&mut self) -> Result<Vec<TableInfo>, LoadError> {
+        DuckDb::describe(self)
+    }
+
     fn existing_schema(&mut self) -> Result<Schema, LoadError> {
         if !self.dataset_exists()? {
             return Ok(Schema::default());
         }
-        let infos = self.columns()?;
-        let names: HashSet<String> = infos.iter().map(|t| t.name.clone()).collect();
-        let mut schema = Schema::default();
-        for info in infos {
-            if DLT_TABLES.contains(&info.name.as_str()) {
-                continue;
-            }
-            // a nested table's parent is the longest existing table its name extends
-            let parent = info
-                .name
-                .rmatch_indices("__")
-                .map(|(i, _)| &info.name[..i])
-                .find(|p| names.contains(*p))
-                .map(String::from);
-            let mut t = Table::new(info.name.clone(), parent);
-            for c in info.columns {
-                let Some(data_type) = from_sql_type(&c.data_type) else {
-                    tracing::warn!(table = %info.name, column = %c.name, sql_type = %c.data_type, "column type not produced by resttap; new values go to variant columns");
-                    continue;
-                };
-                t.add_column(Column { name: c.name, data_type, nullable: c.nullable, primary_key: false });
-            }
-            schema.tables.push(t);
-        }
-        Ok(schema)
+        let listing = self
+            .columns()?
+            .into_iter()
+            .map(|info| {
+                let columns = info
+                    .columns
+                    .into_iter()
+                    .filter_map(|c| match from_sql_type(&c.data_type) {
+                        Some(data_type) => Some(Column { name: c.name, data_type, nullable: c.nullable, primary_key: false }),
+                        None => {
+                            tracing::warn!(table = %info.name, column = %c.name, sql_type = %c.data_type, "column type not produced by resttap; new values go to variant columns");
+                            None
+                        }
+                    })
+                    .collect();
+                (info.name, columns)
+            })
+            .collect();
+        Ok(dlt::schema_from_listing(listing))
     }
 
     fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {
@@ -710,7 +667,7 @@ impl Destination for DuckDb {
         let row: Option<String> = match self.conn.query_row(
             &format!(
                 "SELECT state FROM {} WHERE pipeline_name = ? ORDER BY version DESC, created_at DESC LIMIT 1",
-                self.q("_dlt_pipeline_state")
+                self.q(dlt::PIPELINE_STATE)
             ),
             [pipeline],
             |r| r.get(0),
@@ -732,7 +689,7 @@ impl Destination for DuckDb {
             "{}",
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
         );
-        match self.write_state(state, &load_id) {
+        match self.write_state(&dlt::StateRow::new(state, &load_id)) {
             Ok(()) => self.conn.execute_batch("COMMIT").map_err(werr("committing the state")),
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -830,7 +787,12 @@ impl Destination for DuckDb {
                     (LoadError::Write { context, message }, Some(limit)) if message.contains("Out of Memory") => {
                         // DuckDB's advice (SET memory_limit) is not the user's to follow
                         let message = message.lines().next().unwrap_or_default().to_string();
-                        LoadError::OutOfMemory { context, limit: limit.clone(), message }
+                        LoadError::OutOfMemory {
+                            context,
+                            limit: limit.clone(),
+                            message,
+                            advice: "set RESTTAP_DUCKDB_COMMIT_MEMORY to more (for example 2GB) and run again".into(),
+                        }
                     }
                     (e, _) => e,
                 })

@@ -75,79 +75,29 @@ fn temp() -> (tempfile::TempDir, DuckDb) {
     (dir, db)
 }
 
-#[test]
-fn merge_replaces_records_and_their_nested_rows_and_collapses_duplicates() {
-    let (_d, mut db) = temp();
-    load(
-        &mut db,
-        WriteDisposition::Merge,
-        &[json!({"id": 1, "v": "a", "tags": ["x", "y"]}), json!({"id": 2, "v": "b", "tags": ["z"]})],
-    )
-    .unwrap();
-    let report = load(
-        &mut db,
-        WriteDisposition::Merge,
-        &[
-            json!({"id": 2, "v": "b2", "tags": ["z2", "z3"]}),
-            json!({"id": 3, "v": "first", "tags": ["dropped"]}),
-            json!({"id": 3, "v": "last", "tags": ["kept"]}),
-        ],
-    )
-    .unwrap();
-    assert_eq!(
-        report.tables,
-        vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]
-    );
-    assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=a", "2=b2", "3=last"]);
-    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["kept", "x", "y", "z2", "z3"]);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 2);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'ds_staging'"), 0);
+/// A new file for the destination contract's scenarios, read through the same connection.
+struct Contract {
+    db: DuckDb,
+    _dir: tempfile::TempDir,
 }
 
-#[test]
-fn a_nested_table_new_in_a_merge_keeps_only_the_rows_of_the_winning_duplicate() {
-    // the root table exists; its nested table is new in this load: nested rows of a record that
-    // lost to a later duplicate must not stay behind
-    let (_d, mut db) = temp();
-    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]).unwrap();
-    load(
-        &mut db,
-        WriteDisposition::Merge,
-        &[
-            json!({"id": 1, "v": "first", "tags": ["dropped", "also dropped"]}),
-            json!({"id": 2, "v": "b", "tags": ["b"]}),
-            json!({"id": 1, "v": "last", "tags": ["kept"]}),
-        ],
-    )
-    .unwrap();
-    assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=last", "2=b"]);
-    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b", "kept"]);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_root_id = i._dlt_id"), 2);
-    // and without duplicates, a merge keeps the load's rows as they are
-    load(&mut db, WriteDisposition::Merge, &[json!({"id": 2, "v": "b2", "tags": ["b2", "b3"]})]).unwrap();
-    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b2", "b3", "kept"]);
+impl resttap_load::contract::Harness for Contract {
+    fn dest(&mut self) -> &mut dyn Destination {
+        &mut self.db
+    }
+
+    fn rows(&mut self, sql: &str) -> Vec<String> {
+        rows(&self.db, sql)
+    }
 }
 
-#[test]
-fn replace_and_append() {
-    let (_d, mut db) = temp();
-    load(&mut db, WriteDisposition::Append, &[json!({"id": 1, "tags": ["x"]})]).unwrap();
-    load(&mut db, WriteDisposition::Append, &[json!({"id": 1, "tags": ["x"]})]).unwrap();
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 2);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 2);
-    load(&mut db, WriteDisposition::Replace, &[json!({"id": 5})]).unwrap();
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 1);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 0, "nested rows of replaced data go too");
-    // two levels of nesting: the deeper rows of replaced data go as well, the load's own stay
-    let deep = |v: i64| json!({"id": v, "tags": [v], "o": {"l": [[v, v], [v]]}});
-    let report = load(&mut db, WriteDisposition::Replace, &[deep(6), deep(7)]).unwrap();
-    assert_eq!(report.tables.iter().map(|t| t.rows).collect::<Vec<_>>(), vec![2, 2, 4, 6]);
-    load(&mut db, WriteDisposition::Replace, &[deep(8)]).unwrap();
-    assert_eq!(rows(&db, "SELECT id::VARCHAR FROM ds.items"), vec!["8"]);
-    assert_eq!(rows(&db, "SELECT DISTINCT value::VARCHAR FROM ds.items__tags"), vec!["8"]);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__o__l"), 2);
-    assert_eq!(rows(&db, "SELECT DISTINCT value::VARCHAR FROM ds.items__o__l__list"), vec!["8"]);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__o__l__list"), 3);
+mod contract {
+    use super::*;
+
+    resttap_load::contract_tests!({
+        let (_dir, db) = temp();
+        Contract { db, _dir }
+    });
 }
 
 #[test]
@@ -207,33 +157,6 @@ fn a_failed_load_changes_nothing() {
 }
 
 #[test]
-fn state_round_trips_and_the_highest_version_wins() {
-    let (_d, mut db) = temp();
-    assert_eq!(db.load_state("p").unwrap(), None);
-    let mut s = PipelineState::new("p");
-    s.version = 1;
-    db.save_state(&s).unwrap();
-    s.version = 2;
-    s.resources.entry("r".into()).or_default();
-    db.save_state(&s).unwrap();
-    assert_eq!(db.load_state("p").unwrap().unwrap().version, 2);
-    assert_eq!(db.load_state("other").unwrap(), None);
-}
-
-#[test]
-fn existing_schema_reads_types_and_nesting() {
-    let (_d, mut db) = temp();
-    load(&mut db, WriteDisposition::Merge, &[json!({"id": 1, "at": "2024-01-01T00:00:00Z", "o": {"l": [[1]]}})])
-        .unwrap();
-    let s = db.existing_schema().unwrap();
-    let names: Vec<&str> = s.tables.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, vec!["items", "items__o__l", "items__o__l__list"]);
-    assert_eq!(s.table("items__o__l__list").unwrap().parent.as_deref(), Some("items__o__l"));
-    assert_eq!(s.table("items").unwrap().column("at").unwrap().data_type, DataType::Timestamp);
-    assert!(!s.table("items").unwrap().column("id").unwrap().nullable);
-}
-
-#[test]
 fn a_dataset_not_yet_in_the_file_reads_as_empty_and_another_datasets_tables_stay_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.duckdb");
@@ -268,87 +191,6 @@ fn a_dataset_not_yet_in_the_file_reads_as_empty_and_another_datasets_tables_stay
     assert_eq!(s.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["items", "items__l"]);
     assert_eq!(db.load_state("p").unwrap().map(|s| s.pipeline_name), Some("p".to_string()));
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 1);
-}
-
-#[test]
-fn a_first_load_written_in_place_still_collapses_duplicates_and_rolls_back() {
-    let (_d, mut db) = temp();
-    let report = load(
-        &mut db,
-        WriteDisposition::Merge,
-        &[
-            json!({"id": 1, "v": "old", "tags": ["gone"]}),
-            json!({"id": 2, "v": "b", "tags": ["b"]}),
-            json!({"id": 1, "v": "new", "tags": ["kept", "too"]}),
-        ],
-    )
-    .unwrap();
-    assert_eq!(
-        report.tables,
-        vec![TableReport { table: "items".into(), rows: 2 }, TableReport { table: "items__tags".into(), rows: 3 }]
-    );
-    assert_eq!(rows(&db, "SELECT id::VARCHAR || '=' || v FROM ds.items ORDER BY id"), vec!["1=new", "2=b"]);
-    assert_eq!(rows(&db, "SELECT value FROM ds.items__tags ORDER BY value"), vec!["b", "kept", "too"]);
-    // a new table of an aborted load never appears
-    db.begin("x").unwrap();
-    let mut n = Normalizer::new(
-        NormalizerConfig {
-            table: "other".into(),
-            write_disposition: WriteDisposition::Append,
-            primary_key: vec![],
-            max_nesting: None,
-            load_id: Arc::from("x"),
-            batch_rows: 10,
-            hints: vec![],
-        },
-        &Schema::default(),
-    );
-    n.push(&json!({"a": 1}), &mut Vec::new()).unwrap();
-    for b in n.finish() {
-        db.stage(&b).unwrap();
-    }
-    db.abort();
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'other'"), 0);
-}
-
-#[test]
-fn inserts_span_batches_and_flushes_and_follow_new_columns() {
-    // more rows than one insert takes, with a column that first appears after the first
-    // flush and a nested table: into new tables (written in place), then merged over them
-    let (_d, mut db) = temp();
-    let n = FLUSH_ROWS * 2 + 100;
-    let records = |version: &str| -> Vec<Value> {
-        (0..n)
-            .map(|i| {
-                if i < FLUSH_ROWS + 10 {
-                    json!({"id": i, "v": version, "tags": [i]})
-                } else if version == "a" {
-                    json!({"id": i, "v": version, "late": i * 2, "tags": [i, -1]})
-                } else {
-                    // a column the table lacks, after rows of this load are in it
-                    json!({"id": i, "v": version, "late": i * 2, "later": i * 3, "tags": [i, -1]})
-                }
-            })
-            .collect()
-    };
-    load_in(&mut db, WriteDisposition::Merge, &records("a"), 2048).unwrap();
-    let late = (n - FLUSH_ROWS - 10) as i64;
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), n as i64);
-    assert_eq!(q::<i64>(&db, "SELECT count(late) FROM ds.items"), late);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items WHERE late IS NOT NULL AND late <> id * 2"), 0);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), n as i64 + late);
-    // the second load appends into the same tables and merges: nothing doubles
-    load_in(&mut db, WriteDisposition::Merge, &records("b"), 2048).unwrap();
-    assert_eq!(rows(&db, "SELECT DISTINCT v FROM ds.items"), vec!["b"]);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), n as i64);
-    assert_eq!(q::<i64>(&db, "SELECT count(late) FROM ds.items"), late);
-    assert_eq!(q::<i64>(&db, "SELECT count(later) FROM ds.items"), late);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items WHERE later IS NOT NULL AND later <> id * 3"), 0);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), n as i64 + late);
-    assert_eq!(
-        q::<i64>(&db, "SELECT count(*) FROM ds.items__tags t JOIN ds.items i ON t._dlt_parent_id = i._dlt_id"),
-        n as i64 + late
-    );
 }
 
 #[test]

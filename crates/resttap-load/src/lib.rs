@@ -1,13 +1,51 @@
 //! Destinations: where normalized rows go, and the contract every destination keeps.
 //!
-//! A load has two phases. While resources are extracted, [`Destination::stage`] receives
-//! batches of rows and puts them somewhere the dataset's readers cannot see (DuckDB: the
-//! dataset's own tables, inside a transaction not yet committed). When every resource has been
-//! extracted without error, [`Destination::commit`] applies the whole load to the dataset in
-//! **one transaction**: table creation and evolution, `append`, `replace` or `merge` per
-//! resource, and the `_dlt_loads` record. A run that fails before or
-//! during commit leaves the dataset exactly as the last successful run left it; what it staged
-//! is discarded by [`Destination::abort`] or by the next [`Destination::begin`].
+//! # The contract
+//!
+//! A load has two phases, driven by the pipeline in this order: [`Destination::begin`], then
+//! [`Destination::stage_all`] (the whole stream of batches), then [`Destination::commit`] or,
+//! on any failure, [`Destination::abort`].
+//!
+//! - **Nothing is visible before the commit.** What `stage_all` writes is kept where the
+//!   dataset's readers cannot see it (DuckDB: the dataset's tables inside a transaction not yet
+//!   committed; PostgreSQL: the same, or staging tables created inside it).
+//! - **The commit is one transaction**: table creation and evolution, `append`, `replace` or
+//!   `merge` per resource, the `_dlt_loads` and `_dlt_version` rows, and the pipeline state
+//!   ([`dlt`]) become visible together, or — when it returns an error — not at all.
+//! - **A failure leaves the dataset exactly as the last successful commit left it**: an `Err`
+//!   from `begin`, `stage_all` or `commit`, a process killed at any moment, a connection lost.
+//!   What a failed load staged is discarded by `abort`, by the next `begin`, or by the
+//!   destination itself when the process dies (an open transaction is rolled back).
+//! - `abort` never fails and may be called more than once; after it the destination can
+//!   `begin` again.
+//! - **One run per dataset**: a destination refuses (`LoadError::Locked`) a load while another
+//!   process loads the same dataset.
+//! - Every method blocks the calling thread; call them off the async runtime's worker threads
+//!   (`tokio::task::spawn_blocking`).
+//!
+//! dlt's protocol — the system tables and their rows, schema hashes, staging names, nested
+//! tables' parents — is in [`dlt`], shared by every destination, so that each destination holds
+//! only what is specific to it. [`contract`] (feature `contract`) holds the scenarios every
+//! destination's tests run against a real instance, and the command line's `tests/contract.rs`
+//! runs the same end-to-end assertions against each destination through the binary.
+
+pub mod dlt;
+
+#[cfg(feature = "contract")]
+pub mod contract;
+
+/// The environment variable that names a crash point ([`crash_point`]).
+pub const CRASH_AT: &str = "RESTTAP_CRASH_AT";
+
+/// Ends the process on the spot when `RESTTAP_CRASH_AT` names this point: only the crash-safety
+/// tests set it. `abort` runs no destructor and flushes nothing, like a power cut. Points:
+/// `after_first_page`, `before_commit` (the pipeline), `mid_copy` (PostgreSQL, after a table's
+/// first `COPY`), `in_commit` (a destination, its commit's statements done but not `COMMIT`).
+pub fn crash_point(name: &str) {
+    if std::env::var(CRASH_AT).is_ok_and(|v| v == name) {
+        std::process::abort();
+    }
+}
 
 use resttap_normalize::TableBatch;
 use resttap_schema::{Schema, WriteDisposition};
@@ -73,15 +111,39 @@ pub enum LoadError {
     /// A statement or write failed.
     #[error("{context}: {message}")]
     Write { context: String, message: String },
-    /// The commit needed more memory than the destination was given.
-    #[error(
-        "{context}: {message}. The commit ran under a memory limit of {limit}: set RESTTAP_DUCKDB_COMMIT_MEMORY to more (for example 2GB) and run again"
-    )]
-    OutOfMemory { context: String, limit: String, message: String },
+    /// The commit needed more memory than the destination was given; `advice` says how to
+    /// give it more.
+    #[error("{context}: {message}. The commit ran under a memory limit of {limit}: {advice}")]
+    OutOfMemory { context: String, limit: String, message: String, advice: String },
 }
 
-/// A place a dataset lives. Implementations: DuckDB (`resttap-duckdb`).
+/// A column as the destination has it, for `resttap schema`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The destination's type name, e.g. `TIMESTAMP WITH TIME ZONE`.
+    pub data_type: String,
+    pub nullable: bool,
+}
+
+/// A table as the destination has it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub rows: u64,
+    pub columns: Vec<ColumnInfo>,
+}
+
+/// A place a dataset lives. Implementations: DuckDB (`resttap-duckdb`), PostgreSQL
+/// (`resttap-postgres`). See the crate's documentation for the contract.
 pub trait Destination: Send {
+    /// Where the dataset lives, for messages (never with a password).
+    fn location(&self) -> String;
+
+    /// Every table of the dataset (system tables included) with its columns, as the
+    /// destination types them, and its row count; empty when the dataset does not exist.
+    fn describe(&mut self) -> Result<Vec<TableInfo>, LoadError>;
+
     /// The tables and columns the dataset already has (dlt's `_dlt_*` tables left out), so
     /// that the normalizer keeps column types and sends changed types to variant columns.
     fn existing_schema(&mut self) -> Result<Schema, LoadError>;

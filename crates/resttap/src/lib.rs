@@ -4,9 +4,11 @@
 //! The data flows one way through the workspace's crates:
 //! `resttap-config` (the file) → `resttap-http` (requests) → `resttap-paginate` (pages) →
 //! `resttap-extract` (records) → `resttap-normalize` (rows, `resttap-schema`) →
-//! `resttap-load` / `resttap-duckdb` (the destination). This crate wires them into a run
-//! ([`pipeline`]) and is the command line.
+//! `resttap-load` (the destination contract, dlt's protocol) → `resttap-duckdb`,
+//! `resttap-postgres` (the destinations, chosen by name in [`destinations`]). This crate wires
+//! them into a run ([`pipeline`]) and is the command line.
 
+pub mod destinations;
 pub mod floor;
 pub mod pipeline;
 pub mod progress;

@@ -1,16 +1,22 @@
 //! The `resttap` command line.
 
 use std::path::{Path, PathBuf};
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use resttap::pipeline::{self, DestinationSpec, RunError, RunOptions};
+use resttap::destinations::{DestinationSpec, Purpose};
+use resttap::pipeline::{self, RunError, RunOptions};
 use resttap::progress::Progress;
 use resttap::report;
 use resttap_config::{ConfigError, Overrides, SecretSources};
 
 #[derive(Parser)]
-#[command(name = "resttap", version, about = "Load REST APIs into DuckDB from a dlt rest_api_source configuration")]
+#[command(
+    name = "resttap",
+    version,
+    about = "Load REST APIs into DuckDB or PostgreSQL from a dlt rest_api_source configuration"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,10 +27,12 @@ struct Target {
     /// Pipeline name [default for `run`: the config file's name without extension].
     #[arg(long)]
     pipeline: Option<String>,
-    /// `duckdb` (the file <pipeline>.duckdb) or `duckdb:PATH`.
+    /// `duckdb` (the file <pipeline>.duckdb), `duckdb:PATH`, `postgres` (credentials in
+    /// DESTINATION__POSTGRES__CREDENTIALS or .dlt/secrets.toml, as dlt reads them) or
+    /// `postgresql://user:password@host:port/database`.
     #[arg(long, default_value = "duckdb")]
     destination: String,
-    /// Dataset (DuckDB schema) name [default: <pipeline>_dataset].
+    /// Dataset (DuckDB or PostgreSQL schema) name [default: <pipeline>_dataset].
     #[arg(long)]
     dataset: Option<String>,
 }
@@ -133,7 +141,7 @@ fn target(t: &Target, default_pipeline: Option<&str>) -> Result<(String, String,
     let resolve = || -> Result<_, String> {
         let pipeline = t.pipeline.clone().or(default_pipeline.map(String::from)).ok_or("--pipeline is required")?;
         let dataset = t.dataset.clone().unwrap_or_else(|| pipeline::default_dataset(&pipeline));
-        let dest = DestinationSpec::parse(&t.destination, &pipeline)?;
+        let dest = DestinationSpec::parse(&t.destination, &pipeline, &SecretSources::default())?;
         Ok((pipeline, dataset, dest))
     };
     resolve().map_err(|m| {
@@ -167,24 +175,21 @@ async fn run_and_report(config: resttap_config::Config, opts: RunOptions) -> Exi
 }
 
 fn state_command(
-    path: &Path,
+    spec: &DestinationSpec,
     pipeline: &str,
     dataset: &str,
     reset: bool,
     resource: Option<&str>,
 ) -> Result<String, String> {
-    use resttap_load::Destination;
-    let mut db = if reset {
-        if !path.exists() {
-            return Err(format!("{} does not exist", path.display()));
-        }
-        resttap_duckdb::DuckDb::open(path, dataset)
-    } else {
-        resttap_duckdb::DuckDb::open_read_only(path, dataset)
+    if let DestinationSpec::DuckDb(path) = spec
+        && reset
+        && !path.exists()
+    {
+        return Err(format!("{} does not exist", path.display()));
     }
-    .map_err(|e| e.to_string())?;
+    let mut db = spec.open(dataset, if reset { Purpose::Write } else { Purpose::Read }).map_err(|e| e.to_string())?;
     let Some(mut state) = db.load_state(pipeline).map_err(|e| e.to_string())? else {
-        return Ok(format!("pipeline `{pipeline}` has no stored state in {} (dataset {dataset})\n", path.display()));
+        return Ok(format!("pipeline `{pipeline}` has no stored state in {} (dataset {dataset})\n", db.location()));
     };
     if !reset {
         return Ok(format!("{}\n", serde_json::to_string_pretty(&state.to_json()).expect("serializable")));
@@ -208,6 +213,24 @@ fn state_command(
         resource.map_or(format!("every resource of pipeline `{pipeline}`"), |r| format!("resource `{r}`")),
         state.version
     ))
+}
+
+/// `resttap schema`: the dataset's tables, or why there are none.
+fn schema_command(spec: &DestinationSpec, dataset: &str) -> Result<Vec<resttap_load::TableInfo>, String> {
+    let mut db = spec.open(dataset, Purpose::Read).map_err(|e| e.to_string())?;
+    let tables = db.describe().map_err(|e| e.to_string())?;
+    if tables.is_empty() {
+        return Err(format!(
+            "{} has no dataset `{dataset}` (or it has no tables); check --pipeline and --dataset",
+            db.location()
+        ));
+    }
+    Ok(tables)
+}
+
+/// Runs a blocking destination command off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| format!("internal error: {e}"))?
 }
 
 fn config_error(e: ConfigError) -> ExitCode {
@@ -243,21 +266,13 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            let DestinationSpec::DuckDb(path) = destination;
-            let tables = match resttap_duckdb::DuckDb::open_read_only(&path, &dataset).and_then(|d| d.describe()) {
+            let tables = match blocking(move || schema_command(&destination, &dataset)).await {
                 Ok(t) => t,
                 Err(e) => {
-                    print_error(&e);
+                    eprintln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            if tables.is_empty() {
-                eprintln!(
-                    "error: {} has no dataset `{dataset}` (or it has no tables); check --pipeline and --dataset",
-                    path.display()
-                );
-                return ExitCode::FAILURE;
-            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&tables).expect("serializable"));
             } else {
@@ -270,8 +285,9 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            let DestinationSpec::DuckDb(path) = destination;
-            match state_command(&path, &pipeline, &dataset, reset, resource.as_deref()) {
+            let result =
+                blocking(move || state_command(&destination, &pipeline, &dataset, reset, resource.as_deref())).await;
+            match result {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
@@ -353,6 +369,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTTAP_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // colour for a terminal only: a file or a pipe gets plain text
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

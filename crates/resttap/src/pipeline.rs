@@ -3,12 +3,10 @@
 //! one transaction — or not at all.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use resttap_config::{Config, PaginatorConfig, Resource};
-use resttap_duckdb::DuckDb;
 use resttap_extract::incremental::{Incremental, MissingCursor};
 use resttap_extract::{Context, Counters, ExtractError, Extractor, Json, Node, included_from_parent, parent_values};
 use resttap_http::{Client, HttpError};
@@ -20,30 +18,8 @@ use resttap_state::IncrementalState;
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 
-/// Where the data goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DestinationSpec {
-    /// A DuckDB file.
-    DuckDb(PathBuf),
-}
-
-impl DestinationSpec {
-    /// Parses `duckdb` (→ `<pipeline>.duckdb`) or `duckdb:PATH`.
-    pub fn parse(spec: &str, pipeline: &str) -> Result<Self, String> {
-        match spec.split_once(':') {
-            None if spec == "duckdb" => Ok(DestinationSpec::DuckDb(PathBuf::from(format!("{pipeline}.duckdb")))),
-            Some(("duckdb", path)) if !path.is_empty() => Ok(DestinationSpec::DuckDb(PathBuf::from(path))),
-            _ => Err(format!("unknown destination `{spec}`: use `duckdb` or `duckdb:PATH`")),
-        }
-    }
-
-    /// A description for messages.
-    pub fn describe(&self) -> String {
-        match self {
-            DestinationSpec::DuckDb(p) => p.display().to_string(),
-        }
-    }
-}
+pub use crate::destinations::DestinationSpec;
+use crate::destinations::Purpose;
 
 /// What a run needs besides the config.
 #[derive(Debug, Clone)]
@@ -118,17 +94,6 @@ pub fn new_load_id() -> String {
     format!("{}", t.as_secs_f64())
 }
 
-/// Opens the destination named by `spec` for `dataset`.
-pub fn open_destination(spec: &DestinationSpec, dataset: &str) -> Result<Box<dyn Destination>, LoadError> {
-    match spec {
-        DestinationSpec::DuckDb(path) => {
-            let mut db = DuckDb::open(path, dataset)?;
-            db.set_commit_memory(std::env::var("RESTTAP_DUCKDB_COMMIT_MEMORY").ok().filter(|v| !v.trim().is_empty()));
-            Ok(Box::new(db))
-        }
-    }
-}
-
 struct ResourceOutcome {
     name: String,
     /// `None` for a resource with `selected: false`: it only fed its children.
@@ -139,13 +104,7 @@ struct ResourceOutcome {
     incremental: Option<(String, IncrementalState)>,
 }
 
-/// Ends the process on the spot when `RESTTAP_CRASH_AT` names this point. Only the crash-safety
-/// tests set it; `abort` runs no destructor and flushes nothing, like a power cut.
-pub fn crash_point(name: &str) {
-    if std::env::var("RESTTAP_CRASH_AT").is_ok_and(|v| v == name) {
-        std::process::abort();
-    }
-}
+pub use resttap_load::crash_point;
 
 /// Where a resource's records come from.
 enum Source {
@@ -463,17 +422,13 @@ pub async fn run(
     let lid = load_id.clone();
     let pipeline_name = opts.pipeline.clone();
     let opening = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
-        let mut d = open_destination(&spec, &dataset)?;
+        let mut d = spec.open(&dataset, Purpose::Write)?;
         let existing = d.existing_schema()?;
         let state = d.load_state(&pipeline_name)?.unwrap_or_else(|| PipelineState::new(&pipeline_name));
         d.begin(&lid)?;
         Ok((d, existing, state))
     });
-    let client = Client::new(
-        config.api.client.retry.clone(),
-        Duration::from_secs_f64(config.api.client.timeout),
-        config.secrets.clone(),
-    );
+    let client = Client::from_config(&config.api.client, config.secrets.clone());
     let (mut dest, existing, prior_state) = opening.await.map_err(|e| RunError::Internal(e.to_string()))??;
     let client = client?;
     let existing = Arc::new(existing);

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use resttap_duckdb::TableInfo;
+use resttap_load::TableInfo;
 
 use crate::pipeline::RunSummary;
 

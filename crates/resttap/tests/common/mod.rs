@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -128,18 +130,26 @@ impl Scratch {
 
 /// `resttap run CONFIG` against `mock` into `db`, with the token in the environment.
 fn run_command(config: &Path, mock: &Mock, db: &Path, token: &str, extra: &[&str]) -> Command {
+    let mut cmd = run_to_command(config, mock, &format!("duckdb:{}", db.display()), db.parent().unwrap(), token);
+    cmd.args(extra);
+    cmd
+}
+
+/// `resttap run CONFIG --destination DESTINATION` against `mock`, in `cwd`, with the token in the
+/// environment and resttap's own variables cleared.
+pub fn run_to_command(config: &Path, mock: &Mock, destination: &str, cwd: &Path, token: &str) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("run")
         .arg(config)
         .args(["--base-url", &mock.url, "--pipeline", "t"])
         .arg("--destination")
-        .arg(format!("duckdb:{}", db.display()))
-        .args(extra)
+        .arg(destination)
         .env("API_KEY", token)
         .env_remove("RESTTAP_LOG")
         .env_remove("RESTTAP_DUCKDB_COMMIT_MEMORY")
         .env_remove("RESTTAP_CRASH_AT")
-        .current_dir(db.parent().unwrap());
+        .env_remove("DESTINATION__POSTGRES__CREDENTIALS")
+        .current_dir(cwd);
     cmd
 }
 

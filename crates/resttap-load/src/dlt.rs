@@ -1,0 +1,244 @@
+//! dlt's protocol, as every destination writes it: the system tables (`_dlt_loads`,
+//! `_dlt_version`, `_dlt_pipeline_state`) with their columns and the rows a load adds to them,
+//! the schema version hash, the staging dataset's name, and how a nested table's parent is found
+//! from its name. A destination maps these to its own types and statements and keeps nothing of
+//! dlt's protocol to itself.
+
+use resttap_schema::{Column, DataType, Schema, Table};
+use resttap_state::PipelineState;
+
+/// `_dlt_loads`: one row per completed load.
+pub const LOADS: &str = "_dlt_loads";
+/// `_dlt_version`: one row per schema version.
+pub const VERSION: &str = "_dlt_version";
+/// `_dlt_pipeline_state`: one row per state version.
+pub const PIPELINE_STATE: &str = "_dlt_pipeline_state";
+/// dlt's own tables, left out of the user schema.
+pub const SYSTEM_TABLES: [&str; 3] = [LOADS, VERSION, PIPELINE_STATE];
+
+/// dlt's stored-schema engine version, written to `_dlt_version.engine_version`.
+pub const SCHEMA_ENGINE_VERSION: u64 = 11;
+
+/// `_dlt_loads.status` of a completed load.
+pub const LOAD_STATUS_DONE: i64 = 0;
+
+fn col(name: &str, data_type: DataType, nullable: bool) -> Column {
+    Column { name: name.into(), data_type, nullable, primary_key: false }
+}
+
+/// The columns of a system table, in dlt's order, with dlt's types and nullability.
+pub fn system_columns(table: &str) -> Vec<Column> {
+    use DataType::{Bigint, Text, Timestamp};
+    match table {
+        LOADS => vec![
+            col("load_id", Text, false),
+            col("schema_name", Text, true),
+            col("status", Bigint, false),
+            col("inserted_at", Timestamp, false),
+            col("schema_version_hash", Text, true),
+        ],
+        VERSION => vec![
+            col("version", Bigint, false),
+            col("engine_version", Bigint, false),
+            col("inserted_at", Timestamp, false),
+            col("schema_name", Text, false),
+            col("version_hash", Text, false),
+            col("schema", Text, false),
+        ],
+        PIPELINE_STATE => vec![
+            col("version", Bigint, false),
+            col("engine_version", Bigint, false),
+            col("pipeline_name", Text, false),
+            col("state", Text, false),
+            col("created_at", Timestamp, false),
+            col("version_hash", Text, true),
+            col("_dlt_load_id", Text, false),
+            col("_dlt_id", Text, false),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The length dlt gives a text column of a system table (`varchar(64)` for load ids on
+/// destinations that size text), if any.
+pub fn system_text_length(table: &str, column: &str) -> Option<u32> {
+    matches!((table, column), (LOADS, "load_id") | (PIPELINE_STATE, "_dlt_load_id")).then_some(64)
+}
+
+/// Whether dlt declares the column `UNIQUE` (with indexes, as dlt's SQL destinations create
+/// them by default): `_dlt_id` of every data table and of `_dlt_pipeline_state`.
+pub fn unique_column(table: &str, column: &str) -> bool {
+    column == resttap_schema::cols::ID && table != LOADS && table != VERSION
+}
+
+/// A system table as a [`Table`], for a destination's `CREATE TABLE`.
+pub fn system_table(name: &str) -> Table {
+    let mut t = Table::new(name, None);
+    for c in system_columns(name) {
+        t.add_column(c);
+    }
+    t
+}
+
+/// The staging dataset of `dataset` (dlt's `<dataset>_staging`), where destinations that stage
+/// outside the dataset put a load's rows before the commit applies them.
+pub fn staging_dataset(dataset: &str) -> String {
+    format!("{dataset}_staging")
+}
+
+/// A stable hash of a schema, for `_dlt_loads.schema_version_hash` and `_dlt_version`: the
+/// SHA3-256 of its JSON, in base64.
+pub fn schema_version_hash(schema: &Schema) -> (String, String) {
+    use base64::Engine;
+    use tiny_keccak::Hasher;
+    let json = serde_json::to_string(schema).expect("a schema serializes");
+    let mut h = tiny_keccak::Sha3::v256();
+    h.update(json.as_bytes());
+    let mut out = [0u8; 32];
+    h.finalize(&mut out);
+    (base64::engine::general_purpose::STANDARD.encode(out), json)
+}
+
+/// The `_dlt_loads` row of a completed load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadRow {
+    pub load_id: String,
+    pub schema_name: String,
+    pub status: i64,
+    pub schema_version_hash: String,
+}
+
+/// A `_dlt_version` row: written when the load's schema hash is not there yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    pub engine_version: i64,
+    pub schema_name: String,
+    pub version_hash: String,
+    /// The stored schema.
+    pub schema: String,
+}
+
+/// A `_dlt_pipeline_state` row (dlt keeps every version; the highest is current).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRow {
+    pub version: i64,
+    pub engine_version: i64,
+    pub pipeline_name: String,
+    /// dlt's encoding: zlib-compressed JSON in base64.
+    pub state: String,
+    pub version_hash: String,
+    pub load_id: String,
+    /// `<pipeline>-<version>`.
+    pub id: String,
+}
+
+impl StateRow {
+    /// The row that stores `state` in load `load_id`.
+    pub fn new(state: &PipelineState, load_id: &str) -> Self {
+        StateRow {
+            version: state.version as i64,
+            engine_version: resttap_state::ENGINE_VERSION as i64,
+            pipeline_name: state.pipeline_name.clone(),
+            state: state.encode(),
+            version_hash: state.content_hash(),
+            load_id: load_id.into(),
+            id: format!("{}-{}", state.pipeline_name, state.version),
+        }
+    }
+}
+
+/// The system rows of one load: what every destination writes in the commit's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemRows {
+    pub load: LoadRow,
+    pub version: VersionRow,
+    pub state: Option<StateRow>,
+}
+
+impl SystemRows {
+    /// The rows for `plan`.
+    pub fn for_plan(plan: &crate::LoadPlan) -> Self {
+        let (hash, schema) = schema_version_hash(&plan.schema);
+        SystemRows {
+            load: LoadRow {
+                load_id: plan.load_id.clone(),
+                schema_name: plan.schema_name.clone(),
+                status: LOAD_STATUS_DONE,
+                schema_version_hash: hash.clone(),
+            },
+            version: VersionRow {
+                engine_version: SCHEMA_ENGINE_VERSION as i64,
+                schema_name: plan.schema_name.clone(),
+                version_hash: hash,
+                schema,
+            },
+            state: plan.state.as_ref().map(|s| StateRow::new(s, &plan.load_id)),
+        }
+    }
+}
+
+/// A nested table's parent among `tables`: the longest table name that `name` extends by
+/// `__<more>` (dlt names `a__b` the list `b` of table `a`). `None` for a root table.
+pub fn parent_of<'a>(name: &str, tables: impl Fn(&str) -> bool + 'a) -> Option<String> {
+    name.rmatch_indices("__").map(|(i, _)| &name[..i]).find(|p| tables(p)).map(String::from)
+}
+
+/// A dataset's user schema from what a destination lists: tables with their columns (those whose
+/// type the destination could map), system tables left out, each nested table's parent found
+/// from its name.
+pub fn schema_from_listing(tables: Vec<(String, Vec<Column>)>) -> Schema {
+    let names: std::collections::HashSet<String> = tables.iter().map(|(n, _)| n.clone()).collect();
+    let mut schema = Schema::default();
+    for (name, columns) in tables {
+        if SYSTEM_TABLES.contains(&name.as_str()) {
+            continue;
+        }
+        let parent = parent_of(&name, |p| names.contains(p));
+        let mut t = Table::new(name, parent);
+        for c in columns {
+            t.add_column(c);
+        }
+        schema.tables.push(t);
+    }
+    schema
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_tables_find_their_longest_existing_parent() {
+        let known = ["a", "a__b", "x"];
+        let has = |p: &str| known.contains(&p);
+        assert_eq!(parent_of("a__b__c", has), Some("a__b".into()));
+        assert_eq!(parent_of("a__zz__c", has), Some("a".into()));
+        assert_eq!(parent_of("a", has), None);
+        assert_eq!(parent_of("y__b", has), None);
+    }
+
+    #[test]
+    fn the_listing_leaves_system_tables_out_and_links_parents() {
+        let c = |n: &str| Column { name: n.into(), data_type: DataType::Text, nullable: true, primary_key: false };
+        let s = schema_from_listing(vec![
+            ("_dlt_loads".into(), vec![c("load_id")]),
+            ("f".into(), vec![c("id")]),
+            ("f__tags".into(), vec![c("value")]),
+        ]);
+        let names: Vec<(&str, Option<&str>)> =
+            s.tables.iter().map(|t| (t.name.as_str(), t.parent.as_deref())).collect();
+        assert_eq!(names, vec![("f", None), ("f__tags", Some("f"))]);
+        assert_eq!(s.table("f__tags").unwrap().column("value").unwrap().name, "value");
+    }
+
+    #[test]
+    fn the_hash_follows_the_schema() {
+        let mut s = Schema::default();
+        let (h1, _) = schema_version_hash(&s);
+        s.tables.push(Table::new("t", None));
+        let (h2, json) = schema_version_hash(&s);
+        assert_ne!(h1, h2);
+        assert_eq!(h2.len(), 44);
+        assert!(json.contains("\"t\""));
+    }
+}

@@ -1,0 +1,877 @@
+//! The PostgreSQL destination.
+//!
+//! The dataset is a PostgreSQL schema (`<pipeline>_dataset` by default); its tables, columns and
+//! types are those of dlt 1.31's `postgres` destination (`varchar`, `bigint`, `double precision`,
+//! `boolean`, `timestamp with time zone`, `date`, `jsonb`; `_dlt_id` `UNIQUE`). A load is one
+//! transaction on one connection, opened by [`Destination::begin`]:
+//!
+//! - Rows go in by binary `COPY` ([`copy`]), a table's rows about [`COPY_BYTES`] at a time, so
+//!   memory stays bounded whatever the load's size. A table the dataset did not have is created
+//!   in the transaction and written in place: nobody else can see it before the commit. Rows
+//!   for a table the dataset has go to a table of the same name in `<dataset>_staging` (dlt's
+//!   staging schema), created `UNLOGGED` in the transaction, so that the dataset's tables are
+//!   neither locked nor changed while extraction goes on.
+//! - The commit adds new columns, applies each resource's write disposition with set-based SQL
+//!   (`replace`: the resource's tables truncated; `merge`: the last of a load's duplicate keys
+//!   kept, then older rows with the load's keys deleted with their nested rows), moves the
+//!   staged rows in, drops the staging tables, writes `_dlt_loads`, `_dlt_version` and the
+//!   pipeline state, and commits.
+//! - Anything that fails — a statement, the connection, the process — rolls the whole
+//!   transaction back: the dataset is as the last successful load left it, and nothing is left
+//!   in the staging schema.
+//! - A session advisory lock on the dataset, held from [`Postgres::open`] with
+//!   [`Access::Load`] until the connection closes, refuses a second run on the same dataset.
+//!
+//! The [`Destination`] methods block on the Tokio runtime that was current when the destination
+//! was opened; call them from `spawn_blocking` threads.
+
+pub mod copy;
+pub mod credentials;
+mod tls;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::SinkExt;
+use resttap_load::dlt::{self, SystemRows};
+use resttap_load::{
+    ColumnInfo, CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableInfo, TableReport,
+};
+use resttap_normalize::TableBatch;
+use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
+use tokio::runtime::Handle;
+
+pub use credentials::{CredentialsError, Password, PgCredentials, SslMode};
+
+/// Encoded rows a table collects before they are sent in one `COPY` (and the most one table
+/// holds in memory).
+pub const COPY_BYTES: usize = 1 << 20;
+
+/// How long [`Postgres::open`] waits for another session's lock on the dataset before it gives
+/// up: long enough for the server to end the session of a run killed a moment ago.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Quotes an identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A string literal: `'it''s'`.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The PostgreSQL type of a dlt type, as dlt's postgres destination maps it.
+pub fn sql_type(t: DataType) -> &'static str {
+    match t {
+        DataType::Text => "varchar",
+        DataType::Bigint => "bigint",
+        DataType::Double => "double precision",
+        DataType::Bool => "boolean",
+        DataType::Timestamp => "timestamp with time zone",
+        DataType::Json => "jsonb",
+        DataType::Date => "date",
+    }
+}
+
+/// The dlt type of a column as `information_schema.columns.data_type` names it.
+fn from_sql_type(t: &str) -> Option<DataType> {
+    Some(match t {
+        "character varying" | "text" => DataType::Text,
+        "bigint" => DataType::Bigint,
+        "double precision" => DataType::Double,
+        "boolean" => DataType::Bool,
+        "timestamp with time zone" => DataType::Timestamp,
+        "jsonb" => DataType::Json,
+        "date" => DataType::Date,
+        _ => return None,
+    })
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reading (`resttap schema`, `resttap state`): no lock.
+    Read,
+    /// Loading or changing the state: the dataset's advisory lock is taken, or the open fails
+    /// with [`LoadError::Locked`].
+    Load,
+}
+
+/// A column the dataset has: its name and `information_schema` type.
+#[derive(Debug, Clone)]
+struct Existing {
+    name: String,
+    sql_type: String,
+    nullable: bool,
+}
+
+/// Where this load writes a table's rows.
+#[derive(Debug, Clone)]
+struct Target {
+    /// `"schema"."table"`.
+    qualified: String,
+    /// In the staging schema (the table existed when the load began).
+    staged: bool,
+    /// Its columns' names.
+    columns: Vec<String>,
+}
+
+/// One table's encoded rows not yet sent.
+struct Pending {
+    columns: Vec<Column>,
+    buf: BytesMut,
+    rows: usize,
+    copy_sql: String,
+    ctx: String,
+}
+
+/// A dataset in a PostgreSQL database.
+pub struct Postgres {
+    rt: Handle,
+    client: tokio_postgres::Client,
+    location: String,
+    dataset: String,
+    staging: String,
+    /// The dataset's tables when the load began, with their columns.
+    existing_at_begin: HashMap<String, Vec<Existing>>,
+    /// The tables this load wrote, and where.
+    written: BTreeMap<String, Target>,
+    /// Rows this load wrote, per table.
+    appended: HashMap<String, u64>,
+    in_txn: bool,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("location", &self.location)
+            .field("dataset", &self.dataset)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A PostgreSQL error as a message: the server's (severity, SQLSTATE, message, detail, hint),
+/// or the client's with its causes (connection refused, TLS, timeout).
+pub fn error_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut m = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            m.push_str(&format!("; detail: {d}"));
+        }
+        if let Some(h) = db.hint() {
+            m.push_str(&format!("; hint: {h}"));
+        }
+        return m;
+    }
+    let mut m = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !m.contains(&s) {
+            m.push_str(": ");
+            m.push_str(&s);
+        }
+        cur = c.source();
+    }
+    if e.is_closed() {
+        m.push_str(" (the connection to the server was lost)");
+    }
+    m
+}
+
+fn werr(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> LoadError {
+    let context = context.into();
+    move |e| LoadError::Write { context, message: error_message(&e) }
+}
+
+impl Postgres {
+    /// Connects to the database of `creds` for dataset `dataset`; with [`Access::Load`], takes
+    /// the dataset's advisory lock. Must be called within a Tokio runtime.
+    pub fn open(creds: &PgCredentials, dataset: &str, access: Access) -> Result<Self, LoadError> {
+        let rt = Handle::current();
+        let location = creds.describe();
+        let open_err = |message: String| LoadError::Open { location: location.clone(), message };
+        let tls = tls::connector(creds).map_err(|m| open_err(format!("TLS: {m}")))?;
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(&creds.host)
+            .port(creds.port)
+            .user(&creds.username)
+            .dbname(&creds.database)
+            .application_name("resttap")
+            .connect_timeout(creds.connect_timeout)
+            .ssl_mode(match creds.sslmode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                _ => tokio_postgres::config::SslMode::Require,
+            });
+        if let Some(p) = &creds.password {
+            cfg.password(p.expose());
+        }
+        let client = block_on(&rt, async {
+            match tls {
+                Some(tls) => {
+                    let (client, conn) = cfg.connect(tls).await?;
+                    tokio::spawn(drive(conn));
+                    Ok(client)
+                }
+                None => {
+                    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
+                    tokio::spawn(drive(conn));
+                    Ok(client)
+                }
+            }
+        })
+        .map_err(|e: tokio_postgres::Error| {
+            let mut m = error_message(&e);
+            if e.as_db_error().is_some_and(|d| d.code().code() == "28P01") {
+                m.push_str(" (check the password in DESTINATION__POSTGRES__CREDENTIALS or .dlt/secrets.toml)");
+            }
+            open_err(m)
+        })?;
+        let pg = Postgres {
+            rt,
+            client,
+            location: location.clone(),
+            dataset: dataset.to_string(),
+            staging: dlt::staging_dataset(dataset),
+            existing_at_begin: HashMap::new(),
+            written: BTreeMap::new(),
+            appended: HashMap::new(),
+            in_txn: false,
+        };
+        if access == Access::Load {
+            pg.lock().map_err(|e| match e {
+                LoadError::Write { message, .. } => open_err(message),
+                other => other,
+            })?;
+        }
+        Ok(pg)
+    }
+
+    /// Takes the dataset's advisory lock (session-level: it goes with the connection, also
+    /// when the process dies). A holder that is still there after [`LOCK_WAIT`] (a run killed a
+    /// moment ago leaves its server session to end first) is named in the error.
+    fn lock(&self) -> Result<(), LoadError> {
+        let sql = "SELECT pg_try_advisory_lock(hashtext('resttap'), hashtext($1))";
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            let row =
+                self.block(self.client.query_one(sql, &[&self.dataset])).map_err(werr("taking the dataset's lock"))?;
+            if row.get::<_, bool>(0) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let holder = self
+            .block(self.client.query_opt(
+                "SELECT format('session %s (%s, from %s, since %s)', a.pid, coalesce(nullif(a.application_name, ''), 'no name'),                  coalesce(host(a.client_addr), 'a local socket'), date_trunc('second', a.backend_start))                  FROM pg_locks l JOIN pg_stat_activity a USING (pid)                  WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = hashtext('resttap') AND l.objid::int = hashtext($1) LIMIT 1",
+                &[&self.dataset],
+            ))
+            .ok()
+            .flatten()
+            .map(|r| r.get::<_, String>(0))
+            .unwrap_or_else(|| "another session".into());
+        Err(LoadError::Locked {
+            location: self.location.clone(),
+            message: format!("{holder} holds the lock of dataset `{}`", self.dataset),
+        })
+    }
+
+    fn block<F: Future>(&self, f: F) -> F::Output {
+        block_on(&self.rt, f)
+    }
+
+    fn q(&self, table: &str) -> String {
+        qualified(&self.dataset, table)
+    }
+
+    /// Runs statements (no result); `ctx` says what for, in the error.
+    fn batch(&self, sql: &str, ctx: &str) -> Result<(), LoadError> {
+        tracing::trace!(sql, "postgres");
+        self.block(self.client.batch_execute(sql)).map_err(werr(format!("{ctx} ({})", self.location)))
+    }
+
+    /// Runs one statement; returns the rows it changed and logs how long it took.
+    fn exec(&self, sql: &str, ctx: &str) -> Result<u64, LoadError> {
+        let t = std::time::Instant::now();
+        let n = self.block(self.client.execute(sql, &[])).map_err(werr(format!("{ctx} ({})", self.location)))?;
+        tracing::debug!(rows = n, elapsed_ms = t.elapsed().as_millis() as u64, "{ctx}");
+        Ok(n)
+    }
+
+    fn schema_exists(&self, schema: &str) -> Result<bool, LoadError> {
+        let row = self
+            .block(self.client.query_one("SELECT count(*) FROM pg_namespace WHERE nspname = $1", &[&schema]))
+            .map_err(werr(format!("looking for schema {schema} ({})", self.location)))?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
+    /// Creates `schema` unless it exists (asked first: `CREATE SCHEMA IF NOT EXISTS` needs the
+    /// privilege to create schemas even when there is nothing to create).
+    fn ensure_schema(&self, schema: &str) -> Result<(), LoadError> {
+        if self.schema_exists(schema)? {
+            return Ok(());
+        }
+        self.batch(&format!("CREATE SCHEMA {}", ident(schema)), &format!("creating schema {schema}"))
+    }
+
+    /// Every table of the dataset with its columns, in order.
+    fn listing(&self) -> Result<Vec<(String, Vec<Existing>)>, LoadError> {
+        let rows = self
+            .block(self.client.query(
+                "SELECT table_name::text, column_name::text, data_type::text, is_nullable = 'YES' FROM information_schema.columns \
+                 WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
+                &[&self.dataset],
+            ))
+            .map_err(werr(format!("reading the dataset's columns ({})", self.location)))?;
+        let mut out: Vec<(String, Vec<Existing>)> = Vec::new();
+        for r in rows {
+            let (t, name, sql_type, nullable): (String, String, String, bool) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            if out.last().is_none_or(|last| last.0 != t) {
+                out.push((t, Vec::new()));
+            }
+            out.last_mut().expect("pushed").1.push(Existing { name, sql_type, nullable });
+        }
+        Ok(out)
+    }
+
+    /// The rows of `table` (a full count).
+    fn count(&self, sql: &str, ctx: &str) -> Result<u64, LoadError> {
+        let row = self.block(self.client.query_one(sql, &[])).map_err(werr(format!("{ctx} ({})", self.location)))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// Creates a system table when the dataset lacks it.
+    fn ensure_system_table(&self, name: &str) -> Result<(), LoadError> {
+        let defs: Vec<String> = dlt::system_columns(name)
+            .iter()
+            .map(|c| {
+                let ty = match dlt::system_text_length(name, &c.name) {
+                    Some(n) => format!("varchar({n})"),
+                    None => sql_type(c.data_type).to_string(),
+                };
+                column_def(name, &c.name, &ty, c.nullable)
+            })
+            .collect();
+        self.batch(
+            &format!("CREATE TABLE IF NOT EXISTS {} ({})", self.q(name), defs.join(", ")),
+            &format!("creating {name}"),
+        )
+    }
+
+    /// Makes `target` (a table this load writes) have `columns`: created with them when it is
+    /// new, else widened by those it lacks. A column the dataset has with another type than
+    /// resttap writes is an error naming both.
+    fn prepare_target(&mut self, table: &str, columns: &[Column]) -> Result<(), LoadError> {
+        let ctx = format!("writing rows of table {}.{table}", self.dataset);
+        if let Some(t) = self.written.get(table) {
+            let missing: Vec<&Column> = columns.iter().filter(|c| !t.columns.contains(&c.name)).collect();
+            if !missing.is_empty() {
+                if let Some(existing) = self.existing_at_begin.get(table) {
+                    let missing: Vec<Column> = missing.iter().map(|c| (*c).clone()).collect();
+                    check_types(&self.dataset, table, existing, &missing)?;
+                }
+                let adds: Vec<String> = missing
+                    .iter()
+                    .map(|c| format!("ADD COLUMN {} {}", ident(&c.name), sql_type(c.data_type)))
+                    .collect();
+                self.batch(&format!("ALTER TABLE {} {}", t.qualified, adds.join(", ")), &ctx)?;
+                let t = self.written.get_mut(table).expect("present");
+                t.columns.extend(missing.iter().map(|c| c.name.clone()));
+            }
+            return Ok(());
+        }
+        let staged = self.existing_at_begin.contains_key(table);
+        if let Some(existing) = self.existing_at_begin.get(table) {
+            check_types(&self.dataset, table, existing, columns)?;
+        }
+        let qualified = if staged {
+            self.ensure_schema(&self.staging.clone())?;
+            let q = qualified(&self.staging, table);
+            // a staging table dlt (or anyone) left is replaced by this load's own
+            let defs: Vec<String> =
+                columns.iter().map(|c| format!("{} {}", ident(&c.name), sql_type(c.data_type))).collect();
+            self.batch(
+                &format!("DROP TABLE IF EXISTS {q}; CREATE UNLOGGED TABLE {q} ({})", defs.join(", ")),
+                &format!("creating staging table {}.{table}", self.staging),
+            )?;
+            q
+        } else {
+            let q = self.q(table);
+            // the unique index on _dlt_id is added at the commit, once the rows are in
+            let defs: Vec<String> =
+                columns.iter().map(|c| column_def("", &c.name, sql_type(c.data_type), c.nullable)).collect();
+            self.batch(&format!("CREATE TABLE {q} ({})", defs.join(", ")), &ctx)?;
+            q
+        };
+        let columns = columns.iter().map(|c| c.name.clone()).collect();
+        self.written.insert(table.to_string(), Target { qualified, staged, columns });
+        Ok(())
+    }
+
+    /// Sends a table's pending rows in one `COPY`.
+    fn flush(&self, p: &mut Pending) -> Result<(), LoadError> {
+        if p.rows == 0 {
+            return Ok(());
+        }
+        let mut data = std::mem::replace(&mut p.buf, BytesMut::with_capacity(COPY_BYTES + (64 << 10)));
+        data.put_slice(copy::TRAILER);
+        p.buf.put_slice(copy::HEADER);
+        let rows = std::mem::take(&mut p.rows);
+        let data: Bytes = data.freeze();
+        let sent = self.block(async {
+            let sink = self.client.copy_in::<_, Bytes>(p.copy_sql.as_str()).await?;
+            futures::pin_mut!(sink);
+            sink.send(data).await?;
+            sink.as_mut().finish().await
+        });
+        let n = sent.map_err(werr(format!("{} ({})", p.ctx, self.location)))?;
+        if n != rows as u64 {
+            return Err(LoadError::Write {
+                context: format!("{} ({})", p.ctx, self.location),
+                message: format!("COPY took {n} rows of {rows}"),
+            });
+        }
+        resttap_load::crash_point("mid_copy");
+        Ok(())
+    }
+
+    /// Applies one resource's write disposition to the dataset's existing tables (the deletes);
+    /// the rows themselves move in afterwards. Returns the rows it dropped from this load's own
+    /// (duplicate keys), per table.
+    fn apply(&self, res: &ResourceLoad, plan: &LoadPlan) -> Result<HashMap<String, u64>, LoadError> {
+        let root = res.root_table.as_str();
+        let tables: Vec<&Table> = resource_tables(&plan.schema, root).collect();
+        let existed = |t: &str| self.existing_at_begin.contains_key(t);
+        let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
+        let (id, root_id) = (ident(cols::ID), ident(cols::ROOT_ID));
+        let mut dropped = HashMap::new();
+        if res.write_disposition == WriteDisposition::Replace {
+            let old: Vec<String> = tables.iter().filter(|t| existed(&t.name)).map(|t| self.q(&t.name)).collect();
+            if !old.is_empty() {
+                self.exec(&format!("TRUNCATE {}", old.join(", ")), &ctx("replacing rows"))?;
+            }
+        }
+        let Some(root_target) = self.written.get(root) else { return Ok(dropped) };
+        if res.write_disposition != WriteDisposition::Merge || res.primary_key.is_empty() {
+            return Ok(dropped);
+        }
+        let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
+        let known_unique =
+            res.keys_unique && plan.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
+        if !known_unique {
+            // the last of a load's rows with one key wins: the highest ctid, as written
+            let r = &root_target.qualified;
+            let losers = format!(
+                "SELECT {id} FROM (SELECT {id}, row_number() OVER (PARTITION BY {pk} ORDER BY ctid DESC) AS n FROM {r}) d WHERE n > 1"
+            );
+            let dups = self.count(&format!("SELECT count(*) FROM ({losers}) x"), &ctx("looking for duplicate keys"))?;
+            if dups > 0 {
+                for t in tables.iter().skip(1) {
+                    if let Some(target) = self.written.get(&t.name) {
+                        let sql = format!("DELETE FROM {} WHERE {root_id} IN ({losers})", target.qualified);
+                        let n =
+                            self.exec(&sql, &ctx(&format!("dropping nested rows of duplicates from {}", t.name)))?;
+                        dropped.insert(t.name.clone(), n);
+                    }
+                }
+                let n =
+                    self.exec(&format!("DELETE FROM {r} WHERE {id} IN ({losers})"), &ctx("collapsing duplicate keys"))?;
+                dropped.insert(root.to_string(), n);
+            }
+        }
+        if existed(root) {
+            // older rows with a key this load brings go, nested rows first (found through their
+            // root rows); primary keys are never null (the normalizer refuses such records)
+            let (d, s) = (self.q(root), &root_target.qualified);
+            let keys = res
+                .primary_key
+                .iter()
+                .map(|k| format!("d.{k} = s.{k}", k = ident(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            for t in tables.iter().skip(1).filter(|t| existed(&t.name)) {
+                let sql = format!(
+                    "DELETE FROM {} WHERE {root_id} IN (SELECT d.{id} FROM {d} d JOIN {s} s ON {keys})",
+                    self.q(&t.name)
+                );
+                self.exec(&sql, &ctx("deleting nested rows of replaced records"))?;
+            }
+            self.exec(&format!("DELETE FROM {d} d USING {s} s WHERE {keys}"), &ctx("deleting replaced records"))?;
+        }
+        Ok(dropped)
+    }
+
+    fn commit_inner(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
+        self.ensure_schema(&self.dataset.clone())?;
+        // existing tables the load did not write still get the columns their schema has (hints)
+        for t in &plan.schema.tables {
+            if self.written.contains_key(&t.name) {
+                continue;
+            }
+            if let Some(known) = self.existing_at_begin.get(&t.name) {
+                let adds: Vec<String> = t
+                    .columns
+                    .iter()
+                    .filter(|c| !known.iter().any(|k| k.name == c.name))
+                    .map(|c| format!("ADD COLUMN {} {}", ident(&c.name), sql_type(c.data_type)))
+                    .collect();
+                if !adds.is_empty() {
+                    let ctx = format!("evolving table {}.{}", self.dataset, t.name);
+                    self.batch(&format!("ALTER TABLE {} {}", self.q(&t.name), adds.join(", ")), &ctx)?;
+                }
+            }
+        }
+        // staged tables: the dataset's table gets the columns the load brought
+        for (table, target) in self.written.iter().filter(|(_, t)| t.staged) {
+            let known = &self.existing_at_begin[table];
+            let schema_table = plan.schema.table(table);
+            let adds: Vec<String> = target
+                .columns
+                .iter()
+                .filter(|c| !known.iter().any(|k| &k.name == *c))
+                .map(|c| {
+                    let ty = schema_table.and_then(|t| t.column(c)).map_or(DataType::Text, |c| c.data_type);
+                    format!("ADD COLUMN {} {}", ident(c), sql_type(ty))
+                })
+                .collect();
+            if !adds.is_empty() {
+                let ctx = format!("evolving table {}.{table}", self.dataset);
+                self.batch(&format!("ALTER TABLE {} {}", self.q(table), adds.join(", ")), &ctx)?;
+            }
+        }
+        let mut dropped: HashMap<String, u64> = HashMap::new();
+        for res in &plan.resources {
+            let t = std::time::Instant::now();
+            for (table, n) in self.apply(res, plan)? {
+                *dropped.entry(table).or_default() += n;
+            }
+            tracing::debug!(resource = %res.resource, elapsed_ms = t.elapsed().as_millis() as u64, "applied");
+        }
+        // the staged rows move in; tables created by this load get dlt's unique index now that
+        // their rows are in (one index build instead of one insert per row into it)
+        let mut drop_staging = Vec::new();
+        for (table, target) in &self.written {
+            let ctx = format!("moving the staged rows into {}.{table}", self.dataset);
+            if target.staged {
+                let list = target.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+                let sql = format!("INSERT INTO {} ({list}) SELECT {list} FROM {}", self.q(table), target.qualified);
+                self.exec(&sql, &ctx)?;
+                drop_staging.push(target.qualified.clone());
+            } else if target.columns.iter().any(|c| dlt::unique_column(table, c)) {
+                let sql = format!("ALTER TABLE {} ADD UNIQUE ({})", target.qualified, ident(cols::ID));
+                self.batch(&sql, &format!("indexing {}.{table}", self.dataset))?;
+            }
+        }
+        if !drop_staging.is_empty() {
+            self.batch(&format!("DROP TABLE {}", drop_staging.join(", ")), "dropping the staging tables")?;
+        }
+        resttap_load::crash_point("in_commit");
+        let rows = SystemRows::for_plan(plan);
+        self.write_system_rows(&rows)?;
+        let tables = self
+            .written
+            .keys()
+            .map(|t| TableReport {
+                table: t.clone(),
+                rows: self.appended.get(t).copied().unwrap_or(0).saturating_sub(dropped.get(t).copied().unwrap_or(0)),
+            })
+            .collect::<Vec<_>>();
+        // the report lists tables in the plan's order (parents before children)
+        let order: Vec<&str> = plan.schema.tables.iter().map(|t| t.name.as_str()).collect();
+        let mut tables = tables;
+        tables.sort_by_key(|t| order.iter().position(|n| *n == t.table).unwrap_or(usize::MAX));
+        Ok(CommitReport { load_id: plan.load_id.clone(), tables })
+    }
+
+    fn write_system_rows(&self, rows: &SystemRows) -> Result<(), LoadError> {
+        self.ensure_system_table(dlt::LOADS)?;
+        let l = &rows.load;
+        self.block(self.client.execute(
+            &format!("INSERT INTO {} VALUES ($1, $2, $3, now(), $4)", self.q(dlt::LOADS)),
+            &[&l.load_id, &l.schema_name, &l.status, &l.schema_version_hash],
+        ))
+        .map_err(werr(format!("recording the load in _dlt_loads ({})", self.location)))?;
+        self.ensure_system_table(dlt::VERSION)?;
+        let v = &rows.version;
+        let ctx = format!("recording the schema in _dlt_version ({})", self.location);
+        self.block(self.client.execute(
+            &format!(
+                "INSERT INTO {t} SELECT coalesce(max(version), 0) + 1, $1::bigint, now(), $2::varchar, $3::varchar, $4::varchar \
+                 FROM {t} HAVING NOT coalesce(bool_or(version_hash = $3::varchar), false)",
+                t = self.q(dlt::VERSION)
+            ),
+            &[&v.engine_version, &v.schema_name, &v.version_hash, &v.schema],
+        ))
+        .map_err(werr(ctx))?;
+        if let Some(state) = &rows.state {
+            self.write_state(state)?;
+        }
+        Ok(())
+    }
+
+    fn write_state(&self, row: &dlt::StateRow) -> Result<(), LoadError> {
+        self.ensure_system_table(dlt::PIPELINE_STATE)?;
+        self.block(self.client.execute(
+            &format!("INSERT INTO {} VALUES ($1, $2, $3, $4, now(), $5, $6, $7)", self.q(dlt::PIPELINE_STATE)),
+            &[
+                &row.version,
+                &row.engine_version,
+                &row.pipeline_name,
+                &row.state,
+                &row.version_hash,
+                &row.load_id,
+                &row.id,
+            ],
+        ))
+        .map_err(werr(format!("writing the pipeline state ({})", self.location)))?;
+        Ok(())
+    }
+
+    fn table_exists(&self, table: &str) -> Result<bool, LoadError> {
+        let row = self
+            .block(self.client.query_one(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tablename = $2",
+                &[&self.dataset, &table],
+            ))
+            .map_err(werr(format!("looking for table {table} ({})", self.location)))?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+}
+
+/// Runs the connection until it closes; its errors reach the client's next call.
+async fn drive<S, T>(conn: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %error_message(&e), "postgres connection closed");
+    }
+}
+
+/// Waits for `f` on `rt`, from a thread that is not one of its async workers (see the
+/// crate's documentation).
+fn block_on<F: Future>(rt: &Handle, f: F) -> F::Output {
+    rt.block_on(f)
+}
+
+/// `"name" type [UNIQUE] [NOT NULL]`, as dlt writes a column (`_dlt_id` unique: with `table`
+/// empty, the index comes later).
+fn column_def(table: &str, name: &str, sql_type: &str, nullable: bool) -> String {
+    let unique = if !table.is_empty() && dlt::unique_column(table, name) { " UNIQUE" } else { "" };
+    format!("{} {sql_type}{unique}{}", ident(name), if nullable { "" } else { " NOT NULL" })
+}
+
+/// A column of a table the load writes that the dataset has with another type.
+fn check_types(dataset: &str, table: &str, existing: &[Existing], columns: &[Column]) -> Result<(), LoadError> {
+    for c in columns {
+        if let Some(e) = existing.iter().find(|e| e.name == c.name)
+            && from_sql_type(&e.sql_type) != Some(c.data_type)
+        {
+            return Err(LoadError::Write {
+                context: format!("writing rows of table {dataset}.{table}"),
+                message: format!(
+                    "column `{}` has type {} in the dataset, but resttap writes {} ({}) there; change the column to {} or drop it, then run again",
+                    c.name,
+                    e.sql_type,
+                    c.data_type,
+                    sql_type(c.data_type),
+                    sql_type(c.data_type)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A resource's tables in `schema`: its root table, then its nested tables, parents first.
+fn resource_tables<'a>(schema: &'a Schema, root: &'a str) -> impl Iterator<Item = &'a Table> + 'a {
+    schema.table(root).into_iter().chain(schema.descendants(root))
+}
+
+/// `"schema"."table"`.
+fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", ident(schema), ident(table))
+}
+
+impl Destination for Postgres {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn describe(&mut self) -> Result<Vec<TableInfo>, LoadError> {
+        let mut out = Vec::new();
+        for (name, columns) in self.listing()? {
+            let rows =
+                self.count(&format!("SELECT count(*) FROM {}", self.q(&name)), &format!("counting rows of {name}"))?;
+            let columns = columns
+                .into_iter()
+                .map(|c| ColumnInfo { name: c.name, data_type: c.sql_type, nullable: c.nullable })
+                .collect();
+            out.push(TableInfo { name, rows, columns });
+        }
+        Ok(out)
+    }
+
+    fn existing_schema(&mut self) -> Result<Schema, LoadError> {
+        let listing = self
+            .listing()?
+            .into_iter()
+            .map(|(table, columns)| {
+                let columns = columns
+                    .into_iter()
+                    .filter_map(|c| match from_sql_type(&c.sql_type) {
+                        Some(data_type) => Some(Column { name: c.name, data_type, nullable: c.nullable, primary_key: false }),
+                        None => {
+                            tracing::warn!(table = %table, column = %c.name, sql_type = %c.sql_type, "column type not produced by resttap");
+                            None
+                        }
+                    })
+                    .collect();
+                (table, columns)
+            })
+            .collect();
+        Ok(dlt::schema_from_listing(listing))
+    }
+
+    fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {
+        if !self.table_exists(dlt::PIPELINE_STATE)? {
+            return Ok(None);
+        }
+        let row = self
+            .block(self.client.query_opt(
+                &format!(
+                    "SELECT state::text FROM {} WHERE pipeline_name = $1 ORDER BY version DESC, created_at DESC LIMIT 1",
+                    self.q(dlt::PIPELINE_STATE)
+                ),
+                &[&pipeline],
+            ))
+            .map_err(werr(format!("reading the pipeline state ({})", self.location)))?;
+        row.map(|r| {
+            PipelineState::decode(&r.get::<_, String>(0)).map_err(|e| LoadError::Write {
+                context: format!("reading the pipeline state ({})", self.location),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    fn save_state(&mut self, state: &PipelineState) -> Result<(), LoadError> {
+        let load_id = format!(
+            "{}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+        );
+        self.batch("BEGIN", "starting a transaction")?;
+        let result = self
+            .ensure_schema(&self.dataset.clone())
+            .and_then(|()| self.write_state(&dlt::StateRow::new(state, &load_id)))
+            .and_then(|()| self.batch("COMMIT", "committing the state"));
+        if result.is_err() {
+            let _ = self.block(self.client.batch_execute("ROLLBACK"));
+        }
+        result
+    }
+
+    fn begin(&mut self, _load_id: &str) -> Result<(), LoadError> {
+        self.abort();
+        self.existing_at_begin = self.listing()?.into_iter().collect();
+        self.batch("BEGIN", "starting the load transaction")?;
+        self.in_txn = true;
+        Ok(())
+    }
+
+    fn stage_all(&mut self, batches: &mut dyn Iterator<Item = TableBatch>) -> Result<(), LoadError> {
+        if !self.in_txn {
+            self.begin("")?;
+        }
+        let mut pending: HashMap<String, Pending> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for batch in batches {
+            let same = pending
+                .get(&batch.table)
+                .is_some_and(|p| p.columns.iter().map(|c| &c.name).eq(batch.columns.iter().map(|c| &c.name)));
+            if !same {
+                // the columns changed: what is pending goes in before the table grows
+                if let Some(mut p) = pending.remove(&batch.table) {
+                    self.flush(&mut p)?;
+                }
+                if seen.insert(batch.table.clone()) && !self.written.contains_key(&batch.table) {
+                    self.ensure_schema(&self.dataset.clone())?;
+                }
+                self.prepare_target(&batch.table, &batch.columns)?;
+                let target = &self.written[&batch.table];
+                let list = batch.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ");
+                let mut buf = BytesMut::with_capacity(COPY_BYTES + (64 << 10));
+                buf.put_slice(copy::HEADER);
+                pending.insert(
+                    batch.table.clone(),
+                    Pending {
+                        columns: batch.columns.clone(),
+                        buf,
+                        rows: 0,
+                        // a table created in this transaction takes its rows frozen: readers
+                        // after the commit need not set hint bits on every page (writing it again)
+                        copy_sql: format!(
+                            "COPY {} ({list}) FROM STDIN (FORMAT binary{})",
+                            target.qualified,
+                            if target.staged { "" } else { ", FREEZE" }
+                        ),
+                        ctx: format!("writing rows of table {}.{}", self.dataset, batch.table),
+                    },
+                );
+            }
+            let p = pending.get_mut(&batch.table).expect("inserted above");
+            copy::encode_rows(&p.columns, &batch.batch, &mut p.buf)
+                .map_err(|e| LoadError::Write { context: p.ctx.clone(), message: e.to_string() })?;
+            p.rows += batch.batch.num_rows();
+            *self.appended.entry(batch.table.clone()).or_default() += batch.batch.num_rows() as u64;
+            if p.buf.len() >= COPY_BYTES || batch.last {
+                let mut p = pending.remove(&batch.table).expect("present");
+                self.flush(&mut p)?;
+                pending.insert(batch.table.clone(), p);
+            }
+        }
+        for p in pending.values_mut() {
+            self.flush(p)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
+        if !self.in_txn {
+            self.begin(&plan.load_id)?;
+        }
+        match self.commit_inner(plan) {
+            Ok(report) => {
+                let t = std::time::Instant::now();
+                let committed = self.batch("COMMIT", "committing the load");
+                self.in_txn = false;
+                self.written.clear();
+                self.appended.clear();
+                committed?;
+                tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "COMMIT");
+                Ok(report)
+            }
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        if self.in_txn {
+            let _ = self.block(self.client.batch_execute("ROLLBACK"));
+            self.in_txn = false;
+        }
+        self.written.clear();
+        self.appended.clear();
+    }
+}
