@@ -625,8 +625,11 @@ enum BodyError {
 /// Reads a body of at most `limit` bytes, refusing a larger one by its `Content-Length` or as
 /// soon as more arrives (nothing past the limit is buffered).
 async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Bytes, BodyError> {
-    if let Some(n) = resp.content_length().filter(|n| *n > limit) {
-        return Err(BodyError::TooLarge(format!("its Content-Length is {n}")));
+    match resp.content_length() {
+        Some(n) if n > limit => return Err(BodyError::TooLarge(format!("its Content-Length is {n}"))),
+        // the framing ends the body at its declared length: read whole, without a copy
+        Some(_) => return resp.bytes().await.map_err(BodyError::Read),
+        None => {}
     }
     let mut buf = bytes::BytesMut::with_capacity(resp.content_length().unwrap_or(64 << 10).min(limit) as usize);
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
