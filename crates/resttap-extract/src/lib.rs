@@ -220,7 +220,13 @@ pub fn first_request(
     let base = client.render(&cfg.base_url);
     let path = client.render_with(res.endpoint.path.as_deref().unwrap_or(&res.name), &values);
     let url = join_url(base.expose(), path.expose()).map_err(|m| uerr(client.redactor().redact(&m)))?;
+    // the credentials' origin comes from the configuration alone: the path with only secrets
+    // filled in (a parent's or the incremental's values come from the API, and could name any
+    // host), joined with `client.base_url`
+    let configured = join_url(base.expose(), client.render(res.endpoint.path.as_deref().unwrap_or(&res.name)).expose())
+        .map_or_else(|_| url.origin(), |u| u.origin());
     let mut req = RequestSpec::new(res.endpoint.method, url);
+    req.origin = Some(configured);
     req.json = res.endpoint.json.as_ref().map(|j| render_json(client, j, ctx));
     req.data = match &res.endpoint.data {
         Some(Value::String(s)) => Some(Body::Raw(client.render_with(s, &values))),

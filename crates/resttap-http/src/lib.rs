@@ -451,7 +451,8 @@ impl Client {
     fn hop(&self, req: &RequestSpec, hop: &Hop, bearer: Option<&Rendered>) -> Result<(Url, HeaderMap), HttpError> {
         let here = hop.url.origin();
         let home = req.origin.as_ref().unwrap_or(&here);
-        let at_home = *home == here;
+        let at_home = same_origin(home, &hop.url);
+        let creds_query: Vec<&str> = req.auth.iter().flat_map(|c| c.query.iter().map(|(k, _)| k.as_str())).collect();
         if !at_home {
             let refuse = |why| HttpError::CrossOrigin {
                 url: self.redactor.redact(hop.url.as_str()),
@@ -462,45 +463,51 @@ impl Client {
             if self.cross_origin == CrossOrigin::Refuse {
                 return Err(refuse(" (`client.cross_origin: refuse`)"));
             }
-            if self.redactor.contains_secret(hop.url.as_str()) {
+            // a link that echoes the credentials' query parameters loses them; any other secret
+            // in the URL stops the request
+            let mut stripped = hop.url.clone();
+            strip_query(&mut stripped, &creds_query);
+            if self.redactor.contains_secret(stripped.as_str()) {
                 return Err(refuse(" (its URL holds a secret)"));
             }
             let body_secret = hop.body
                 && (req.json.as_ref().is_some_and(|j| self.redactor.contains_secret(&j.to_string()))
                     || match &req.data {
-                        Some(Body::Form(fields)) => fields.iter().any(|(_, v)| v.is_secret()),
+                        Some(Body::Form(fields)) => {
+                            fields.iter().any(|(k, v)| v.is_secret() || SECRET_FIELDS.contains(&k.as_str()))
+                        }
                         Some(Body::Raw(text)) => text.is_secret(),
                         None => false,
                     });
             if body_secret {
                 return Err(refuse(" (its body holds a secret)"));
             }
+            let dropped =
+                req.auth.is_some() || bearer.is_some() || req.headers.iter().any(|(k, v)| is_credential(k, v));
             let other = here.ascii_serialization();
-            if self.warned.lock().expect("warned origins").insert(other.clone()) {
+            if dropped && self.warned.lock().expect("warned origins").insert(other.clone()) {
                 tracing::warn!(
                     "a next page or redirect leads to {other}, not to {}: it is requested without credentials (set `client.cross_origin: refuse` to stop instead)",
                     home.ascii_serialization()
                 );
             }
+            let mut headers = HeaderMap::new();
+            for (k, v) in req.headers.iter().filter(|(k, v)| !is_credential(k, v)) {
+                insert_header(&mut headers, k, v)?;
+            }
+            return Ok((stripped, headers));
         }
         let mut url = hop.url.clone();
         let mut headers = HeaderMap::new();
-        let creds = req.auth.as_deref().filter(|_| at_home);
-        if let Some(c) = creds.filter(|c| !c.query.is_empty()) {
+        if let Some(c) = req.auth.as_deref().filter(|c| !c.query.is_empty()) {
+            // a link that already carries them (servers echo the query) gets them once
+            strip_query(&mut url, &creds_query);
             url.query_pairs_mut().extend_pairs(c.query.iter().map(|(k, v)| (k.as_str(), v.expose())));
         }
-        let mut pairs: Vec<&(String, Rendered)> =
-            req.headers.iter().filter(|(_, v)| at_home || !v.is_secret()).collect();
-        pairs.extend(creds.into_iter().flat_map(|c| c.headers.iter()));
-        let token = bearer.filter(|_| at_home).map(|b| ("Authorization".to_string(), b.clone()));
-        pairs.extend(token.as_ref());
-        for (k, v) in pairs {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| HttpError::Setup(format!("header name `{k}`: {e}")))?;
-            let mut value = HeaderValue::from_str(v.expose())
-                .map_err(|_| HttpError::Setup(format!("header `{k}` has a value that is not valid in HTTP")))?;
-            value.set_sensitive(v.is_secret() || name == reqwest::header::AUTHORIZATION);
-            headers.insert(name, value);
+        let token = bearer.map(|b| ("Authorization".to_string(), b.clone()));
+        let creds = req.auth.iter().flat_map(|c| c.headers.iter());
+        for (k, v) in req.headers.iter().chain(creds).chain(token.as_ref()) {
+            insert_header(&mut headers, k, v)?;
         }
         Ok((url, headers))
     }
@@ -561,7 +568,17 @@ impl Client {
                 }
                 Ok((status, resp_headers, body)) if status.is_redirection() => {
                     let location = resp_headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());
-                    let Some(next) = location.and_then(|l| hop.url.join(l).ok()) else {
+                    let next = location.and_then(|l| hop.url.join(l).ok());
+                    if let Some(other) = next.as_ref().filter(|u| !matches!(u.scheme(), "http" | "https")) {
+                        return Err(HttpError::Status {
+                            url: shown,
+                            status: status.as_u16(),
+                            excerpt: format!("a redirect to a {}: URL, which resttap does not follow", other.scheme()),
+                            attempts: attempt,
+                            body,
+                        });
+                    }
+                    let Some(next) = next else {
                         return Err(HttpError::Status {
                             url: shown,
                             status: status.as_u16(),
@@ -641,6 +658,59 @@ async fn read_body(mut resp: reqwest::Response, limit: u64) -> Result<Bytes, Bod
     Ok(buf.freeze())
 }
 
+/// Header names that carry credentials whatever their value's source: never sent to another
+/// origin, even when written in the config as plain text.
+const CREDENTIAL_HEADERS: [&str; 5] = ["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"];
+
+/// Form fields that hold credentials (an OAuth2 token request's): such a body never goes to
+/// another origin.
+const SECRET_FIELDS: [&str; 3] = ["client_secret", "password", "refresh_token"];
+
+fn is_credential(name: &str, value: &Rendered) -> bool {
+    value.is_secret() || CREDENTIAL_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn insert_header(headers: &mut HeaderMap, k: &str, v: &Rendered) -> Result<(), HttpError> {
+    let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| HttpError::Setup(format!("header name `{k}`: {e}")))?;
+    let mut value = HeaderValue::from_str(v.expose())
+        .map_err(|_| HttpError::Setup(format!("header `{k}` has a value that is not valid in HTTP")))?;
+    value.set_sensitive(is_credential(k, v));
+    headers.insert(name, value);
+    Ok(())
+}
+
+/// Removes the query parameters named `names`.
+fn strip_query(url: &mut Url, names: &[&str]) {
+    if names.is_empty() || url.query().is_none() {
+        return;
+    }
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !names.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+}
+
+/// Whether `url` is on `home`: the same scheme, host and port, or the same host upgraded from
+/// http to https on the default ports (as requests, dlt's HTTP library, keeps credentials for).
+fn same_origin(home: &url::Origin, url: &Url) -> bool {
+    let here = url.origin();
+    if *home == here {
+        return true;
+    }
+    match (home, &here) {
+        (url::Origin::Tuple(hs, hh, hp), url::Origin::Tuple(s, h, p)) => {
+            hs == "http" && s == "https" && hh == h && *hp == 80 && *p == 443
+        }
+        _ => false,
+    }
+}
+
 /// Redirects followed for one request, at most (reqwest's and browsers' default).
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -695,6 +765,26 @@ mod tests {
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 60.0, now), Some(Duration::from_secs(10)));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:27:00 GMT", 60.0, now), Some(Duration::ZERO));
         assert_eq!(retry_after("soon", 60.0, now), None);
+    }
+
+    #[test]
+    fn credential_query_parameters_are_stripped_by_name_and_https_upgrades_stay_home() {
+        let mut u = Url::parse("https://a.example/x?page=2&api_key=K&api_key=K&q=1").unwrap();
+        strip_query(&mut u, &["api_key"]);
+        assert_eq!(u.as_str(), "https://a.example/x?page=2&q=1");
+        let mut u = Url::parse("https://a.example/x?api_key=K").unwrap();
+        strip_query(&mut u, &["api_key"]);
+        assert_eq!(u.as_str(), "https://a.example/x");
+        let home = Url::parse("http://a.example/v1").unwrap().origin();
+        assert!(same_origin(&home, &Url::parse("http://a.example/v2?x").unwrap()));
+        assert!(same_origin(&home, &Url::parse("https://a.example/v2").unwrap()), "an upgrade to https");
+        assert!(!same_origin(&home, &Url::parse("https://a.example:8443/v2").unwrap()));
+        assert!(!same_origin(&home, &Url::parse("http://b.example/v1").unwrap()));
+        let secure = Url::parse("https://a.example/v1").unwrap().origin();
+        assert!(!same_origin(&secure, &Url::parse("http://a.example/v1").unwrap()), "never down to http");
+        let literal = Rendered::new("k".into(), false);
+        assert!(is_credential("X-API-Key", &literal) && is_credential("authorization", &literal));
+        assert!(!is_credential("X-Api-Version", &literal));
     }
 
     #[test]

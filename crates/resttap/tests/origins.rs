@@ -141,3 +141,40 @@ fn redirects_keep_credentials_on_their_origin_and_drop_them_elsewhere() {
     assert!(stderr.contains(&format!("leads to {}", other.url)), "{stderr}");
     assert_eq!(count(&open(&s.db()), "SELECT count(*) FROM t_dataset.forums"), FORUMS);
 }
+
+#[test]
+fn a_parent_record_cannot_send_a_childs_credentials_elsewhere() {
+    // the parent's records name a URL on another origin (a processing step sets it, as an API
+    // could); the child's requests there go without the token and the configured headers
+    let home = Mock::start(&MOCK_ARGS);
+    let other = Mock::start(&[&MOCK_ARGS[..], &["--open"]].concat());
+    let s = Scratch::new();
+    let cfg = format!(
+        r#"
+client:
+  base_url: {url}
+  auth: {{type: bearer, token: "{{secrets.api_key}}"}}
+  headers: {{X-API-Key: "{TOKEN}"}}
+resources:
+  - name: forums
+    primary_key: id
+    endpoint: {{path: /v1/forums, data_selector: forums, paginator: {{type: cursor, cursor_path: pagination.cursor, cursor_param: cursor}}}}
+    processing_steps:
+      - map: {{set: {{href: "{other}/v1/forums/1"}}}}
+  - name: details
+    write_disposition: append
+    endpoint:
+      path: "{{resources.forums.href}}"
+      data_selector: $
+      paginator: single_page
+"#,
+        url = home.url,
+        other = other.url
+    );
+    let out = run(&s.write("c.yaml", &cfg), &home, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let seen = auth_seen(&other);
+    assert_eq!(seen["none"], FORUMS, "{seen}");
+    assert_eq!(seen.as_object().unwrap().len(), 1, "the other origin received credentials: {seen}");
+    assert_eq!(count(&open(&s.db()), "SELECT count(*) FROM t_dataset.details"), FORUMS);
+}
