@@ -180,7 +180,14 @@ impl SystemRows {
 /// A nested table's parent among `tables`: the longest table name that `name` extends by
 /// `__<more>` (dlt names `a__b` the list `b` of table `a`). `None` for a root table.
 pub fn parent_of<'a>(name: &str, tables: impl Fn(&str) -> bool + 'a) -> Option<String> {
-    name.rmatch_indices("__").map(|(i, _)| &name[..i]).find(|p| tables(p)).map(String::from)
+    // every `__`, overlapping ones too: `items___links` (the key `_links`) is `links` of `items`
+    let bytes = name.as_bytes();
+    (1..bytes.len().saturating_sub(1))
+        .rev()
+        .filter(|&i| bytes[i] == b'_' && bytes[i + 1] == b'_')
+        .map(|i| &name[..i])
+        .find(|p| tables(p))
+        .map(String::from)
 }
 
 /// A dataset's user schema from what a destination lists: tables with their columns (those whose
@@ -215,6 +222,8 @@ mod tests {
         assert_eq!(parent_of("a__zz__c", has), Some("a".into()));
         assert_eq!(parent_of("a", has), None);
         assert_eq!(parent_of("y__b", has), None);
+        assert_eq!(parent_of("a___links", has), Some("a".into()), "the key `_links` of `a`");
+        assert_eq!(parent_of("__a", has), None);
     }
 
     #[test]

@@ -185,20 +185,20 @@ impl PgCredentials {
     }
 }
 
-/// A connection string with its password replaced by `***`, for messages about the string itself.
+/// A connection string as messages show it: the scheme, then `***` for everything up to the last
+/// `@` (user and password, however they are written or encoded), the host part, and `?…` for a
+/// query (which may hold a password too). Nothing else of the input is echoed.
 pub fn redact_url(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        // unparsable: show the scheme and host part only, dropping anything between :// and @
-        Err(_) => match (text.find("://"), text.rfind('@')) {
-            (Some(s), Some(a)) if a > s => format!("{}***{}", &text[..s + 3], &text[a..]),
-            _ => text.to_string(),
-        },
-    }
+    let (scheme, rest) = text.split_once("://").unwrap_or(("", text));
+    let rest = match rest.rfind('@') {
+        Some(at) => format!("***{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((before, _)) => format!("{before}?…"),
+        None => rest,
+    };
+    if scheme.is_empty() { rest } else { format!("{scheme}://{rest}") }
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -241,8 +241,13 @@ mod tests {
             ("postgresql://u:hunter2@h/db?sslmode=sometimes", "sslmode `sometimes`"),
             ("postgresql://u:hunter2@h/db?target_session_attrs=any", "option `target_session_attrs` is not supported"),
             ("postgresql://u:hunter2@h:99999/db", "invalid port"),
+            ("postgresql://u@h/db?password=hunter2", "option `password` is not supported"),
+            ("postgresql://u:12/hunter2@h/db", ""),
         ] {
-            let e = PgCredentials::from_url(text).unwrap_err().0;
+            let e = match PgCredentials::from_url(text) {
+                Err(e) => e.0,
+                Ok(c) => format!("{c:?} {}", c.describe()),
+            };
             assert!(e.contains(says), "{text}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
         }

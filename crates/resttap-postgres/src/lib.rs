@@ -124,8 +124,8 @@ struct Target {
     qualified: String,
     /// In the staging schema (the table existed when the load began).
     staged: bool,
-    /// Its columns' names.
-    columns: Vec<String>,
+    /// Its columns, with the types this load writes.
+    columns: Vec<Column>,
 }
 
 /// One table's encoded rows not yet sent.
@@ -240,6 +240,10 @@ impl Postgres {
             }
             open_err(m)
         })?;
+        // the load's transaction stays open while extraction runs, idle between its batches:
+        // a server-wide idle_in_transaction_session_timeout must not end it
+        block_on(&rt, client.batch_execute("SET idle_in_transaction_session_timeout = 0"))
+            .map_err(|e| open_err(error_message(&e)))?;
         let pg = Postgres {
             rt,
             client,
@@ -380,8 +384,10 @@ impl Postgres {
     /// resttap writes is an error naming both.
     fn prepare_target(&mut self, table: &str, columns: &[Column]) -> Result<(), LoadError> {
         let ctx = format!("writing rows of table {}.{table}", self.dataset);
+        check_lengths(table, columns)?;
         if let Some(t) = self.written.get(table) {
-            let missing: Vec<&Column> = columns.iter().filter(|c| !t.columns.contains(&c.name)).collect();
+            let missing: Vec<&Column> =
+                columns.iter().filter(|c| !t.columns.iter().any(|k| k.name == c.name)).collect();
             if !missing.is_empty() {
                 if let Some(existing) = self.existing_at_begin.get(table) {
                     let missing: Vec<Column> = missing.iter().map(|c| (*c).clone()).collect();
@@ -393,7 +399,7 @@ impl Postgres {
                     .collect();
                 self.batch(&format!("ALTER TABLE {} {}", t.qualified, adds.join(", ")), &ctx)?;
                 let t = self.written.get_mut(table).expect("present");
-                t.columns.extend(missing.iter().map(|c| c.name.clone()));
+                t.columns.extend(missing.into_iter().cloned());
             }
             return Ok(());
         }
@@ -420,8 +426,7 @@ impl Postgres {
             self.batch(&format!("CREATE TABLE {q} ({})", defs.join(", ")), &ctx)?;
             q
         };
-        let columns = columns.iter().map(|c| c.name.clone()).collect();
-        self.written.insert(table.to_string(), Target { qualified, staged, columns });
+        self.written.insert(table.to_string(), Target { qualified, staged, columns: columns.to_vec() });
         Ok(())
     }
 
@@ -524,7 +529,9 @@ impl Postgres {
         // work_mem (4MB) (EXPLAIN ANALYZE, N=100,000 merge run: nested delete 456 -> 187 ms)
         self.batch(&format!("SET LOCAL jit = off; SET LOCAL work_mem = '{COMMIT_WORK_MEM}'"), "preparing the commit")?;
         self.ensure_schema(&self.dataset.clone())?;
-        // existing tables the load did not write still get the columns their schema has (hints)
+        // existing tables the load did not write still get the columns their schema has (hints);
+        // a table two resources share is in the plan twice
+        let mut evolved: HashSet<String> = HashSet::new();
         for t in &plan.schema.tables {
             if self.written.contains_key(&t.name) {
                 continue;
@@ -534,6 +541,7 @@ impl Postgres {
                     .columns
                     .iter()
                     .filter(|c| !known.iter().any(|k| k.name == c.name))
+                    .filter(|c| evolved.insert(format!("{}\u{0}{}", t.name, c.name)))
                     .map(|c| format!("ADD COLUMN {} {}", ident(&c.name), sql_type(c.data_type)))
                     .collect();
                 if !adds.is_empty() {
@@ -542,18 +550,15 @@ impl Postgres {
                 }
             }
         }
-        // staged tables: the dataset's table gets the columns the load brought
+        // staged tables: the dataset's table gets the columns the load brought, with the types
+        // they were staged with
         for (table, target) in self.written.iter().filter(|(_, t)| t.staged) {
             let known = &self.existing_at_begin[table];
-            let schema_table = plan.schema.table(table);
             let adds: Vec<String> = target
                 .columns
                 .iter()
-                .filter(|c| !known.iter().any(|k| &k.name == *c))
-                .map(|c| {
-                    let ty = schema_table.and_then(|t| t.column(c)).map_or(DataType::Text, |c| c.data_type);
-                    format!("ADD COLUMN {} {}", ident(c), sql_type(ty))
-                })
+                .filter(|c| !known.iter().any(|k| k.name == c.name))
+                .map(|c| format!("ADD COLUMN {} {}", ident(&c.name), sql_type(c.data_type)))
                 .collect();
             if !adds.is_empty() {
                 let ctx = format!("evolving table {}.{table}", self.dataset);
@@ -577,7 +582,7 @@ impl Postgres {
         for (table, target) in &self.written {
             let ctx = format!("moving the staged rows into {}.{table}", self.dataset);
             if target.staged {
-                let list = target.columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+                let list = target.columns.iter().map(|c| ident(&c.name)).collect::<Vec<_>>().join(", ");
                 let sql = format!("INSERT INTO {} ({list}) SELECT {list} FROM {}", self.q(table), target.qualified);
                 let rows = self
                     .appended
@@ -586,7 +591,7 @@ impl Postgres {
                     .unwrap_or(0)
                     .saturating_sub(dropped.get(table).copied().unwrap_or(0));
                 let rebuild = self.index_to_rebuild(table, rows)?;
-                if let Some(name) = &rebuild {
+                if let Some((name, _)) = &rebuild {
                     let sql = format!("ALTER TABLE {} DROP CONSTRAINT {}", self.q(table), ident(name));
                     self.batch(
                         &sql,
@@ -594,17 +599,12 @@ impl Postgres {
                     )?;
                 }
                 self.exec(&sql, &ctx)?;
-                if let Some(name) = &rebuild {
-                    let sql = format!(
-                        "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
-                        self.q(table),
-                        ident(name),
-                        ident(cols::ID)
-                    );
+                if let Some((name, definition)) = &rebuild {
+                    let sql = format!("ALTER TABLE {} ADD CONSTRAINT {} {definition}", self.q(table), ident(name));
                     self.exec(&sql, &format!("rebuilding the unique index of {}.{table}", self.dataset))?;
                 }
                 drop_staging.push(target.qualified.clone());
-            } else if target.columns.iter().any(|c| dlt::unique_column(table, c)) {
+            } else if target.columns.iter().any(|c| dlt::unique_column(table, &c.name)) {
                 let sql = format!("ALTER TABLE {} ADD UNIQUE ({})", target.qualified, ident(cols::ID));
                 self.batch(&sql, &format!("indexing {}.{table}", self.dataset))?;
             }
@@ -639,22 +639,27 @@ impl Postgres {
     /// index (~70 bytes an entry, dead entries of the rows this merge deleted included). The
     /// rebuild locks the table (ACCESS EXCLUSIVE) until the commit ends, so it is kept to large
     /// loads ([`REBUILD_MIN_ROWS`]).
-    fn index_to_rebuild(&self, table: &str, rows: u64) -> Result<Option<String>, LoadError> {
+    /// Returns the constraint's name and definition (`pg_get_constraintdef`), to add it again
+    /// as it was; a deferrable one, or one a foreign key depends on, is left alone.
+    fn index_to_rebuild(&self, table: &str, rows: u64) -> Result<Option<(String, String)>, LoadError> {
         if rows < REBUILD_MIN_ROWS {
             return Ok(None);
         }
         let row = self
             .block(self.client.query_opt(
-                "SELECT con.conname::text, pg_relation_size(con.conindid) FROM pg_constraint con \
+                "SELECT con.conname::text, pg_get_constraintdef(con.oid), pg_relation_size(con.conindid) FROM pg_constraint con \
                  JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = $3 \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND con.contype = 'u' AND con.conkey = ARRAY[a.attnum]",
+                 WHERE n.nspname = $1 AND c.relname = $2 AND con.contype = 'u' AND con.conkey = ARRAY[a.attnum] \
+                 AND NOT con.condeferrable \
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = con.conindid) \
+                 ORDER BY con.oid LIMIT 1",
                 &[&self.dataset, &table, &cols::ID],
             ))
             .map_err(werr(format!("reading the indexes of {}.{table} ({})", self.dataset, self.location)))?;
         Ok(row.and_then(|r| {
-            let (name, bytes): (String, i64) = (r.get(0), r.get(1));
-            (rows.saturating_mul(INDEX_ENTRY_BYTES * 4) >= bytes.max(0) as u64).then_some(name)
+            let (name, definition, bytes): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+            (rows.saturating_mul(INDEX_ENTRY_BYTES * 4) >= bytes.max(0) as u64).then_some((name, definition))
         }))
     }
 
@@ -735,6 +740,28 @@ fn block_on<F: Future>(rt: &Handle, f: F) -> F::Output {
 fn column_def(table: &str, name: &str, sql_type: &str, nullable: bool) -> String {
     let unique = if !table.is_empty() && dlt::unique_column(table, name) { " UNIQUE" } else { "" };
     format!("{} {sql_type}{unique}{}", ident(name), if nullable { "" } else { " NOT NULL" })
+}
+
+/// PostgreSQL's longest identifier, in bytes (NAMEDATALEN - 1): longer ones are cut silently.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// Refuses a table or column name PostgreSQL would cut to 63 bytes (the next load would then
+/// not find it under its full name). dlt shortens such names with a hash; resttap does not yet.
+fn check_lengths(table: &str, columns: &[Column]) -> Result<(), LoadError> {
+    let long = std::iter::once(("table", table))
+        .chain(columns.iter().map(|c| ("column", c.name.as_str())))
+        .find(|(_, n)| n.len() > MAX_IDENTIFIER_BYTES);
+    match long {
+        None => Ok(()),
+        Some((what, name)) => Err(LoadError::Write {
+            context: format!("writing rows of table {table}"),
+            message: format!(
+                "the {what} name `{name}` is {} bytes long, and PostgreSQL keeps {MAX_IDENTIFIER_BYTES}: resttap does not shorten names as dlt does yet; \
+                 lower `max_table_nesting` or rename the field with a processing step (`map: {{rename: ...}}`)",
+                name.len()
+            ),
+        }),
+    }
 }
 
 /// A column of a table the load writes that the dataset has with another type.

@@ -1,7 +1,9 @@
 //! TLS for the connection, as libpq's `sslmode` asks for it, over rustls (the HTTP client's
 //! TLS library): `prefer` and `require` encrypt without checking the certificate, as libpq does
-//! without a root certificate; `verify-ca` checks the chain; `verify-full` the chain and the host
-//! name. Root certificates: `sslrootcert` (PEM), else the system's.
+//! without a root certificate (`require` with `sslrootcert` checks the chain, as libpq does);
+//! `verify-ca` checks the chain; `verify-full` the chain and the host name. Root certificates:
+//! `sslrootcert` (PEM), else the system's (not libpq's `~/.postgresql/root.crt`). Unlike libpq,
+//! `prefer` does not retry without TLS when a TLS handshake fails.
 
 use std::sync::Arc;
 
@@ -24,10 +26,10 @@ pub fn connector(creds: &PgCredentials) -> Result<Option<MakeRustlsConnect>, Str
         .map_err(|e| e.to_string())?;
     let config = match creds.sslmode {
         SslMode::Disable => return Ok(None),
-        SslMode::Prefer | SslMode::Require => {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked(provider))).with_no_client_auth()
-        }
-        SslMode::VerifyCa | SslMode::VerifyFull => {
+        // libpq: `require` with a root certificate file checks the chain, as `verify-ca` does
+        SslMode::Prefer => unchecked(builder, provider),
+        SslMode::Require if creds.sslrootcert.is_none() => unchecked(builder, provider),
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
             let roots = Arc::new(roots(creds)?);
             let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
                 .build()
@@ -37,6 +39,13 @@ pub fn connector(creds: &PgCredentials) -> Result<Option<MakeRustlsConnect>, Str
         }
     };
     Ok(Some(MakeRustlsConnect::new(config)))
+}
+
+fn unchecked(
+    builder: rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> rustls::ClientConfig {
+    builder.dangerous().with_custom_certificate_verifier(Arc::new(Unchecked(provider))).with_no_client_auth()
 }
 
 fn roots(creds: &PgCredentials) -> Result<RootCertStore, String> {

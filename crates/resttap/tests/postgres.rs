@@ -214,6 +214,9 @@ fn tls_follows_libpq_sslmode() {
         ("127.0.0.1", format!("sslmode=verify-ca&sslrootcert={ca}"), true),
         // another CA: the chain does not verify
         ("localhost", "sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt".to_string(), false),
+        // libpq: `require` with a root certificate checks the chain, as verify-ca
+        ("127.0.0.1", "sslmode=require&sslrootcert=/etc/ssl/certs/ca-certificates.crt".to_string(), false),
+        ("127.0.0.1", format!("sslmode=require&sslrootcert={ca}"), true),
     ] {
         let s = Scratch::new();
         let db = server.new_db();
@@ -349,4 +352,27 @@ fn a_connection_ended_by_the_server_mid_load_fails_and_changes_nothing() {
     // and the next run loads the new revision
     assert_ok(&pg_run(&mock, &s, &server.url(&db), &[]));
     assert!(server.count(&db, "SELECT count(*) FROM t_dataset.suggestions WHERE title LIKE '%(rev 1)'") > 0);
+}
+
+#[test]
+fn a_name_longer_than_postgres_keeps_is_refused_by_name_before_anything_is_written() {
+    let server = pg::server();
+    let mock = Mock::start(&["--records", "20"]);
+    let s = Scratch::new();
+    let db = server.new_db();
+    let long = "a_field_whose_name_is_far_longer_than_the_sixty_three_bytes_postgres_keeps";
+    let cfg = std::fs::read_to_string(seed_config()).unwrap().replacen(
+        "\n  - name: external_accounts",
+        &format!("\n    processing_steps:\n      - map: {{set: {{{long}: 1}}}}\n  - name: external_accounts"),
+        1,
+    );
+    assert!(cfg.contains(long), "the step went in");
+    let out = run_to_command(&s.write("c.yaml", &cfg), &mock, &server.url(&db), s.dir.path(), TOKEN).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains(&format!("the column name `{long}` is {} bytes long, and PostgreSQL keeps 63", long.len())),
+        "{stderr}"
+    );
+    assert_eq!(server.count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 't_dataset'"), 0);
 }
