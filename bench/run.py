@@ -120,6 +120,22 @@ def insert_floor(tmp):
     return float(m.group(1)), float(m.group(2)), None
 
 
+def median_rows(samples, n, recs, lines):
+    """The run of median wall time of each tool in `samples` (name -> [(wall, CPU, RSS)]), as
+    results and as table rows appended to `lines` (and printed); CPU or RSS may be None."""
+    results = {}
+    for name, runs_of in samples.items():
+        ordered = sorted(runs_of, key=lambda run: run[0])
+        wall, cpu, rss = ordered[len(ordered) // 2]
+        results[name] = (wall, cpu, rss)
+        spread = " / ".join(f"{w:.2f}" for w, _, _ in runs_of)
+        shown_cpu = "-" if cpu is None else f"{cpu:.2f}"
+        shown_rss = "-" if rss is None else f"{rss:.0f}"
+        lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {shown_cpu} | {shown_rss} | {recs / wall:,.0f} | {spread} |")
+        print(lines[-1], flush=True)
+    return results
+
+
 def total_records(n):
     return 2 * n + 4 * max(1, n // 10)
 
@@ -177,14 +193,7 @@ def main():
                     # the host's speed drifts over dlt's minute or two: the floor and resttap
                     # run as many times again after it, so their medians span the same spell
                     first_loads()
-                for name, runs_of in samples.items():
-                    ordered = sorted(runs_of, key=lambda run: run[0])
-                    wall, cpu, rss = ordered[len(ordered) // 2]
-                    results[name] = (wall, cpu, rss)
-                    spread = " / ".join(f"{w:.2f}" for w, _, _ in runs_of)
-                    shown_rss = "-" if rss is None else f"{rss:.0f}"
-                    lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {cpu:.2f} | {shown_rss} | {recs / wall:,.0f} | {spread} |")
-                    print(lines[-1], flush=True)
+                results.update(median_rows(samples, n, recs, lines))
         finally:
             mock.kill()
             mock.wait()
@@ -368,16 +377,7 @@ def bench_postgres(args):
                         pg.fresh_db("d")
                         cmd = [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, pg.url("d"), f"{tmp}/dlt-pipelines"]
                         samples["dlt 1.31"] = [run_checked("dlt 1.31", cmd, env, tmp)]
-                    results = {}
-                    for name, runs_of in samples.items():
-                        ordered = sorted(runs_of, key=lambda run: run[0])
-                        wall, cpu, rss = ordered[len(ordered) // 2]
-                        results[name] = (wall, cpu, rss)
-                        spread = " / ".join(f"{w:.2f}" for w, _, _ in runs_of)
-                        shown_cpu = "-" if cpu is None else f"{cpu:.2f}"
-                        shown_rss = "-" if rss is None else f"{rss:.0f}"
-                        lines.append(f"| {n} | {recs} | {name} | {wall:.2f} | {shown_cpu} | {shown_rss} | {recs / wall:,.0f} | {spread} |")
-                        print(lines[-1], flush=True)
+                    results = median_rows(samples, n, recs, lines)
             finally:
                 mock.kill()
                 mock.wait()

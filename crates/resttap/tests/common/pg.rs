@@ -179,17 +179,23 @@ impl Pg {
         name
     }
 
-    fn psql_raw(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", USER, "-d", db])
+    /// psql on `db` as the superuser, `sql` to run, `options` before it.
+    fn psql_command(&self, db: &str, options: &[&str], sql: &str) -> Command {
+        let mut c = Command::new(self.bin.join("psql"));
+        c.args(["-X", "-q", "-h", "127.0.0.1", "-U", USER, "-d", db])
+            .args(options)
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-c")
             .arg(sql)
             .env("PGPASSWORD", PASSWORD)
-            .env("PGSSLMODE", "disable")
-            .output()
-            .map_err(|e| e.to_string())?;
+            .env("PGSSLMODE", "disable");
+        c
+    }
+
+    fn psql_raw(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out =
+            self.psql_command(db, &["-A", "-t", "-v", "ON_ERROR_STOP=1"], sql).output().map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_string())
         } else {
@@ -207,21 +213,5 @@ impl Pg {
     pub fn count(&self, db: &str, sql: &str) -> i64 {
         let out = self.psql(db, sql);
         out.trim().parse().unwrap_or_else(|_| panic!("{sql}: not a number: {out:?}"))
-    }
-
-    /// psql with a statement that runs in the background (e.g. one holding a lock); killed on drop.
-    pub fn background(&self, db: &str, sql: &str) -> std::process::Child {
-        Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-h", "127.0.0.1", "-U", USER, "-d", db])
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-c")
-            .arg(sql)
-            .env("PGPASSWORD", PASSWORD)
-            .env("PGSSLMODE", "disable")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
     }
 }
