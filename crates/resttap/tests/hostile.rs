@@ -141,3 +141,48 @@ resources:
     let (ok, stderr) = never_shows(&oauth("{secrets.api_key}"), &mock, TOKEN, TOKEN);
     assert!(ok, "{stderr}");
 }
+
+/// A small tmpfs mounted for one test (the tests run as root in CI); unmounted on drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mounting a tmpfs needs root: {}", String::from_utf8_lossy(&out.stderr));
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_duckdb_says_so_naming_the_file_and_leaves_the_dataset_as_it_was() {
+    let disk = SmallDisk::mount("6m");
+    let db = disk.dir.path().join("full.duckdb");
+    let small = Mock::start(&["--records", "100"]);
+    assert_ok(&run(&seed_config(), &small, &db, TOKEN, &[]));
+    let big = Mock::start(&["--records", "60000"]);
+    let out = run(&seed_config(), &big, &db, TOKEN, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let (_, stderr) = text(&out);
+    assert!(stderr.to_lowercase().contains("no space left"), "{stderr}");
+    assert!(stderr.contains(&db.display().to_string()), "the file is named: {stderr}");
+    assert!(stderr.contains("nothing was committed"), "{stderr}");
+    drop(big);
+    // room again: the dataset opens as the first load left it
+    let _ = std::fs::remove_file(disk.dir.path().join("full.duckdb.tmp"));
+    let c = open(&db);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.suggestions"), 100);
+    assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
+}
