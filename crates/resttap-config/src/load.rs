@@ -21,6 +21,30 @@ pub struct Config {
     pub secrets: Secrets,
 }
 
+impl Config {
+    /// Loads only the resources named in `names` (dlt's `with_resources`): the others are not
+    /// selected (a parent of a selected child is still fetched to feed it, as a resource with
+    /// `selected: false` is). A name the configuration does not have is an error naming the
+    /// closest one.
+    pub fn select_resources(&mut self, names: &[String]) -> Result<(), ConfigError> {
+        let known: Vec<String> = self.api.resources.iter().map(|r| r.name.clone()).collect();
+        for n in names {
+            if !known.contains(n) {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    key: "--resources".into(),
+                    message: format!("the configuration has no resource `{n}` (it has: {})", known.join(", ")),
+                    suggestion: crate::suggest(n, known.iter().map(String::as_str)),
+                });
+            }
+        }
+        for r in &mut self.api.resources {
+            r.selected = names.contains(&r.name);
+        }
+        Ok(())
+    }
+}
+
 /// Options that change a configuration after it is read.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {

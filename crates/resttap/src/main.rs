@@ -54,6 +54,10 @@ enum Command {
         /// Request chains of a child resource in flight at a time (one per parent record).
         #[arg(long, default_value_t = 8)]
         fanout: usize,
+        /// Load only these resources (comma-separated, dlt's `with_resources`); the parents of
+        /// a selected child are fetched to feed it, not loaded.
+        #[arg(long, value_delimiter = ',')]
+        resources: Vec<String>,
     },
     /// Print the destination's tables with their columns, types and nullability.
     Schema {
@@ -245,16 +249,21 @@ const BATCH_ROWS: usize = 2048;
 
 async fn main_inner(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run { config, target: t, base_url, concurrency, fanout } => {
+        Command::Run { config, target: t, base_url, concurrency, fanout, resources } => {
             let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
             let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            let cfg = match resttap_config::load_file(&config, &Overrides { base_url }, &SecretSources::default()) {
+            let mut cfg = match resttap_config::load_file(&config, &Overrides { base_url }, &SecretSources::default()) {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
+            if !resources.is_empty()
+                && let Err(e) = cfg.select_resources(&resources)
+            {
+                return config_error(e);
+            }
             run_and_report(
                 cfg,
                 RunOptions { pipeline, dataset, destination, concurrency, fanout, batch_rows: BATCH_ROWS },

@@ -445,3 +445,55 @@ fn the_benchmarks_floors_run_against_the_mock_and_a_loaded_dataset() {
     let out = std::process::Command::new(bin()).args(args).output().unwrap();
     assert!(!out.status.success() && text(&out).1.contains("already exists"), "{:?}", text(&out));
 }
+
+#[test]
+fn resources_selects_what_is_loaded_and_feeds_children_from_unloaded_parents() {
+    let mock = Mock::start(&["--records", "100"]);
+    let s = Scratch::new();
+    let out = run(&seed_config(), &mock, &s.db(), TOKEN, &["--resources", "forums,suggestions"]);
+    assert_ok(&out);
+    let c = open(&s.db());
+    let tables: Vec<String> = {
+        let mut st = c
+            .prepare("SELECT table_name FROM information_schema.tables WHERE table_schema = 't_dataset' AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY 1")
+            .unwrap();
+        st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(tables, ["forums", "forums__tags", "suggestions", "suggestions__categories"]);
+    drop(c);
+    // a child selected alone: its parent is fetched, not loaded
+    let s = Scratch::new();
+    let cfg = s.write("pc.yaml", &std::fs::read_to_string(repo_root().join("examples/parent-child.yaml")).unwrap());
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    let child = yaml
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .nth(1)
+        .expect("the example has a child resource")
+        .to_string();
+    let out = run(&cfg, &mock, &s.db(), TOKEN, &["--resources", &child]);
+    assert_ok(&out);
+    let c = open(&s.db());
+    assert!(count(&c, &format!("SELECT count(*) FROM t_dataset.\"{child}\"")) > 0);
+    let first = yaml.lines().filter_map(|l| l.trim().strip_prefix("- name: ")).next().unwrap();
+    assert_eq!(
+        count(
+            &c,
+            &format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 't_dataset' AND table_name = '{first}'"
+            )
+        ),
+        0,
+        "the parent is not loaded"
+    );
+    drop(c);
+    // an unknown name is a configuration error with the nearest name
+    let out = run(&seed_config(), &mock, &s.path("x.duckdb"), TOKEN, &["--resources", "forum"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("--resources: the configuration has no resource `forum`")
+            && stderr.contains("did you mean `forums`?"),
+        "{stderr}"
+    );
+}
