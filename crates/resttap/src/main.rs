@@ -359,6 +359,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return config_error(e),
             };
+            let shown = output.display().to_string();
             let opts = RunOptions {
                 pipeline: "demo".into(),
                 dataset: pipeline::default_dataset("demo"),
@@ -367,7 +368,15 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 fanout: 8,
                 batch_rows: BATCH_ROWS,
             };
-            run_and_report(cfg, opts).await
+            let code = run_and_report(cfg, opts).await;
+            if code == ExitCode::SUCCESS {
+                eprintln!(
+                    "next: `resttap schema --pipeline demo --destination duckdb:{shown}` lists the tables; in DuckDB, \
+                     `SELECT * FROM demo_dataset.suggestions` (tables are <dataset>.<table>, nested lists <table>__<field>, \
+                     dlt's columns _dlt_load_id and _dlt_id on every row)"
+                );
+            }
+            code
         }
     }
 }

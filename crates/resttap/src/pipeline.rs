@@ -74,6 +74,17 @@ pub struct ResourceProgress {
     pub counters: Arc<Counters>,
 }
 
+/// What one resource did in a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceSummary {
+    pub name: String,
+    /// Its root table, when it is loaded (not for a parent that only feeds its children).
+    pub table: Option<String>,
+    pub pages: u64,
+    pub records: u64,
+    pub retries: u64,
+}
+
 /// The outcome of a successful run.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
@@ -82,7 +93,7 @@ pub struct RunSummary {
     pub destination: String,
     pub load_id: String,
     pub report: CommitReport,
-    pub resources: Vec<(String, u64, u64, u64)>,
+    pub resources: Vec<ResourceSummary>,
     pub elapsed: Duration,
     /// Auto-detections made (paginator or data selector), one line each.
     pub detections: Vec<String>,
@@ -568,16 +579,19 @@ pub async fn run(
         .await
         .map_err(|e| RunError::Internal(e.to_string()))??;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
+    let tables: HashMap<&str, &str> =
+        outcomes.iter().filter_map(|o| o.load.as_ref().map(|l| (o.name.as_str(), l.root_table.as_str()))).collect();
     let resources = shared
         .iter()
         .map(|p| {
             use std::sync::atomic::Ordering::Relaxed;
-            (
-                p.name.clone(),
-                p.counters.pages.load(Relaxed),
-                p.counters.records.load(Relaxed),
-                p.counters.retries.load(Relaxed),
-            )
+            ResourceSummary {
+                name: p.name.clone(),
+                table: tables.get(p.name.as_str()).map(|t| t.to_string()),
+                pages: p.counters.pages.load(Relaxed),
+                records: p.counters.records.load(Relaxed),
+                retries: p.counters.retries.load(Relaxed),
+            }
         })
         .collect();
     Ok(RunSummary {

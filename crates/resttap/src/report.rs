@@ -6,19 +6,27 @@ use resttap_load::TableInfo;
 
 use crate::pipeline::RunSummary;
 
-/// The end-of-run summary: per table, the rows this load inserted, and the load id.
+/// The end-of-run summary: per table, the rows this load inserted (a loaded resource that
+/// brought nothing shows its table with 0: an incremental run with nothing new is a normal
+/// result), and the load id.
 pub fn summary(s: &RunSummary) -> String {
     let mut out = String::new();
-    let width = s.report.tables.iter().map(|t| t.table.len()).max().unwrap_or(5).max(5);
+    let mut rows: Vec<(&str, u64)> = s.report.tables.iter().map(|t| (t.table.as_str(), t.rows)).collect();
+    for t in s.resources.iter().filter_map(|r| r.table.as_deref()) {
+        if !rows.iter().any(|(name, _)| *name == t) {
+            rows.push((t, 0));
+        }
+    }
+    let width = rows.iter().map(|(t, _)| t.len()).max().unwrap_or(5).max(5);
     let _ = writeln!(out, "{:<width$}  {:>10}", "table", "rows");
     let mut total = 0;
-    for t in &s.report.tables {
-        let _ = writeln!(out, "{:<width$}  {:>10}", t.table, t.rows);
-        total += t.rows;
+    for (table, n) in &rows {
+        let _ = writeln!(out, "{table:<width$}  {n:>10}");
+        total += n;
     }
-    let records: u64 = s.resources.iter().map(|r| r.2).sum();
-    let pages: u64 = s.resources.iter().map(|r| r.1).sum();
-    let retries: u64 = s.resources.iter().map(|r| r.3).sum();
+    let records: u64 = s.resources.iter().map(|r| r.records).sum();
+    let pages: u64 = s.resources.iter().map(|r| r.pages).sum();
+    let retries: u64 = s.resources.iter().map(|r| r.retries).sum();
     let secs = s.elapsed.as_secs_f64();
     let _ = writeln!(out, "{:<width$}  {:>10}", "total", total);
     let _ = writeln!(

@@ -362,6 +362,17 @@ fn demo_runs_end_to_end() {
         .output()
         .unwrap();
     assert_ok(&out);
+    let (_, stderr) = text(&out);
+    // the next command to look at the data, which works as printed
+    let hint = format!("resttap schema --pipeline demo --destination duckdb:{}", s.path("demo.duckdb").display());
+    assert!(stderr.contains(&hint) && stderr.contains("SELECT * FROM demo_dataset.suggestions"), "{stderr}");
+    let schema = std::process::Command::new(bin())
+        .args(["schema", "--pipeline", "demo", "--destination"])
+        .arg(format!("duckdb:{}", s.path("demo.duckdb").display()))
+        .output()
+        .unwrap();
+    assert_ok(&schema);
+    assert!(text(&schema).0.contains("suggestions (200 rows)"));
     let c = open(&s.path("demo.duckdb"));
     assert_eq!(count(&c, "SELECT count(*) FROM demo_dataset.suggestions"), 200);
 }

@@ -49,8 +49,13 @@ fn incremental_runs_ask_only_for_new_records_and_converge() {
         .unwrap()
         .to_string();
     assert!(last.starts_with("20"), "{st}");
-    // nothing changed: one page per resource, nothing loaded
-    assert_ok(&run(&config, &mock, &s.db(), TOKEN, &[]));
+    // nothing changed: one page per resource, nothing loaded, and the summary says 0 for each
+    let out = run(&config, &mock, &s.db(), TOKEN, &[]);
+    assert_ok(&out);
+    let (stdout, _) = text(&out);
+    for t in TABLES {
+        assert!(stdout.lines().any(|l| l.split_whitespace().eq([t, "0"])), "{t} 0 in:\n{stdout}");
+    }
     assert_eq!(mock.requests() - first_requests, 6);
     let c = open(&s.db());
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset.suggestions"), 400);
