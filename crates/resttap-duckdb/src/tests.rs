@@ -35,7 +35,14 @@ fn into_items(resource: &str, wd: WriteDisposition, primary_key: &str, keys_uniq
 
 /// The plan of load `load_id`: `resources`, the tables of `schema`, no pipeline state.
 fn plan(load_id: &str, schema: Schema, resources: Vec<ResourceLoad>) -> LoadPlan {
-    LoadPlan { load_id: load_id.into(), schema_name: "rest_api".into(), schema, resources, state: None }
+    LoadPlan {
+        load_id: load_id.into(),
+        schema_name: "rest_api".into(),
+        schema,
+        resources,
+        state: None,
+        state_resources: vec![],
+    }
 }
 
 /// One load of `records` into table `items`, normalized in batches of `batch_rows` and staged

@@ -61,7 +61,8 @@ fn into_items(wd: WriteDisposition, keys_unique: bool) -> ResourceLoad {
 }
 
 fn plan(load_id: &str, schema: Schema, resources: Vec<ResourceLoad>, state: Option<PipelineState>) -> LoadPlan {
-    LoadPlan { load_id: load_id.into(), schema_name: "rest_api".into(), schema, resources, state }
+    let state_resources = resources.iter().map(|r| r.resource.clone()).collect();
+    LoadPlan { load_id: load_id.into(), schema_name: "rest_api".into(), schema, resources, state, state_resources }
 }
 
 /// One load of `records` into `items`, in batches of `batch_rows`, as the pipeline loads.

@@ -177,6 +177,32 @@ impl SystemRows {
     }
 }
 
+/// The state a load writes when another load may have committed since it read the state:
+/// `latest` (what the destination has now) with the entries of `owned` (the resources this load
+/// ran) taken from `ours`, one version above `latest`; `None` when that changes nothing.
+pub fn merge_state(latest: Option<PipelineState>, ours: &PipelineState, owned: &[String]) -> Option<PipelineState> {
+    let Some(latest) = latest else { return Some(ours.clone()) };
+    if latest.version < ours.version {
+        // nobody committed in between
+        return Some(ours.clone());
+    }
+    let mut merged = latest.clone();
+    for r in owned {
+        match ours.resources.get(r) {
+            Some(st) => {
+                merged.resources.insert(r.clone(), st.clone());
+            }
+            None => {
+                merged.resources.remove(r);
+            }
+        }
+    }
+    (merged.content_hash() != latest.content_hash()).then(|| {
+        merged.version = latest.version + 1;
+        merged
+    })
+}
+
 /// A nested table's parent among `tables`: the longest table name that `name` extends by
 /// `__<more>` (dlt names `a__b` the list `b` of table `a`). `None` for a root table.
 pub fn parent_of<'a>(name: &str, tables: impl Fn(&str) -> bool + 'a) -> Option<String> {
@@ -238,6 +264,30 @@ mod tests {
             s.tables.iter().map(|t| (t.name.as_str(), t.parent.as_deref())).collect();
         assert_eq!(names, vec![("f", None), ("f__tags", Some("f"))]);
         assert_eq!(s.table("f__tags").unwrap().column("value").unwrap().name, "value");
+    }
+
+    #[test]
+    fn a_loads_resources_go_over_the_latest_state_and_the_others_stay() {
+        let mut latest = PipelineState::new("p");
+        latest.version = 5;
+        latest.resources.entry("a".into()).or_default().incremental.insert("c".into(), Default::default());
+        latest.resources.entry("b".into()).or_default();
+        // ours was read at version 3 and changed b only
+        let mut ours = PipelineState::new("p");
+        ours.version = 4;
+        let mut b = resttap_state::ResourceState::default();
+        b.incremental.insert("x".into(), Default::default());
+        ours.resources.insert("b".into(), b.clone());
+        let merged = merge_state(Some(latest.clone()), &ours, &["b".into()]).unwrap();
+        assert_eq!(merged.version, 6);
+        assert_eq!(merged.resources["b"], b);
+        assert!(merged.resources.contains_key("a"), "another run's resource stays");
+        // nobody in between: ours as it is; nothing new: nothing to write
+        assert_eq!(merge_state(None, &ours, &["b".into()]), Some(ours.clone()));
+        // another run committed version 6 with the same position for b: nothing to write
+        let mut again = ours.clone();
+        again.version = 6;
+        assert_eq!(merge_state(Some(merged.clone()), &again, &["b".into()]), None);
     }
 
     #[test]

@@ -80,6 +80,10 @@ pub struct LoadPlan {
     pub resources: Vec<ResourceLoad>,
     /// The pipeline state after this load, written in the same transaction when it changed.
     pub state: Option<PipelineState>,
+    /// The resources whose state this load decides (those it ran); a destination where other
+    /// runs of the pipeline may commit meanwhile keeps the others' as it has them
+    /// ([`dlt::merge_state`]).
+    pub state_resources: Vec<String>,
 }
 
 /// Rows committed to one table.

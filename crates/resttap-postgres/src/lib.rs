@@ -21,6 +21,10 @@
 //!   in the staging schema.
 //! - A session advisory lock on the dataset, held from [`Postgres::open`] with
 //!   [`Access::Load`] until the connection closes, refuses a second run on the same dataset.
+//!   With [`Access::LoadTables`] (`run --resources`) the dataset's lock is shared and each root
+//!   table's exclusive: runs of disjoint resources load side by side, their commits (and a first
+//!   load's creation of the schemas) ordered by a transaction-level lock, each merging its
+//!   resources' state over the latest ([`resttap_load::dlt::merge_state`]).
 //!
 //! The [`Destination`] methods block on the Tokio runtime that was current when the destination
 //! was opened; call them from `spawn_blocking` threads.
@@ -100,13 +104,17 @@ fn from_sql_type(t: &str) -> Option<DataType> {
 }
 
 /// What a connection is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {
     /// Reading (`resttap schema`, `resttap state`): no lock.
     Read,
-    /// Loading or changing the state: the dataset's advisory lock is taken, or the open fails
-    /// with [`LoadError::Locked`].
+    /// Loading or changing the state of the whole dataset: the dataset's advisory lock is taken
+    /// exclusively, or the open fails with [`LoadError::Locked`].
     Load,
+    /// Loading these root tables only (`resttap run --resources`): the dataset's lock is shared
+    /// and each table's taken exclusively, so that runs of disjoint resources load side by side
+    /// (their commits one after the other, the pipeline state merged).
+    LoadTables(Vec<String>),
 }
 
 /// A column the dataset has: its name and `information_schema` type.
@@ -255,8 +263,8 @@ impl Postgres {
             appended: HashMap::new(),
             in_txn: false,
         };
-        if access == Access::Load {
-            pg.lock().map_err(|e| match e {
+        if access != Access::Read {
+            pg.lock(&access).map_err(|e| match e {
                 LoadError::Write { message, .. } => open_err(message),
                 other => other,
             })?;
@@ -267,12 +275,37 @@ impl Postgres {
     /// Takes the dataset's advisory lock (session-level: it goes with the connection, also
     /// when the process dies). A holder that is still there after [`LOCK_WAIT`] (a run killed a
     /// moment ago leaves its server session to end first) is named in the error.
-    fn lock(&self) -> Result<(), LoadError> {
-        let sql = "SELECT pg_try_advisory_lock(hashtext('resttap'), hashtext($1))";
+    fn lock(&self, access: &Access) -> Result<(), LoadError> {
+        let dataset = self.dataset.as_str();
+        match access {
+            Access::Read => Ok(()),
+            Access::Load => {
+                self.take("pg_try_advisory_lock(hashtext('resttap'), hashtext($1))", dataset, "dataset", dataset)
+            }
+            Access::LoadTables(tables) => {
+                self.take(
+                    "pg_try_advisory_lock_shared(hashtext('resttap'), hashtext($1))",
+                    dataset,
+                    "dataset",
+                    dataset,
+                )?;
+                for t in tables {
+                    let key = format!("{dataset}.{t}");
+                    self.take("pg_try_advisory_lock(hashtext('resttap-table'), hashtext($1))", &key, "table", &key)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes one advisory lock (`call` with `$1` = `key`), waiting up to [`LOCK_WAIT`]; then
+    /// names the session that holds it.
+    fn take(&self, call: &str, key: &str, what: &str, shown: &str) -> Result<(), LoadError> {
+        let sql = format!("SELECT {call}");
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             let row =
-                self.block(self.client.query_one(sql, &[&self.dataset])).map_err(werr("taking the dataset's lock"))?;
+                self.block(self.client.query_one(sql.as_str(), &[&key])).map_err(werr("taking the dataset's lock"))?;
             if row.get::<_, bool>(0) {
                 return Ok(());
             }
@@ -281,10 +314,15 @@ impl Postgres {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let class = if what == "table" { "resttap-table" } else { "resttap" };
         let holder = self
             .block(self.client.query_opt(
-                "SELECT format('session %s (%s, from %s, since %s)', a.pid, coalesce(nullif(a.application_name, ''), 'no name'),                  coalesce(host(a.client_addr), 'a local socket'), date_trunc('second', a.backend_start))                  FROM pg_locks l JOIN pg_stat_activity a USING (pid)                  WHERE l.locktype = 'advisory' AND l.granted AND l.classid::int = hashtext('resttap') AND l.objid::int = hashtext($1) LIMIT 1",
-                &[&self.dataset],
+                "SELECT format('session %s (%s, from %s, since %s)', a.pid, coalesce(nullif(a.application_name, ''), 'no name'), \
+                 coalesce(host(a.client_addr), 'a local socket'), date_trunc('second', a.backend_start)) \
+                 FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() \
+                 AND l.classid::int = hashtext($2) AND l.objid::int = hashtext($1) LIMIT 1",
+                &[&key, &class],
             ))
             .ok()
             .flatten()
@@ -292,8 +330,17 @@ impl Postgres {
             .unwrap_or_else(|| "another session".into());
         Err(LoadError::Locked {
             location: self.location.clone(),
-            message: format!("{holder} holds the lock of dataset `{}`", self.dataset),
+            message: format!("{holder} holds the lock of {what} `{shown}`"),
         })
+    }
+
+    /// Orders this load's commit (and a first load's creation of its schemas) after any other
+    /// run's on the dataset: a transaction-level lock, released at COMMIT or ROLLBACK.
+    fn serialize(&self) -> Result<(), LoadError> {
+        self.batch(
+            &format!("SELECT pg_advisory_xact_lock(hashtext('resttap-commit'), hashtext({}))", literal(&self.dataset)),
+            "waiting for another run's commit on the dataset",
+        )
     }
 
     fn block<F: Future>(&self, f: F) -> F::Output {
@@ -330,6 +377,14 @@ impl Postgres {
     fn ensure_schema(&self, schema: &str) -> Result<(), LoadError> {
         if self.schema_exists(schema)? {
             return Ok(());
+        }
+        // another run may be creating it too (its transaction not yet committed): after its
+        // commit the schema is there
+        if self.in_txn {
+            self.serialize()?;
+            if self.schema_exists(schema)? {
+                return Ok(());
+            }
         }
         self.batch(&format!("CREATE SCHEMA {}", ident(schema)), &format!("creating schema {schema}"))
     }
@@ -528,6 +583,7 @@ impl Postgres {
         // 80-150 ms apiece, and hash joins of 100,000 keys spilled to disk under the default
         // work_mem (4MB) (EXPLAIN ANALYZE, N=100,000 merge run: nested delete 456 -> 187 ms)
         self.batch(&format!("SET LOCAL jit = off; SET LOCAL work_mem = '{COMMIT_WORK_MEM}'"), "preparing the commit")?;
+        self.serialize()?;
         self.ensure_schema(&self.dataset.clone())?;
         // existing tables the load did not write still get the columns their schema has (hints);
         // a table two resources share is in the plan twice
@@ -613,7 +669,14 @@ impl Postgres {
             self.batch(&format!("DROP TABLE {}", drop_staging.join(", ")), "dropping the staging tables")?;
         }
         resttap_load::crash_point("in_commit");
-        let rows = SystemRows::for_plan(plan);
+        let mut rows = SystemRows::for_plan(plan);
+        // another run of the pipeline (other resources) may have committed its state since this
+        // one read it: this load's resources' positions go over the latest state
+        if let Some(ours) = &plan.state {
+            let latest = self.load_state(&ours.pipeline_name)?;
+            rows.state =
+                dlt::merge_state(latest, ours, &plan.state_resources).map(|s| dlt::StateRow::new(&s, &plan.load_id));
+        }
         self.write_system_rows(&rows)?;
         let tables = self
             .written

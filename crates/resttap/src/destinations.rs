@@ -23,12 +23,14 @@ pub enum DestinationSpec {
 }
 
 /// Why the data is read or written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purpose {
     /// `resttap schema`, `resttap state` without `--reset`: nothing is written.
     Read,
-    /// A run, or `resttap state --reset`.
-    Write,
+    /// A run, or `resttap state --reset`: of the whole dataset (`None`), or of these root
+    /// tables only (`run --resources`; where the destination can, runs of disjoint tables load
+    /// side by side: PostgreSQL).
+    Write(Option<Vec<String>>),
 }
 
 /// The keys of dlt's split form of PostgreSQL credentials.
@@ -71,7 +73,7 @@ impl DestinationSpec {
             (DestinationSpec::DuckDb(path), Purpose::Read) => {
                 Ok(Box::new(resttap_duckdb::DuckDb::open_read_only(path, dataset)?))
             }
-            (DestinationSpec::DuckDb(path), Purpose::Write) => {
+            (DestinationSpec::DuckDb(path), Purpose::Write(_)) => {
                 let mut db = resttap_duckdb::DuckDb::open(path, dataset)?;
                 db.set_commit_memory(
                     std::env::var("RESTTAP_DUCKDB_COMMIT_MEMORY").ok().filter(|v| !v.trim().is_empty()),
@@ -79,7 +81,11 @@ impl DestinationSpec {
                 Ok(Box::new(db))
             }
             (DestinationSpec::Postgres(c), purpose) => {
-                let access = if purpose == Purpose::Write { Access::Load } else { Access::Read };
+                let access = match purpose {
+                    Purpose::Read => Access::Read,
+                    Purpose::Write(None) => Access::Load,
+                    Purpose::Write(Some(tables)) => Access::LoadTables(tables),
+                };
                 Ok(Box::new(resttap_postgres::Postgres::open(c, dataset, access)?))
             }
         }

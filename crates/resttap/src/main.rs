@@ -191,7 +191,8 @@ fn state_command(
     {
         return Err(format!("{} does not exist", path.display()));
     }
-    let mut db = spec.open(dataset, if reset { Purpose::Write } else { Purpose::Read }).map_err(|e| e.to_string())?;
+    let mut db =
+        spec.open(dataset, if reset { Purpose::Write(None) } else { Purpose::Read }).map_err(|e| e.to_string())?;
     let Some(mut state) = db.load_state(pipeline).map_err(|e| e.to_string())? else {
         return Ok(format!("pipeline `{pipeline}` has no stored state in {} (dataset {dataset})\n", db.location()));
     };
@@ -264,9 +265,10 @@ async fn main_inner(cli: Cli) -> ExitCode {
             {
                 return config_error(e);
             }
+            let only = !resources.is_empty();
             run_and_report(
                 cfg,
-                RunOptions { pipeline, dataset, destination, concurrency, fanout, batch_rows: BATCH_ROWS },
+                RunOptions { pipeline, dataset, destination, concurrency, fanout, batch_rows: BATCH_ROWS, only },
             )
             .await
         }
@@ -367,6 +369,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 concurrency: 8,
                 fanout: 8,
                 batch_rows: BATCH_ROWS,
+                only: false,
             };
             let code = run_and_report(cfg, opts).await;
             if code == ExitCode::SUCCESS {

@@ -33,6 +33,10 @@ pub struct RunOptions {
     pub batch_rows: usize,
     /// Request chains of one child resource in flight at a time (one per parent record).
     pub fanout: usize,
+    /// The config's selection was narrowed (`run --resources`): the load claims only its
+    /// resources' root tables, so that a destination that can lets runs of other resources
+    /// load side by side.
+    pub only: bool,
 }
 
 /// The default dataset name of a pipeline (dlt's `<pipeline>_dataset`, normalized).
@@ -432,8 +436,11 @@ pub async fn run(
     let dataset = opts.dataset.clone();
     let lid = load_id.clone();
     let pipeline_name = opts.pipeline.clone();
+    let scope = opts.only.then(|| {
+        config.api.resources.iter().filter(|r| r.selected).map(|r| normalize_table_name(r.table())).collect::<Vec<_>>()
+    });
     let opening = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
-        let mut d = spec.open(&dataset, Purpose::Write)?;
+        let mut d = spec.open(&dataset, Purpose::Write(scope))?;
         let existing = d.existing_schema()?;
         let state = d.load_state(&pipeline_name)?.unwrap_or_else(|| PipelineState::new(&pipeline_name));
         d.begin(&lid)?;
@@ -572,6 +579,7 @@ pub async fn run(
         schema,
         resources: outcomes.iter().filter_map(|o| o.load.clone()).collect(),
         state: state_changed.then_some(state),
+        state_resources: outcomes.iter().map(|o| o.name.clone()).collect(),
     };
     crash_point("before_commit");
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "extracted and staged");

@@ -376,3 +376,67 @@ fn a_name_longer_than_postgres_keeps_is_refused_by_name_before_anything_is_writt
     );
     assert_eq!(server.count(&db, "SELECT count(*) FROM pg_namespace WHERE nspname = 't_dataset'"), 0);
 }
+
+#[test]
+fn runs_of_disjoint_resources_load_side_by_side_and_an_overlapping_one_is_refused() {
+    let server = pg::server();
+    // 15 pages of 0.4 s per resource: the runs overlap, and outlast the third's 3 s wait
+    let mock = Mock::start(&["--records", "1500", "--slow-ms", "400"]);
+    let s = Scratch::new();
+    let db = server.new_db();
+    let config = repo_root().join("examples/analytics-api-incremental.yaml");
+    let spawn = |resources: &str| {
+        run_to_command(&config, &mock, &server.url(&db), s.dir.path(), TOKEN)
+            .args(["--resources", resources])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // both start on an empty database: their schemas are created one after the other
+    let a = spawn("suggestions");
+    let b = spawn("feedback_records");
+    let started = Instant::now();
+    while mock.requests() < 4 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let overlapping = run_to_command(&config, &mock, &server.url(&db), s.dir.path(), TOKEN)
+        .args(["--resources", "forums,suggestions"])
+        .output()
+        .unwrap();
+    assert_eq!(overlapping.status.code(), Some(1));
+    let (_, stderr) = text(&overlapping);
+    assert!(
+        stderr.contains("in use by another process")
+            && stderr.contains("holds the lock of table `t_dataset.suggestions`"),
+        "{stderr}"
+    );
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_ok(&out);
+    }
+    assert_eq!(server.count(&db, "SELECT count(*) FROM t_dataset.suggestions"), 1500);
+    assert_eq!(server.count(&db, "SELECT count(*) FROM t_dataset.feedback_records"), 1500);
+    assert_eq!(
+        server.count(
+            &db,
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 't_dataset' AND table_name = 'forums'"
+        ),
+        0
+    );
+    assert_eq!(server.count(&db, "SELECT count(*) FROM t_dataset._dlt_loads"), 2);
+    // the state holds both runs' positions, whichever committed last
+    let state = std::process::Command::new(bin())
+        .args(["state", "--pipeline", "t", "--destination", &server.url(&db)])
+        .output()
+        .unwrap();
+    assert_ok(&state);
+    let st: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    for r in ["suggestions", "feedback_records"] {
+        assert!(
+            st.pointer(&format!("/sources/rest_api/resources/{r}/incremental/updated_at/last_value")).is_some(),
+            "{r}: {st}"
+        );
+    }
+    assert_eq!(st["_state_version"], 2, "{st}");
+}
