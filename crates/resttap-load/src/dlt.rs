@@ -217,8 +217,8 @@ pub fn parent_of<'a>(name: &str, tables: impl Fn(&str) -> bool + 'a) -> Option<S
 }
 
 /// A dataset's user schema from what a destination lists: tables with their columns (those whose
-/// type the destination could map), system tables left out, each nested table's parent found
-/// from its name.
+/// type the destination could map), system tables left out, each nested table (one with
+/// `_dlt_parent_id`) given its parent, found from its name.
 pub fn schema_from_listing(tables: Vec<(String, Vec<Column>)>) -> Schema {
     let names: std::collections::HashSet<String> = tables.iter().map(|(n, _)| n.clone()).collect();
     let mut schema = Schema::default();
@@ -226,7 +226,10 @@ pub fn schema_from_listing(tables: Vec<(String, Vec<Column>)>) -> Schema {
         if SYSTEM_TABLES.contains(&name.as_str()) {
             continue;
         }
-        let parent = parent_of(&name, |p| names.contains(p));
+        // only dlt's nested tables have `_dlt_parent_id`: another resource's root table named
+        // like `users__admins` is not a child of `users`
+        let nested = columns.iter().any(|c| c.name == resttap_schema::cols::PARENT_ID);
+        let parent = if nested { parent_of(&name, |p| names.contains(p)) } else { None };
         let mut t = Table::new(name, parent);
         for c in columns {
             t.add_column(c);
@@ -258,11 +261,16 @@ mod tests {
         let s = schema_from_listing(vec![
             ("_dlt_loads".into(), vec![c("load_id")]),
             ("f".into(), vec![c("id")]),
-            ("f__tags".into(), vec![c("value")]),
+            ("f__tags".into(), vec![c("value"), c("_dlt_parent_id")]),
+            ("f__admins".into(), vec![c("id"), c("_dlt_id")]),
         ]);
         let names: Vec<(&str, Option<&str>)> =
             s.tables.iter().map(|t| (t.name.as_str(), t.parent.as_deref())).collect();
-        assert_eq!(names, vec![("f", None), ("f__tags", Some("f"))]);
+        assert_eq!(
+            names,
+            vec![("f", None), ("f__tags", Some("f")), ("f__admins", None)],
+            "a root table named like a child"
+        );
         assert_eq!(s.table("f__tags").unwrap().column("value").unwrap().name, "value");
     }
 
