@@ -1,25 +1,14 @@
 use std::sync::Arc;
 
-use resttap_normalize::{Normalizer, NormalizerConfig};
+use resttap_normalize::Normalizer;
 use serde_json::{Value, json};
 
 use super::*;
 
-fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<CommitReport, LoadError> {
-    load_in(db, wd, records, 2)
-}
+use resttap_load::contract::{items, load_into};
 
-/// The normalizer's configuration for table `items` keyed by `id`.
-fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> NormalizerConfig {
-    NormalizerConfig {
-        table: "items".into(),
-        write_disposition: wd,
-        primary_key: vec!["id".into()],
-        max_nesting: None,
-        load_id: Arc::from(load_id),
-        batch_rows,
-        hints: vec![],
-    }
+fn load(db: &mut DuckDb, wd: WriteDisposition, records: &[Value]) -> Result<CommitReport, LoadError> {
+    load_into(db, wd, records, 2)
 }
 
 /// Resource `resource` loading into table `items`.
@@ -43,28 +32,6 @@ fn plan(load_id: &str, schema: Schema, resources: Vec<ResourceLoad>) -> LoadPlan
         state: None,
         state_resources: vec![],
     }
-}
-
-/// One load of `records` into table `items`, normalized in batches of `batch_rows` and staged
-/// through one [`Destination::stage_all`], as the pipeline's loader does.
-fn load_in(
-    db: &mut DuckDb,
-    wd: WriteDisposition,
-    records: &[Value],
-    batch_rows: usize,
-) -> Result<CommitReport, LoadError> {
-    let load_id =
-        format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
-    let existing = db.existing_schema()?;
-    let mut n = Normalizer::new(items(wd, &load_id, batch_rows), &existing);
-    db.begin(&load_id)?;
-    let mut out = Vec::new();
-    for r in records {
-        n.push(r, &mut out).unwrap();
-    }
-    out.extend(n.finish());
-    db.stage_all(&mut out.into_iter())?;
-    db.commit(&plan(&load_id, n.schema().clone(), vec![into_items("items", wd, "id", n.keys_rising())]))
 }
 
 fn q<T: duckdb::types::FromSql>(db: &DuckDb, sql: &str) -> T {

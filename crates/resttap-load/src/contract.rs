@@ -37,8 +37,9 @@ fn load_id() -> String {
     format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64())
 }
 
-/// The normalizer's configuration for table `items` keyed by `id`.
-fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> NormalizerConfig {
+/// The normalizer's configuration for table `items` keyed by `id` (for a destination's own
+/// tests too).
+pub fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> NormalizerConfig {
     NormalizerConfig {
         table: "items".into(),
         write_disposition: wd,
@@ -65,15 +66,15 @@ fn plan(load_id: &str, schema: Schema, resources: Vec<ResourceLoad>, state: Opti
     LoadPlan { load_id: load_id.into(), schema_name: "rest_api".into(), schema, resources, state, state_resources }
 }
 
-/// One load of `records` into `items`, in batches of `batch_rows`, as the pipeline loads.
-fn load_in(
-    h: &mut dyn Harness,
+/// One load of `records` into `items` of destination `d`, in batches of `batch_rows`, as the
+/// pipeline loads (staging failure aborts); for a destination's own tests too.
+pub fn load_into(
+    d: &mut dyn Destination,
     wd: WriteDisposition,
     records: &[Value],
     batch_rows: usize,
 ) -> Result<CommitReport, LoadError> {
     let id = load_id();
-    let d = h.dest();
     let existing = d.existing_schema()?;
     let mut n = Normalizer::new(items(wd, &id, batch_rows), &existing);
     d.begin(&id)?;
@@ -87,6 +88,15 @@ fn load_in(
         return Err(e);
     }
     d.commit(&plan(&id, n.schema().clone(), vec![into_items(wd, n.keys_rising())], None))
+}
+
+fn load_in(
+    h: &mut dyn Harness,
+    wd: WriteDisposition,
+    records: &[Value],
+    batch_rows: usize,
+) -> Result<CommitReport, LoadError> {
+    load_into(h.dest(), wd, records, batch_rows)
 }
 
 fn load(h: &mut dyn Harness, wd: WriteDisposition, records: &[Value]) -> CommitReport {
