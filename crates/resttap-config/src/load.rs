@@ -943,9 +943,8 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 return Err(ctx.invalid(&format!("{k}.status_code"), "must be an HTTP status such as 404"));
             }
         }
-        let unsupported: [(&str, bool); 4] = [
+        let unsupported: [(&str, bool); 3] = [
             ("schema_contract", res.schema_contract.is_some()),
-            ("table_format", res.table_format.is_some()),
             ("nested_hints", res.nested_hints.is_some()),
             ("parent_table_name", res.parent_table_name.is_some()),
         ];

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-pub use resttap_schema::WriteDisposition;
+pub use resttap_schema::{TableFormat, WriteDisposition};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -555,9 +555,10 @@ pub struct Resource {
     /// Not supported yet (rejected).
     #[serde(default)]
     pub schema_contract: Option<Value>,
-    /// Not supported yet (rejected).
+    /// dlt's `table_format`: `delta` makes a lake's tables Delta tables (`native`: plain
+    /// Parquet); other destinations have one format and ignore it, as dlt's SQL destinations do.
     #[serde(default)]
-    pub table_format: Option<Value>,
+    pub table_format: Option<TableFormat>,
     /// Not supported yet (rejected).
     #[serde(default)]
     pub nested_hints: Option<Value>,

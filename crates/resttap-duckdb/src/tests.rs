@@ -19,6 +19,7 @@ fn into_items(resource: &str, wd: WriteDisposition, primary_key: &str, keys_uniq
         write_disposition: wd,
         primary_key: vec![primary_key.into()],
         keys_unique,
+        table_format: Default::default(),
     }
 }
 

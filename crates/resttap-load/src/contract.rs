@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use resttap_normalize::{Normalizer, NormalizerConfig};
-use resttap_schema::{DataType, Schema, WriteDisposition};
+use resttap_schema::{DataType, Schema, TableFormat, WriteDisposition};
 use serde_json::{Value, json};
 
 use crate::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
@@ -21,6 +21,10 @@ pub trait Harness {
     fn dest(&mut self) -> &mut dyn Destination;
     /// The rows of `sql` (one column, as text).
     fn rows(&mut self, sql: &str) -> Vec<String>;
+    /// The `table_format` the scenarios load with (a lake's Delta tables).
+    fn table_format(&self) -> TableFormat {
+        TableFormat::Native
+    }
 }
 
 fn one(h: &mut dyn Harness, sql: &str) -> String {
@@ -52,7 +56,12 @@ pub fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> Normaliz
 }
 
 fn into_items(wd: WriteDisposition, keys_unique: bool) -> ResourceLoad {
+    into_items_as(wd, keys_unique, TableFormat::Native)
+}
+
+fn into_items_as(wd: WriteDisposition, keys_unique: bool, table_format: TableFormat) -> ResourceLoad {
     ResourceLoad {
+        table_format,
         resource: "items".into(),
         root_table: "items".into(),
         write_disposition: wd,
@@ -74,6 +83,17 @@ pub fn load_into(
     records: &[Value],
     batch_rows: usize,
 ) -> Result<CommitReport, LoadError> {
+    load_into_as(d, wd, records, batch_rows, TableFormat::Native)
+}
+
+/// [`load_into`] with tables of `table_format`.
+pub fn load_into_as(
+    d: &mut dyn Destination,
+    wd: WriteDisposition,
+    records: &[Value],
+    batch_rows: usize,
+    table_format: TableFormat,
+) -> Result<CommitReport, LoadError> {
     let id = load_id();
     let existing = d.existing_schema()?;
     let mut n = Normalizer::new(items(wd, &id, batch_rows), &existing);
@@ -87,7 +107,7 @@ pub fn load_into(
         d.abort();
         return Err(e);
     }
-    d.commit(&plan(&id, n.schema().clone(), vec![into_items(wd, n.keys_rising())], None))
+    d.commit(&plan(&id, n.schema().clone(), vec![into_items_as(wd, n.keys_rising(), table_format)], None))
 }
 
 fn load_in(
@@ -96,7 +116,8 @@ fn load_in(
     records: &[Value],
     batch_rows: usize,
 ) -> Result<CommitReport, LoadError> {
-    load_into(h.dest(), wd, records, batch_rows)
+    let f = h.table_format();
+    load_into_as(h.dest(), wd, records, batch_rows, f)
 }
 
 fn load(h: &mut dyn Harness, wd: WriteDisposition, records: &[Value]) -> CommitReport {
@@ -138,6 +159,7 @@ pub fn merge_replaces_records_and_their_nested_rows_and_keeps_the_last_duplicate
         json!({"id": 10, "v": "new", "tags": ["kept", "too"]}),
     ];
     let id = load_id();
+    let f = h.table_format();
     let d = h.dest();
     let mut n = Normalizer::new(
         NormalizerConfig { table: "fresh".into(), ..items(WriteDisposition::Merge, &id, 2) },
@@ -153,7 +175,7 @@ pub fn merge_replaces_records_and_their_nested_rows_and_keeps_the_last_duplicate
     let res = ResourceLoad {
         resource: "fresh".into(),
         root_table: "fresh".into(),
-        ..into_items(WriteDisposition::Merge, false)
+        ..into_items_as(WriteDisposition::Merge, false, f)
     };
     d.commit(&plan(&id, n.schema().clone(), vec![res], None)).unwrap();
     assert_eq!(h.rows("SELECT CAST(id AS VARCHAR) || '=' || v FROM ds.fresh ORDER BY id"), ["10=new", "11=b"]);
@@ -276,6 +298,7 @@ pub fn rows_span_batches_and_follow_new_columns(h: &mut dyn Harness) {
 /// A load that is aborted, or whose commit fails, leaves data, columns, loads and state as they
 /// were; the next load goes through.
 pub fn a_failed_load_changes_nothing(h: &mut dyn Harness) {
+    let f = h.table_format();
     load(h, WriteDisposition::Merge, &[json!({"id": 1, "v": "a"})]);
     let unchanged = |h: &mut dyn Harness| {
         assert_eq!(h.rows("SELECT CAST(id AS VARCHAR) || '=' || v FROM ds.items"), ["1=a"]);
@@ -308,7 +331,7 @@ pub fn a_failed_load_changes_nothing(h: &mut dyn Harness) {
     let d = h.dest();
     d.begin(&id).unwrap();
     d.stage_all(&mut out.into_iter()).unwrap();
-    let bad = ResourceLoad { primary_key: vec!["no_such_key".into()], ..into_items(WriteDisposition::Merge, false) };
+    let bad = ResourceLoad { primary_key: vec!["no_such_key".into()], ..into_items_as(WriteDisposition::Merge, false, f) };
     let state = PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() };
     let err = d.commit(&plan(&id, n.schema().clone(), vec![bad], Some(state))).unwrap_err();
     assert!(err.to_string().contains("no_such_key") && err.to_string().contains("items"), "{err}");

@@ -48,7 +48,7 @@ pub fn crash_point(name: &str) {
 }
 
 use resttap_normalize::TableBatch;
-use resttap_schema::{Schema, WriteDisposition};
+use resttap_schema::{Schema, TableFormat, WriteDisposition};
 pub use resttap_state::PipelineState;
 
 /// What one resource contributes to a load.
@@ -65,6 +65,8 @@ pub struct ResourceLoad {
     /// integer key column, rising: [`resttap_normalize::Normalizer::keys_rising`]); `false` when
     /// unknown, and the destination looks for duplicates itself.
     pub keys_unique: bool,
+    /// `table_format` (a lake's Delta tables); the others ignore it.
+    pub table_format: TableFormat,
 }
 
 /// Everything [`Destination::commit`] needs.

@@ -62,6 +62,17 @@ pub enum WriteDisposition {
     Merge,
 }
 
+/// How a lake stores a table (dlt's `table_format`); other destinations have one format only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    /// The destination's own: plain Parquet files on a filesystem destination.
+    #[default]
+    Native,
+    /// A Delta Lake table.
+    Delta,
+}
+
 /// One column.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Column {

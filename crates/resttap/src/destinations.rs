@@ -6,10 +6,12 @@
 //! |---|---|---|
 //! | `duckdb`, `duckdb:PATH` | a DuckDB file (`<pipeline>.duckdb` by default) | none |
 //! | `postgres`, `postgresql://...` | a PostgreSQL database | `DESTINATION__POSTGRES__CREDENTIALS`, or `[destination.postgres]` in `.dlt/secrets.toml`, as dlt reads them |
+//! | `filesystem`, `file:///path`, `s3://bucket/prefix` | a lake: Parquet files and Delta tables | `bucket_url` from `DESTINATION__FILESYSTEM__BUCKET_URL` or `[destination.filesystem]` in `.dlt/config.toml` / `.dlt/secrets.toml`; S3 keys in `[destination.filesystem.credentials]` |
 
 use std::path::PathBuf;
 
 use resttap_config::SecretSources;
+use resttap_lake::{LakeLocation, S3Credentials, Secret};
 use resttap_load::{Destination, LoadError};
 use resttap_postgres::{Access, PgCredentials};
 
@@ -20,6 +22,8 @@ pub enum DestinationSpec {
     DuckDb(PathBuf),
     /// A PostgreSQL database.
     Postgres(PgCredentials),
+    /// A lake (dlt's `filesystem` destination).
+    Lake(LakeLocation),
 }
 
 /// Why the data is read or written.
@@ -45,6 +49,12 @@ impl DestinationSpec {
         if spec.starts_with("postgresql://") || spec.starts_with("postgres://") {
             return PgCredentials::from_url(spec).map(DestinationSpec::Postgres).map_err(|e| e.0);
         }
+        if spec.starts_with("file://") || spec.starts_with("s3://") {
+            return LakeLocation::parse(spec, s3_credentials(secrets)?).map(DestinationSpec::Lake);
+        }
+        if spec == "filesystem" {
+            return lake(secrets);
+        }
         match spec.split_once(':') {
             None if spec == "duckdb" => Ok(DestinationSpec::DuckDb(PathBuf::from(format!("{pipeline}.duckdb")))),
             Some(("duckdb", path)) if !path.is_empty() => Ok(DestinationSpec::DuckDb(PathBuf::from(path))),
@@ -52,7 +62,7 @@ impl DestinationSpec {
                 postgres_credentials(secrets).map(DestinationSpec::Postgres)
             }
             _ => Err(format!(
-                "unknown destination `{spec}`: use `duckdb`, `duckdb:PATH`, `postgres` (credentials as dlt reads them) or `postgresql://user:password@host:port/database`"
+                "unknown destination `{spec}`: use `duckdb`, `duckdb:PATH`, `postgres` (credentials as dlt reads them), `postgresql://user:password@host:port/database`, `filesystem` (bucket_url as dlt reads it), `file:///path` or `s3://bucket/prefix`"
             )),
         }
     }
@@ -62,6 +72,7 @@ impl DestinationSpec {
         match self {
             DestinationSpec::DuckDb(p) => p.display().to_string(),
             DestinationSpec::Postgres(c) => c.describe(),
+            DestinationSpec::Lake(l) => l.describe(),
         }
     }
 
@@ -88,8 +99,47 @@ impl DestinationSpec {
                 };
                 Ok(Box::new(resttap_postgres::Postgres::open(c, dataset, access)?))
             }
+            (DestinationSpec::Lake(l), purpose) => {
+                let access = if purpose == Purpose::Read { resttap_lake::Access::Read } else { resttap_lake::Access::Load };
+                Ok(Box::new(resttap_lake::Lake::open(l, dataset, access)?))
+            }
         }
     }
+}
+
+/// A value of dlt's configuration: `secrets` (the environment, `secrets.toml`), then
+/// `config.toml` beside `secrets.toml`.
+fn config_value(secrets: &SecretSources, name: &str) -> Result<Option<String>, String> {
+    if let Some(v) = secrets.lookup(name).map_err(|e| e.to_string())? {
+        return Ok(Some(v.expose().to_string()));
+    }
+    let config = secrets.secrets_file().with_file_name("config.toml");
+    let sources = SecretSources { secrets_toml: Some(config), ignore_env: true, ..Default::default() };
+    Ok(sources.lookup(name).map_err(|e| e.to_string())?.map(|v| v.expose().to_string()))
+}
+
+/// dlt's `destination.filesystem.credentials` for S3.
+fn s3_credentials(secrets: &SecretSources) -> Result<S3Credentials, String> {
+    let get = |k: &str| config_value(secrets, &format!("destination.filesystem.credentials.{k}"));
+    Ok(S3Credentials {
+        access_key_id: get("aws_access_key_id")?,
+        secret_access_key: get("aws_secret_access_key")?.map(Secret::new),
+        session_token: get("aws_session_token")?.map(Secret::new),
+        region: get("region_name")?,
+        endpoint_url: get("endpoint_url")?,
+    })
+}
+
+/// `--destination filesystem`: dlt's `destination.filesystem.bucket_url`.
+fn lake(secrets: &SecretSources) -> Result<DestinationSpec, String> {
+    let Some(url) = config_value(secrets, "destination.filesystem.bucket_url")? else {
+        return Err(format!(
+            "--destination filesystem needs a bucket_url: set DESTINATION__FILESYSTEM__BUCKET_URL=s3://bucket/prefix (or file:///path), \
+             or write `[destination.filesystem]` `bucket_url = \"...\"` to {} or config.toml beside it; or pass --destination s3://bucket/prefix",
+            secrets.secrets_file().display()
+        ));
+    };
+    LakeLocation::parse(&url, s3_credentials(secrets)?).map(DestinationSpec::Lake)
 }
 
 /// dlt's `destination.postgres.credentials`: a connection string, or a table of its parts.
@@ -145,6 +195,25 @@ mod tests {
         assert!(e.contains("unknown destination `snowflake`"), "{e}");
         let e = DestinationSpec::parse("postgres", "p", &s).unwrap_err();
         assert!(e.contains("DESTINATION__POSTGRES__CREDENTIALS") && e.contains("secrets.toml"), "{e}");
+        let e = DestinationSpec::parse("filesystem", "p", &s).unwrap_err();
+        assert!(e.contains("DESTINATION__FILESYSTEM__BUCKET_URL"), "{e}");
+        assert_eq!(
+            DestinationSpec::parse("file:///x/lake", "p", &s).unwrap(),
+            DestinationSpec::Lake(LakeLocation::Local("/x/lake".into()))
+        );
+    }
+
+    #[test]
+    fn the_lake_comes_from_config_toml_and_its_keys_from_secrets_toml() {
+        let (d, s) = sources(Some(
+            "[destination.filesystem.credentials]\naws_access_key_id = \"AK\"\naws_secret_access_key = \"SK\"\nendpoint_url = \"http://127.0.0.1:5000\"\n",
+        ));
+        std::fs::write(d.path().join("config.toml"), "[destination.filesystem]\nbucket_url = \"s3://b/p\"\n").unwrap();
+        let DestinationSpec::Lake(l) = DestinationSpec::parse("filesystem", "p", &s).unwrap() else { panic!() };
+        let LakeLocation::S3 { bucket, prefix, credentials } = &l else { panic!("{l:?}") };
+        assert_eq!((bucket.as_str(), prefix.as_str()), ("b", "p"));
+        assert_eq!(credentials.secret_access_key.as_ref().unwrap().expose(), "SK");
+        assert!(!format!("{l:?} {}", l.describe()).contains("SK"));
     }
 
     #[test]

@@ -361,6 +361,7 @@ async fn run_resource(
             write_disposition: wd,
             primary_key,
             keys_unique: sink.normalizer.as_ref().is_some_and(Normalizer::keys_rising),
+            table_format: res.table_format.unwrap_or_default(),
         }),
         schema: sink.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
         detections,

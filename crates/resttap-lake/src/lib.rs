@@ -1,0 +1,894 @@
+//! The lake destination: dlt's `filesystem` layout in a local directory or an S3 bucket, with
+//! plain Parquet tables or Delta Lake tables (`table_format: delta`).
+//!
+//! # Layout (dlt 1.31's)
+//!
+//! `<bucket_url>/<dataset>/`: `init`; `<table>/<load_id>.<file_id>.parquet` (a Delta table's
+//! files sit in the same place, beside its `_delta_log/`); `_dlt_loads/`, `_dlt_version/`,
+//! `_dlt_pipeline_state/` as jsonl files ([`system`]). resttap keeps its own bookkeeping in
+//! `_resttap/` (the lock, loads in progress), which dlt never reads.
+//!
+//! # What a load guarantees
+//!
+//! - **Files appear whole or not at all**: each is a multipart upload completed at its end.
+//! - **Delta tables change by one commit per table per load**, carrying an application
+//!   transaction (`txn`: app id `resttap/<dataset>`, version = the load id in microseconds).
+//!   Before the first commit, the load's plan (every table's files to add and remove, the system
+//!   files) is written to `_resttap/loads/<load_id>.json`; a load killed between two tables'
+//!   commits is finished from it by the next run before it reads the state, and a table whose
+//!   `txn` shows the load already is not written again. The pipeline state and `_dlt_loads` are
+//!   written only after every table committed.
+//! - **A killed run's files are never referenced**: Delta tables reference only committed files;
+//!   files of a load that never reached its plan are deleted by the next run.
+//! - Plain Parquet tables are as dlt makes them: `append`; `replace` deletes the table's earlier
+//!   files, after the new ones are in; `merge` appends, as dlt does on plain files (with a
+//!   warning: use `table_format: delta` to merge).
+//! - `merge` on Delta tables: records replaced by primary key, the last of a load's duplicates
+//!   kept, and the nested rows of replaced records removed (dlt's Delta `upsert` leaves those
+//!   behind), copy-on-write: only files holding replaced keys are rewritten.
+//! - One run per dataset: a lock (`flock` locally; on S3 a lease object refreshed while the
+//!   run holds it).
+
+mod delta;
+pub mod files;
+mod location;
+mod lock;
+pub mod system;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch};
+use deltalake_core::protocol::SaveMode;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use resttap_load::dlt::{self, SystemRows};
+use resttap_load::{
+    ColumnInfo, CommitReport, Destination, LoadError, LoadPlan, PipelineState, TableInfo, TableReport,
+};
+use resttap_normalize::TableBatch;
+use resttap_schema::{Column, Schema, TableFormat, WriteDisposition, cols};
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Handle;
+
+use files::{FileWriter, WrittenFile};
+pub use location::{LakeLocation, S3Credentials, Secret};
+
+/// Whether a lake is opened to read or to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Load,
+}
+
+/// A dataset in a lake.
+pub struct Lake {
+    loc: LakeLocation,
+    store: Arc<dyn ObjectStore>,
+    /// `<prefix>/<dataset>`
+    root: Path,
+    dataset: String,
+    rt: Handle,
+    _lock: Option<lock::Lock>,
+    load_id: Option<String>,
+    open: HashMap<String, FileWriter>,
+    written: HashMap<String, Vec<WrittenFile>>,
+    seq: u32,
+}
+
+/// A file of a load's plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FileRec {
+    path: String,
+    size: u64,
+    rows: u64,
+    stats: String,
+}
+
+impl From<&WrittenFile> for FileRec {
+    fn from(f: &WrittenFile) -> Self {
+        FileRec { path: f.path.to_string(), size: f.size, rows: f.rows, stats: f.stats.clone() }
+    }
+}
+
+impl From<&FileRec> for WrittenFile {
+    fn from(f: &FileRec) -> Self {
+        WrittenFile { path: Path::from(f.path.as_str()), size: f.size, rows: f.rows, stats: f.stats.clone() }
+    }
+}
+
+/// One Delta table's part of a load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeltaStep {
+    table: String,
+    columns: Vec<Column>,
+    adds: Vec<FileRec>,
+    removes: Vec<(String, i64)>,
+    overwrite: bool,
+    merge: bool,
+    /// Rows of this load the table keeps (a merge drops a load's earlier duplicates).
+    load_rows: u64,
+}
+
+/// A load's plan, written before its first commit and finished by the next run if it dies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    load_id: String,
+    delta: Vec<DeltaStep>,
+    /// Keys deleted once the Delta tables committed (a replaced plain table's old files, files
+    /// a merge rewrote before they were ever committed).
+    delete: Vec<String>,
+    /// System files, written in order after the tables (`_dlt_loads` last).
+    system: Vec<(String, String)>,
+}
+
+const CONTROL: &str = "_resttap";
+
+fn write_err(context: impl Into<String>, e: impl std::fmt::Display) -> LoadError {
+    LoadError::Write { context: context.into(), message: location::redact(&e.to_string()) }
+}
+
+impl Lake {
+    /// Opens dataset `dataset` at `loc`. [`Access::Load`] takes the dataset's lock and finishes
+    /// a load a killed run left half-committed. Call it within a Tokio runtime's context (its
+    /// I/O runs there), from a thread that may block.
+    pub fn open(loc: &LakeLocation, dataset: &str, access: Access) -> Result<Self, LoadError> {
+        let open_err = |m: String| LoadError::Open { location: loc.describe(), message: m };
+        let rt = Handle::try_current().map_err(|e| open_err(e.to_string()))?;
+        let (store, prefix) = loc.open().map_err(open_err)?;
+        let root = prefix.clone().join(dataset);
+        let mut lake = Lake {
+            loc: loc.clone(),
+            store,
+            root,
+            dataset: dataset.into(),
+            rt,
+            _lock: None,
+            load_id: None,
+            open: HashMap::new(),
+            written: HashMap::new(),
+            seq: 0,
+        };
+        if access == Access::Load {
+            let key = lake.key(&format!("{CONTROL}/lock"));
+            lake._lock = Some(lock::Lock::take(loc, &lake.rt, &lake.store, key, &lake.describe_dataset())?);
+            lake.recover()?;
+        }
+        Ok(lake)
+    }
+
+    fn describe_dataset(&self) -> String {
+        format!("{}/{}", self.loc.describe().split(" at ").next().unwrap_or_default(), self.dataset)
+    }
+
+    fn key(&self, rel: &str) -> Path {
+        let mut p = self.root.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(part);
+        }
+        p
+    }
+
+    fn put(&self, rel: &str, body: String) -> Result<(), LoadError> {
+        let key = self.key(rel);
+        self.rt
+            .block_on(self.store.put(&key, PutPayload::from(body.into_bytes())))
+            .map(|_| ())
+            .map_err(|e| write_err(format!("writing {}/{rel}", self.describe_dataset()), e))
+    }
+
+    fn delete(&self, key: &Path) -> Result<(), LoadError> {
+        match self.rt.block_on(self.store.delete(key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(write_err(format!("deleting {key}"), e)),
+        }
+    }
+
+    /// The names of the objects directly in `rel` (not in its subfolders).
+    fn list_files(&self, rel: &str) -> Result<Vec<(String, u64)>, LoadError> {
+        let key = self.key(rel);
+        let listed = self
+            .rt
+            .block_on(self.store.list_with_delimiter(Some(&key)))
+            .map_err(|e| write_err(format!("listing {}/{rel}", self.describe_dataset()), e))?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|o| o.location.filename().map(|n| (n.to_string(), o.size)))
+            .collect())
+    }
+
+    /// The folders directly in `rel` ("" for the dataset's).
+    fn list_dirs(&self, rel: &str) -> Result<Vec<String>, LoadError> {
+        let key = self.key(rel);
+        let listed = self
+            .rt
+            .block_on(self.store.list_with_delimiter(Some(&key)))
+            .map_err(|e| write_err(format!("listing {}", self.describe_dataset()), e))?;
+        Ok(listed.common_prefixes.into_iter().filter_map(|p| p.filename().map(String::from)).collect())
+    }
+
+    fn read_text(&self, rel: &str) -> Result<String, LoadError> {
+        let bytes = files::get(&self.rt, &self.store, &self.key(rel))
+            .map_err(|e| write_err(format!("reading {}/{rel}", self.describe_dataset()), e))?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| write_err(format!("reading {}/{rel}", self.describe_dataset()), e))
+    }
+
+    fn app_id(&self) -> String {
+        format!("resttap/{}", self.dataset)
+    }
+
+    /// The Delta log store of `table`, and the table when it is one.
+    fn delta_table(&self, table: &str) -> Result<(deltalake_core::logstore::LogStoreRef, Option<deltalake_core::DeltaTable>), LoadError> {
+        let ctx = || format!("opening the Delta table {}/{table}", self.describe_dataset());
+        let ls = delta::log_store(&self.loc, &self.store, &self.key(table)).map_err(|e| write_err(ctx(), e))?;
+        let t = delta::load(&self.rt, &ls).map_err(|e| write_err(ctx(), e))?;
+        Ok((ls, t))
+    }
+
+    /// Finishes what killed runs left: a load whose plan was written is committed (tables that
+    /// hold it already are skipped); the files of a load that never reached its plan go.
+    fn recover(&mut self) -> Result<(), LoadError> {
+        let mut plans: Vec<String> =
+            self.list_files(&format!("{CONTROL}/loads"))?.into_iter().map(|(n, _)| n).collect();
+        plans.sort_by(|a, b| system::load_order(a.trim_end_matches(".json")).total_cmp(&system::load_order(b.trim_end_matches(".json"))));
+        for name in &plans {
+            let text = self.read_text(&format!("{CONTROL}/loads/{name}"))?;
+            let m: Manifest = serde_json::from_str(&text)
+                .map_err(|e| write_err(format!("reading the unfinished load {CONTROL}/loads/{name}"), e))?;
+            tracing::warn!("finishing load {} of {}, which a run left half-committed", m.load_id, self.describe_dataset());
+            self.apply(&m)?;
+        }
+        for (name, _) in self.list_files(&format!("{CONTROL}/running"))? {
+            if plans.iter().any(|p| p.trim_end_matches(".json") == name) {
+                continue;
+            }
+            self.discard_load_files(&name)?;
+            self.delete(&self.key(&format!("{CONTROL}/running/{name}")))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every data file of load `load_id` (a load that never committed).
+    fn discard_load_files(&self, load_id: &str) -> Result<(), LoadError> {
+        let prefix = format!("{load_id}.");
+        for dir in self.list_dirs("")? {
+            if dir.starts_with("_dlt_") || dir == CONTROL {
+                continue;
+            }
+            for (name, _) in self.list_files(&dir)? {
+                if name.starts_with(&prefix) && name.ends_with(".parquet") {
+                    self.delete(&self.key(&format!("{dir}/{name}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out a load's plan; every step may already have been done.
+    fn apply(&self, m: &Manifest) -> Result<(), LoadError> {
+        let app_id = self.app_id();
+        let version = delta::txn_version(&m.load_id);
+        for (i, step) in m.delta.iter().enumerate() {
+            if i == 1 {
+                resttap_load::crash_point("between_tables");
+            }
+            let (ls, table) = self.delta_table(&step.table)?;
+            let ctx = || format!("committing to the Delta table {}/{}", self.describe_dataset(), step.table);
+            if let Some(t) = &table
+                && delta::holds(&self.rt, &ls, t, &app_id, version).map_err(|e| write_err(ctx(), e))?
+            {
+                continue;
+            }
+            let adds: Vec<WrittenFile> = step.adds.iter().map(WrittenFile::from).collect();
+            let table_key = self.key(&step.table);
+            delta::commit(
+                &self.rt,
+                &ls,
+                table.as_ref(),
+                delta::TableCommit {
+                    columns: &step.columns,
+                    adds: &adds,
+                    table_key: &table_key,
+                    removes: step.removes.clone(),
+                    mode: if step.overwrite { SaveMode::Overwrite } else { SaveMode::Append },
+                    merge: step.merge,
+                    app_id: &app_id,
+                    version,
+                },
+            )
+            .map_err(|e| write_err(ctx(), e))?;
+        }
+        for k in &m.delete {
+            self.delete(&Path::from(k.as_str()))?;
+        }
+        resttap_load::crash_point("in_commit");
+        for (rel, body) in &m.system {
+            self.put(rel, body.clone())?;
+        }
+        self.delete(&self.key(&format!("{CONTROL}/loads/{}.json", m.load_id)))?;
+        self.delete(&self.key(&format!("{CONTROL}/running/{}", m.load_id)))?;
+        Ok(())
+    }
+
+    fn finish_file(&mut self, table: &str) -> Result<(), LoadError> {
+        if let Some(w) = self.open.remove(table) {
+            let f = w.finish(&self.rt).map_err(|e| write_err(format!("writing a file of {}/{table}", self.describe_dataset()), e))?;
+            self.written.entry(table.into()).or_default().push(f);
+        }
+        Ok(())
+    }
+
+    fn new_file_key(&mut self, table: &str) -> Path {
+        self.seq += 1;
+        let load_id = self.load_id.clone().unwrap_or_default();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        self.key(&format!("{table}/{load_id}.{:05x}{:05x}.parquet", self.seq & 0xfffff, nanos & 0xfffff))
+    }
+
+    /// Rewrites the rows of `key` that `keep` keeps into a new file of the load; `None` when it
+    /// keeps none.
+    fn rewrite(&mut self, table: &str, key: &Path, keep: &dyn Fn(&RecordBatch) -> Result<BooleanArray, String>) -> Result<Option<WrittenFile>, LoadError> {
+        let ctx = format!("rewriting {key} for a merge");
+        let batches = files::read(&self.rt, &self.store, key, None).map_err(|e| write_err(&ctx, e))?;
+        let Some(first) = batches.first() else { return Ok(None) };
+        let columns: Vec<Column> = first
+            .schema()
+            .fields()
+            .iter()
+            .filter_map(|f| {
+                files::dlt_type(f.data_type()).map(|d| Column { name: f.name().clone(), data_type: d, nullable: f.is_nullable(), primary_key: false })
+            })
+            .collect();
+        let path = self.new_file_key(table);
+        let mut w = FileWriter::create(&self.rt, &self.store, path, &columns).map_err(|e| write_err(&ctx, e))?;
+        for b in &batches {
+            let mask = keep(b).map_err(|e| write_err(&ctx, e))?;
+            let kept = arrow::compute::filter_record_batch(b, &mask).map_err(|e| write_err(&ctx, e))?;
+            if kept.num_rows() > 0 {
+                w.write(&kept).map_err(|e| write_err(&ctx, e))?;
+            }
+        }
+        if w.rows() == 0 {
+            w.abandon(&self.rt);
+            return Ok(None);
+        }
+        w.finish(&self.rt).map(Some).map_err(|e| write_err(&ctx, e))
+    }
+
+    /// The root table of `table` in `schema`.
+    fn root_of(schema: &Schema, table: &str) -> String {
+        let mut t = table.to_string();
+        while let Some(p) = schema.table(&t).and_then(|x| x.parent.clone()) {
+            t = p;
+        }
+        t
+    }
+
+    /// The table's folder holds plain Parquet files but no Delta log / a Delta log.
+    fn format_conflict(&self, table: &str, want: TableFormat, have_delta: bool) -> Result<(), LoadError> {
+        if want == TableFormat::Delta && !have_delta {
+            let plain = self.list_files(table)?.iter().any(|(n, _)| n.ends_with(".parquet"));
+            let ours = self.load_id.as_deref().map(|l| format!("{l}.")).unwrap_or_default();
+            let old = self.list_files(table)?.iter().any(|(n, _)| n.ends_with(".parquet") && !n.starts_with(&ours));
+            if plain && old {
+                return Err(LoadError::Write {
+                    context: format!("loading {}/{table}", self.describe_dataset()),
+                    message: "the table holds plain Parquet files, not a Delta table: load it with its earlier table_format, or move its files away to start it anew as Delta".into(),
+                });
+            }
+        }
+        if want == TableFormat::Native && have_delta {
+            return Err(LoadError::Write {
+                context: format!("loading {}/{table}", self.describe_dataset()),
+                message: "the table is a Delta table: set `table_format: delta` on its resource (plain files beside a Delta log would never be read)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The Delta steps and deletions of a merge of `root` (keyed by `pk`) and its nested tables.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_merge(
+        &mut self,
+        plan: &LoadPlan,
+        root: &str,
+        pk: &[String],
+        keys_unique: bool,
+        steps: &mut HashMap<String, DeltaStep>,
+        delete: &mut Vec<String>,
+    ) -> Result<(), LoadError> {
+        let ctx = format!("merging into {}/{root}", self.describe_dataset());
+        let new_files = self.written.get(root).cloned().unwrap_or_default();
+        let mut wanted: Vec<&str> = pk.iter().map(String::as_str).collect();
+        wanted.push(cols::ID);
+        // the load's keys, and the rows of earlier duplicates (the last one wins)
+        let mut last: HashMap<String, (usize, usize)> = HashMap::new();
+        let mut per_file: Vec<Vec<(String, String)>> = Vec::new();
+        for (fi, f) in new_files.iter().enumerate() {
+            let mut rows = Vec::new();
+            for b in files::read(&self.rt, &self.store, &f.path, Some(&wanted)).map_err(|e| write_err(&ctx, e))? {
+                let keys = files::key_strings(&b, pk).ok_or_else(|| write_err(&ctx, format!("the primary key {pk:?} is not in the rows")))?;
+                let ids = files::key_strings(&b, &[cols::ID.to_string()]).unwrap_or_default();
+                for (k, id) in keys.into_iter().zip(ids) {
+                    rows.push((k, id));
+                }
+            }
+            for (ri, (k, _)) in rows.iter().enumerate() {
+                last.insert(k.clone(), (fi, ri));
+            }
+            per_file.push(rows);
+        }
+        let mut dropped_new: HashSet<String> = HashSet::new();
+        let mut new_dup_files: Vec<usize> = Vec::new();
+        if !keys_unique {
+            for (fi, rows) in per_file.iter().enumerate() {
+                let mut any = false;
+                for (ri, (k, id)) in rows.iter().enumerate() {
+                    if last.get(k) != Some(&(fi, ri)) {
+                        dropped_new.insert(id.clone());
+                        any = true;
+                    }
+                }
+                if any {
+                    new_dup_files.push(fi);
+                }
+            }
+        }
+        let keys: HashSet<String> = last.into_keys().collect();
+        drop(per_file);
+        // existing files holding the load's keys: rewritten without them
+        let (_, table) = self.delta_table(root)?;
+        let mut removes = Vec::new();
+        let mut adds: Vec<WrittenFile> = Vec::new();
+        let mut dropped_old: HashSet<String> = HashSet::new();
+        if let Some(t) = &table {
+            for (rel, size, _, _) in delta::files(t).map_err(|e| write_err(&ctx, e))? {
+                let key = self.key(&format!("{root}/{rel}"));
+                let mut hit = false;
+                for b in files::read(&self.rt, &self.store, &key, Some(&wanted)).map_err(|e| write_err(&ctx, e))? {
+                    let ks = files::key_strings(&b, pk).unwrap_or_default();
+                    let ids = files::key_strings(&b, &[cols::ID.to_string()]).unwrap_or_default();
+                    for (k, id) in ks.iter().zip(ids) {
+                        if keys.contains(k) {
+                            hit = true;
+                            dropped_old.insert(id);
+                        }
+                    }
+                }
+                if hit {
+                    let pkc = pk.to_vec();
+                    let keys_ref = &keys;
+                    let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
+                        let ks = files::key_strings(b, &pkc).ok_or("no key")?;
+                        Ok(BooleanArray::from(ks.iter().map(|k| !keys_ref.contains(k)).collect::<Vec<_>>()))
+                    };
+                    if let Some(f) = self.rewrite(root, &key, &keep)? {
+                        adds.push(f);
+                    }
+                    removes.push((rel, size));
+                }
+            }
+        }
+        // the load's own earlier duplicates
+        let mut final_new = Vec::new();
+        for (fi, f) in new_files.iter().enumerate() {
+            if new_dup_files.contains(&fi) {
+                let d = &dropped_new;
+                let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
+                    let ids = files::key_strings(b, &[cols::ID.to_string()]).ok_or("no _dlt_id")?;
+                    Ok(BooleanArray::from(ids.iter().map(|i| !d.contains(i)).collect::<Vec<_>>()))
+                };
+                if let Some(nf) = self.rewrite(root, &f.path, &keep)? {
+                    final_new.push(nf);
+                }
+                delete.push(f.path.to_string());
+            } else {
+                final_new.push(f.clone());
+            }
+        }
+        let load_rows = final_new.iter().map(|f| f.rows).sum();
+        final_new.extend(adds);
+        let step = steps.get_mut(root).expect("the root's step exists");
+        step.load_rows = load_rows;
+        step.adds = final_new.iter().map(FileRec::from).collect();
+        step.removes = removes;
+        step.merge = true;
+        // nested tables: rows of replaced records (and of the load's dropped duplicates) go
+        let nested: Vec<String> = plan
+            .schema
+            .tables
+            .iter()
+            .filter(|t| t.parent.is_some() && Self::root_of(&plan.schema, &t.name) == root)
+            .map(|t| t.name.clone())
+            .collect();
+        for child in nested {
+            let root_ids = [cols::ROOT_ID.to_string()];
+            let mut adds: Vec<WrittenFile> = Vec::new();
+            let mut removes = Vec::new();
+            if !dropped_old.is_empty()
+                && let (_, Some(t)) = self.delta_table(&child)?
+            {
+                for (rel, size, _, _) in delta::files(&t).map_err(|e| write_err(&ctx, e))? {
+                    let key = self.key(&format!("{child}/{rel}"));
+                    let mut hit = false;
+                    for b in files::read(&self.rt, &self.store, &key, Some(&[cols::ROOT_ID])).map_err(|e| write_err(&ctx, e))? {
+                        hit |= files::key_strings(&b, &root_ids).unwrap_or_default().iter().any(|r| dropped_old.contains(r));
+                    }
+                    if hit {
+                        let d = &dropped_old;
+                        let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
+                            let ids = files::key_strings(b, &[cols::ROOT_ID.to_string()]).ok_or("no _dlt_root_id")?;
+                            Ok(BooleanArray::from(ids.iter().map(|i| !d.contains(i)).collect::<Vec<_>>()))
+                        };
+                        if let Some(f) = self.rewrite(&child, &key, &keep)? {
+                            adds.push(f);
+                        }
+                        removes.push((rel, size));
+                    }
+                }
+            }
+            let mut kept_new = Vec::new();
+            for f in self.written.get(&child).cloned().unwrap_or_default() {
+                if dropped_new.is_empty() {
+                    kept_new.push(f);
+                    continue;
+                }
+                let mut hit = false;
+                for b in files::read(&self.rt, &self.store, &f.path, Some(&[cols::ROOT_ID])).map_err(|e| write_err(&ctx, e))? {
+                    hit |= files::key_strings(&b, &root_ids).unwrap_or_default().iter().any(|r| dropped_new.contains(r));
+                }
+                if hit {
+                    let d = &dropped_new;
+                    let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
+                        let ids = files::key_strings(b, &[cols::ROOT_ID.to_string()]).ok_or("no _dlt_root_id")?;
+                        Ok(BooleanArray::from(ids.iter().map(|i| !d.contains(i)).collect::<Vec<_>>()))
+                    };
+                    if let Some(nf) = self.rewrite(&child, &f.path, &keep)? {
+                        kept_new.push(nf);
+                    }
+                    delete.push(f.path.to_string());
+                } else {
+                    kept_new.push(f);
+                }
+            }
+            let load_rows = kept_new.iter().map(|f| f.rows).sum();
+            kept_new.extend(adds);
+            if let Some(step) = steps.get_mut(&child) {
+                step.load_rows = load_rows;
+                step.adds = kept_new.iter().map(FileRec::from).collect();
+                step.removes = removes;
+                step.merge = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The types of the newest stored schema (`_dlt_version`), when resttap wrote it.
+    fn stored_schema(&self) -> Result<Option<Schema>, LoadError> {
+        let mut names: Vec<String> = self.list_files(dlt::VERSION)?.into_iter().map(|(n, _)| n).collect();
+        names.sort_by(|a, b| {
+            let t = |n: &str| system::version_file_parts(n).map(|(t, _)| system::load_order(t)).unwrap_or(f64::NEG_INFINITY);
+            t(a).total_cmp(&t(b))
+        });
+        let Some(newest) = names.last() else { return Ok(None) };
+        let text = self.read_text(&format!("{}/{newest}", dlt::VERSION))?;
+        Ok(system::schema_of(&text).and_then(|s| serde_json::from_str::<Schema>(&s).ok()))
+    }
+
+    /// Every data table: name, columns, rows.
+    fn tables(&self) -> Result<Vec<(String, Vec<Column>, u64)>, LoadError> {
+        let mut out = Vec::new();
+        let mut dirs = self.list_dirs("")?;
+        dirs.sort();
+        for dir in dirs {
+            if dir.starts_with("_dlt_") || dir == CONTROL {
+                continue;
+            }
+            let ctx = || format!("reading the table {}/{dir}", self.describe_dataset());
+            if self.list_dirs(&dir)?.iter().any(|d| d == "_delta_log") {
+                let (_, Some(t)) = self.delta_table(&dir)? else { continue };
+                let columns = delta::columns(&t).map_err(|e| write_err(ctx(), e))?;
+                let mut rows = 0;
+                for (rel, _, n, _) in delta::files(&t).map_err(|e| write_err(ctx(), e))? {
+                    rows += match n {
+                        Some(n) => n,
+                        None => files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{rel}")))
+                            .map_err(|e| write_err(ctx(), e))?
+                            .file_metadata()
+                            .num_rows() as u64,
+                    };
+                }
+                out.push((dir, columns, rows));
+            } else {
+                let mut columns: Vec<Column> = Vec::new();
+                let mut rows = 0;
+                let mut names: Vec<String> = self.list_files(&dir)?.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".parquet")).collect();
+                names.sort();
+                if names.is_empty() {
+                    continue;
+                }
+                for n in names {
+                    let meta = files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{n}"))).map_err(|e| write_err(ctx(), e))?;
+                    rows += meta.file_metadata().num_rows() as u64;
+                    let schema = parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), meta.file_metadata().key_value_metadata())
+                        .map_err(|e| write_err(ctx(), e))?;
+                    for f in schema.fields() {
+                        if columns.iter().all(|c| &c.name != f.name())
+                            && let Some(d) = files::dlt_type(f.data_type())
+                        {
+                            columns.push(Column { name: f.name().clone(), data_type: d, nullable: f.is_nullable(), primary_key: false });
+                        }
+                    }
+                }
+                out.push((dir, columns, rows));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Destination for Lake {
+    fn location(&self) -> String {
+        self.describe_dataset()
+    }
+
+    fn describe(&mut self) -> Result<Vec<TableInfo>, LoadError> {
+        let mut out = Vec::new();
+        for sys in dlt::SYSTEM_TABLES {
+            let n = self.list_files(sys)?.len() as u64;
+            if n > 0 {
+                let columns = dlt::system_columns(sys)
+                    .into_iter()
+                    .filter(|c| !(sys == dlt::PIPELINE_STATE && c.name == cols::ID))
+                    .map(|c| ColumnInfo { name: c.name, data_type: c.data_type.dlt_name().into(), nullable: c.nullable })
+                    .collect();
+                out.push(TableInfo { name: sys.into(), rows: n, columns });
+            }
+        }
+        for (name, columns, rows) in self.tables()? {
+            let columns = columns
+                .into_iter()
+                .map(|c| ColumnInfo { name: c.name, data_type: c.data_type.dlt_name().into(), nullable: c.nullable })
+                .collect();
+            out.push(TableInfo { name, rows, columns });
+        }
+        Ok(out)
+    }
+
+    fn existing_schema(&mut self) -> Result<Schema, LoadError> {
+        let stored = self.stored_schema()?;
+        let listing = self
+            .tables()?
+            .into_iter()
+            .map(|(name, mut columns, _)| {
+                // files hold json as text: the stored schema knows better
+                if let Some(t) = stored.as_ref().and_then(|s| s.table(&name)) {
+                    for c in &mut columns {
+                        if let Some(sc) = t.column(&c.name) {
+                            c.data_type = sc.data_type;
+                        }
+                    }
+                }
+                (name, columns)
+            })
+            .collect();
+        Ok(dlt::schema_from_listing(listing))
+    }
+
+    fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {
+        let newest = self
+            .list_files(dlt::PIPELINE_STATE)?
+            .into_iter()
+            .filter_map(|(n, _)| system::load_id_of_state_file(&n, pipeline).map(|id| (system::load_order(id), n.clone())))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((_, name)) = newest else { return Ok(None) };
+        let rel = format!("{}/{name}", dlt::PIPELINE_STATE);
+        let text = self.read_text(&rel)?;
+        let ctx = || format!("reading the pipeline state {}/{rel}", self.describe_dataset());
+        let encoded = system::state_of(&text).ok_or_else(|| write_err(ctx(), "no `state` field"))?;
+        PipelineState::decode(&encoded).map(Some).map_err(|e| write_err(ctx(), e))
+    }
+
+    fn save_state(&mut self, state: &PipelineState) -> Result<(), LoadError> {
+        let load_id = system::now_seconds();
+        let hash = self
+            .list_files(dlt::VERSION)?
+            .into_iter()
+            .filter_map(|(n, _)| system::version_file_parts(&n).map(|(t, h)| (system::load_order(t), h.to_string())))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, h)| h)
+            .unwrap_or_default();
+        let row = dlt::StateRow::new(state, &load_id);
+        let (mut rel, body) = system::state_file(&row, "");
+        rel = rel.replace(&format!("__{load_id}__.jsonl"), &format!("__{load_id}__{hash}.jsonl"));
+        self.put(&rel, body)
+    }
+
+    fn begin(&mut self, load_id: &str) -> Result<(), LoadError> {
+        self.abort();
+        self.load_id = Some(load_id.to_string());
+        let init = self.key("init");
+        let opts = object_store::PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.rt.block_on(self.store.put_opts(&init, PutPayload::from(system::INIT), opts)) {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(write_err(format!("writing {}/init", self.describe_dataset()), e)),
+        }
+        self.put(&format!("{CONTROL}/running/{load_id}"), String::new())
+    }
+
+    fn stage_all(&mut self, batches: &mut dyn Iterator<Item = TableBatch>) -> Result<(), LoadError> {
+        if self.load_id.is_none() {
+            self.begin(&system::now_seconds())?;
+        }
+        for batch in batches {
+            let same = self.open.get(&batch.table).is_some_and(|w| w.columns() == batch.columns.as_slice());
+            if !same {
+                // new columns: the next rows go to a new file with all of them
+                self.finish_file(&batch.table)?;
+                let key = self.new_file_key(&batch.table);
+                let w = FileWriter::create(&self.rt, &self.store, key, &batch.columns)
+                    .map_err(|e| write_err(format!("writing a file of {}/{}", self.describe_dataset(), batch.table), e))?;
+                self.open.insert(batch.table.clone(), w);
+            }
+            let what = format!("writing rows of {}/{}", self.describe_dataset(), batch.table);
+            let w = self.open.get_mut(&batch.table).expect("opened above");
+            w.write(&batch.batch).map_err(|e| write_err(what, e))?;
+            if w.rows() >= files::FILE_ROWS as u64 || batch.last {
+                self.finish_file(&batch.table)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
+        let manifest = match self.plan_commit(plan) {
+            Ok(m) => m,
+            Err(e) => {
+                // nothing was committed: the load's files go
+                self.abort();
+                return Err(e);
+            }
+        };
+        // from here on the plan references the files: a failure leaves them to the next run,
+        // which finishes the load
+        let mut report = CommitReport { load_id: manifest.load_id.clone(), tables: Vec::new() };
+        // parents before children, as the plan lists them
+        let names: Vec<String> =
+            plan.schema.tables.iter().map(|t| t.name.clone()).filter(|t| self.written.contains_key(t)).collect();
+        for t in names {
+            let rows = match manifest.delta.iter().find(|s| s.table == t) {
+                Some(step) => step.load_rows,
+                None => self.written[&t].iter().map(|f| f.rows).sum(),
+            };
+            report.tables.push(TableReport { table: t, rows });
+        }
+        self.written.clear();
+        self.load_id = None;
+        self.apply(&manifest)?;
+        Ok(report)
+    }
+
+    fn abort(&mut self) {
+        for (_, w) in self.open.drain() {
+            w.abandon(&self.rt);
+        }
+        for (_, files) in self.written.drain() {
+            for f in files {
+                let _ = self.rt.block_on(self.store.delete(&f.path));
+            }
+        }
+        if let Some(id) = self.load_id.take() {
+            let _ = self.rt.block_on(self.store.delete(&self.key(&format!("{CONTROL}/running/{id}"))));
+        }
+    }
+}
+
+impl Lake {
+    /// Closes the load's files and writes its plan ([`Manifest`]); nothing is committed yet.
+    fn plan_commit(&mut self, plan: &LoadPlan) -> Result<Manifest, LoadError> {
+        let tables: Vec<String> = self.open.keys().cloned().collect();
+        for t in tables {
+            self.finish_file(&t)?;
+        }
+        let load_id = plan.load_id.clone();
+        let mut steps: HashMap<String, DeltaStep> = HashMap::new();
+        let mut delete: Vec<String> = Vec::new();
+        let mut order: Vec<String> = Vec::new();
+        let mut warned = false;
+        for t in &plan.schema.tables {
+            let root = Self::root_of(&plan.schema, &t.name);
+            let Some(res) = plan.resources.iter().find(|r| r.root_table == root) else { continue };
+            let have_delta = self.list_dirs(&t.name)?.iter().any(|d| d == "_delta_log");
+            self.format_conflict(&t.name, res.table_format, have_delta)?;
+            let new_files = self.written.get(&t.name).cloned().unwrap_or_default();
+            match res.table_format {
+                TableFormat::Delta => {
+                    let replace = res.write_disposition == WriteDisposition::Replace;
+                    let mut removes = Vec::new();
+                    if replace && have_delta
+                        && let (_, Some(dt)) = self.delta_table(&t.name)?
+                    {
+                        removes = delta::files(&dt)
+                            .map_err(|e| write_err(format!("replacing {}/{}", self.describe_dataset(), t.name), e))?
+                            .into_iter()
+                            .map(|(p, s, _, _)| (p, s))
+                            .collect();
+                    }
+                    if new_files.is_empty() && removes.is_empty() && have_delta {
+                        continue;
+                    }
+                    order.push(t.name.clone());
+                    steps.insert(
+                        t.name.clone(),
+                        DeltaStep {
+                            table: t.name.clone(),
+                            columns: t.columns.clone(),
+                            adds: new_files.iter().map(FileRec::from).collect(),
+                            removes,
+                            overwrite: replace,
+                            merge: false,
+                            load_rows: new_files.iter().map(|f| f.rows).sum(),
+                        },
+                    );
+                }
+                TableFormat::Native => {
+                    if res.write_disposition == WriteDisposition::Replace {
+                        let ours = format!("{load_id}.");
+                        for (n, _) in self.list_files(&t.name)? {
+                            if n.ends_with(".parquet") && !n.starts_with(&ours) {
+                                delete.push(self.key(&format!("{}/{n}", t.name)).to_string());
+                            }
+                        }
+                    }
+                    if res.write_disposition == WriteDisposition::Merge && !warned {
+                        warned = true;
+                        tracing::warn!(
+                            "resource `{}`: merge on plain Parquet tables appends, as dlt does; set `table_format: delta` to merge by primary key",
+                            res.resource
+                        );
+                    }
+                }
+            }
+        }
+        for res in &plan.resources {
+            if res.table_format == TableFormat::Delta
+                && res.write_disposition == WriteDisposition::Merge
+                && !res.primary_key.is_empty()
+                && steps.contains_key(&res.root_table)
+            {
+                self.plan_merge(plan, &res.root_table.clone(), &res.primary_key, res.keys_unique, &mut steps, &mut delete)?;
+            }
+        }
+        // system files: _dlt_version when the schema is new, the state, _dlt_loads last
+        let rows = SystemRows::for_plan(plan);
+        let mut system_files = Vec::new();
+        let versions = self.list_files(dlt::VERSION)?;
+        let hex = system::hex_of(&rows.version.version_hash);
+        if !versions.iter().any(|(n, _)| system::version_file_parts(n).is_some_and(|(_, h)| h == hex)) {
+            let same_schema = versions.iter().filter(|(n, _)| n.starts_with(&format!("{}__", plan.schema_name))).count();
+            system_files.push(system::version_file(&rows.version, same_schema as i64 + 1));
+        }
+        if let Some(state) = &rows.state {
+            system_files.push(system::state_file(state, &rows.version.version_hash));
+        }
+        system_files.push(system::load_file(&rows.load));
+        let manifest = Manifest {
+            load_id: load_id.clone(),
+            delta: order.iter().filter_map(|t| steps.remove(t)).collect(),
+            delete,
+            system: system_files,
+        };
+        let body = serde_json::to_string(&manifest).map_err(|e| write_err("writing the load's plan", e))?;
+        self.put(&format!("{CONTROL}/loads/{load_id}.json"), body)?;
+        resttap_load::crash_point("before_delta_commits");
+        Ok(manifest)
+    }
+}
+
+/// Lists every object under `prefix` (for tests and tools).
+pub fn list_all(store: &Arc<dyn ObjectStore>, rt: &Handle, prefix: &Path) -> Result<Vec<Path>, object_store::Error> {
+    rt.block_on(store.list(Some(prefix)).map_ok(|m| m.location).try_collect())
+}
+
