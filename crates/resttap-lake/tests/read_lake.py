@@ -3,7 +3,8 @@
 usage: read_lake.py DATASET_URL SQL...   (file:///path/to/dataset or s3://bucket/prefix/dataset)
 
 Delta tables are read by delta-rs's Python package (`deltalake`), plain Parquet tables and
-dlt's jsonl system files by pyarrow; DuckDB runs the SQL over them as schema `ds`. Each SQL
+dlt's jsonl system files by pyarrow; DuckDB runs the SQL over them as tables of the schema
+named as the dataset (the URL's last part), columns NOT NULL where the files say so. Each SQL
 prints the first column of its rows, one per line (NULL as an empty line), then a line `\x1e`.
 S3: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION from the environment.
 """
@@ -42,7 +43,26 @@ else:
     storage = None
 
 con = duckdb.connect()
-con.execute("CREATE SCHEMA ds")
+schema_name = url.rstrip("/").rsplit("/", 1)[-1]
+con.execute(f'CREATE SCHEMA "{schema_name}"')
+
+
+def duck_type(t):
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "VARCHAR"
+    if pa.types.is_integer(t):
+        return "BIGINT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_date(t):
+        return "DATE"
+    raise SystemExit(f"unexpected type {t}")
+
+
 try:
     entries = fs.get_file_info(pfs.FileSelector(root, recursive=False))
 except FileNotFoundError:
@@ -71,7 +91,9 @@ for e in entries:
         schema = pa.unify_schemas([pq.read_schema(f, filesystem=fs) for f in files])
         table = pds.dataset(files, schema=schema, format="parquet", filesystem=fs).to_table()
     con.register(f"t_{name}", table)
-    con.execute(f'CREATE VIEW ds."{name}" AS SELECT * FROM "t_{name}"')
+    cols = ", ".join(f'"{f.name}" {duck_type(f.type)}{"" if f.nullable else " NOT NULL"}' for f in table.schema)
+    con.execute(f'CREATE TABLE "{schema_name}"."{name}" ({cols})')
+    con.execute(f'INSERT INTO "{schema_name}"."{name}" SELECT * FROM "t_{name}"')
 
 for sql in sqls:
     for row in con.execute(sql).fetchall():

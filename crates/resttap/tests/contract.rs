@@ -2,7 +2,8 @@
 //! every destination through the real binary: dlt's tables and system rows, merges that
 //! converge to a clean load, failed and killed runs that change nothing, state that lives in
 //! the destination alone, one run per dataset. Each scenario is a function over [`Dest`]; each
-//! destination gets a `#[test]` per scenario (`duckdb_*`, `postgres_*`).
+//! destination gets a `#[test]` per scenario (`duckdb_*`, `postgres_*`, `delta_*`: a local lake
+//! of Delta tables read by delta-rs's Python package).
 
 mod common;
 
@@ -16,10 +17,12 @@ const ROOTS: [&str; 6] =
     ["forums", "external_accounts", "external_users", "features", "feedback_records", "suggestions"];
 const NESTED: [&str; 2] = ["forums__tags", "feedback_records__labels"];
 
-/// A dataset in one destination, and an independent reader of it (the duckdb crate, psql).
+/// A dataset in one destination, and an independent reader of it (the duckdb crate, psql,
+/// delta-rs's Python package with DuckDB).
 enum Dest {
     DuckDb { scratch: Scratch },
     Postgres { scratch: Scratch, db: String },
+    Delta { scratch: Scratch },
 }
 
 impl Dest {
@@ -31,9 +34,13 @@ impl Dest {
         Dest::Postgres { scratch: Scratch::new(), db: pg::server().new_db() }
     }
 
+    fn delta() -> Dest {
+        Dest::Delta { scratch: Scratch::new() }
+    }
+
     fn scratch(&self) -> &Scratch {
         match self {
-            Dest::DuckDb { scratch } | Dest::Postgres { scratch, .. } => scratch,
+            Dest::DuckDb { scratch } | Dest::Postgres { scratch, .. } | Dest::Delta { scratch } => scratch,
         }
     }
 
@@ -42,6 +49,7 @@ impl Dest {
         match self {
             Dest::DuckDb { scratch } => format!("duckdb:{}", scratch.db().display()),
             Dest::Postgres { db, .. } => pg::server().url(db),
+            Dest::Delta { scratch } => format!("file://{}", scratch.path("lake").display()),
         }
     }
 
@@ -50,16 +58,36 @@ impl Dest {
         match self {
             Dest::DuckDb { scratch } => scratch.db().display().to_string(),
             Dest::Postgres { db, .. } => pg::server().shown(db),
+            Dest::Delta { scratch } => format!("file://{}", scratch.path("lake").display()),
+        }
+    }
+
+    /// The dataset's URL, for the lake's reader.
+    fn url(&self) -> String {
+        format!("{}/t_dataset", self.arg())
+    }
+
+    /// `config` as this destination loads it: a lake's with `table_format: delta` in
+    /// `resource_defaults`.
+    fn config(&self, config: &Path) -> PathBuf {
+        match self {
+            Dest::Delta { scratch } => {
+                let text = std::fs::read_to_string(config).unwrap();
+                assert!(text.contains("resource_defaults:\n"), "{}", config.display());
+                let name = config.file_name().unwrap().to_string_lossy().to_string();
+                scratch.write(&name, &text.replace("resource_defaults:\n", "resource_defaults:\n  table_format: delta\n"))
+            }
+            _ => config.to_path_buf(),
         }
     }
 
     fn run(&self, config: &Path, mock: &Mock, extra: &[&str]) -> Output {
-        let mut cmd = run_to_command(config, mock, &self.arg(), self.scratch().dir.path(), TOKEN);
+        let mut cmd = run_to_command(&self.config(config), mock, &self.arg(), self.scratch().dir.path(), TOKEN);
         cmd.args(extra).output().unwrap()
     }
 
     fn spawn(&self, config: &Path, mock: &Mock, crash_at: Option<&str>) -> std::process::Child {
-        let mut cmd = run_to_command(config, mock, &self.arg(), self.scratch().dir.path(), TOKEN);
+        let mut cmd = run_to_command(&self.config(config), mock, &self.arg(), self.scratch().dir.path(), TOKEN);
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         if let Some(p) = crash_at {
             cmd.env("RESTTAP_CRASH_AT", p);
@@ -87,6 +115,7 @@ impl Dest {
                 count(&open(&scratch.db()), sql)
             }
             Dest::Postgres { db, .. } => pg::server().count(db, sql),
+            Dest::Delta { .. } => self.strings(sql).first().and_then(|v| v.parse().ok()).unwrap_or(0),
         }
     }
 
@@ -108,6 +137,7 @@ impl Dest {
             Dest::Postgres { db, .. } => {
                 pg::server().psql(db, sql).lines().filter(|l| !l.is_empty()).map(String::from).collect()
             }
+            Dest::Delta { .. } => lake::query(&self.url(), &[], &[sql]).remove(0),
         }
     }
 
@@ -148,7 +178,44 @@ impl Dest {
 
     /// Every user table's fingerprint.
     fn fingerprints(&self) -> Vec<(String, String)> {
+        if let Dest::Delta { .. } = self {
+            return self.lake_fingerprints();
+        }
         ROOTS.iter().chain(NESTED.iter()).map(|t| (t.to_string(), self.fingerprint(t))).collect()
+    }
+
+    /// [`Dest::fingerprint`] of every table in two reads (each read starts Python).
+    fn lake_fingerprints(&self) -> Vec<(String, String)> {
+        let tables: Vec<&str> = ROOTS.iter().chain(NESTED.iter()).copied().collect();
+        let col_sql: Vec<String> = tables
+            .iter()
+            .map(|t| {
+                format!(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = 't_dataset' \
+                     AND table_name = '{t}' AND column_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\' ORDER BY column_name"
+                )
+            })
+            .collect();
+        let cols = lake::query(&self.url(), &[], &col_sql.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut sql = Vec::new();
+        for (t, cs) in tables.iter().zip(&cols) {
+            sql.push(format!("SELECT count(*) FROM t_dataset.\"{t}\""));
+            for c in cs {
+                sql.push(format!("SELECT count(\"{c}\") || '/' || count(DISTINCT \"{c}\") FROM t_dataset.\"{t}\""));
+            }
+        }
+        let mut values = lake::query(&self.url(), &[], &sql.iter().map(String::as_str).collect::<Vec<_>>()).into_iter();
+        tables
+            .iter()
+            .zip(&cols)
+            .map(|(t, cs)| {
+                let mut parts = vec![format!("rows={}", values.next().unwrap().join(""))];
+                for c in cs {
+                    parts.push(format!("{c}={}", values.next().unwrap().join("")));
+                }
+                (t.to_string(), parts.join(" "))
+            })
+            .collect()
     }
 
     /// Tables left in the staging schema.
@@ -330,7 +397,7 @@ fn state_resumes_from_the_destination(make: fn() -> Dest) {
     assert!(st.pointer("/sources/rest_api/resources/suggestions/incremental/updated_at/last_value").is_some(), "{st}");
     let elsewhere = tempfile::tempdir().unwrap();
     let before = mock.requests();
-    let out = run_to_command(&config, &mock, &d.arg(), elsewhere.path(), TOKEN).output().unwrap();
+    let out = run_to_command(&d.config(&config), &mock, &d.arg(), elsewhere.path(), TOKEN).output().unwrap();
     assert_ok(&out);
     assert_eq!(mock.requests() - before, 6, "one page per resource: resumed from the stored position");
     let schema = d.command(&["schema"]);
@@ -375,6 +442,94 @@ contract! {
     a_failed_load_changes_nothing => failed_load_changes_nothing;
     the_state_resumes_from_the_destination_alone => state_resumes_from_the_destination;
     a_second_run_on_the_dataset_is_refused => second_run_is_refused;
+}
+
+/// The seed into a local lake of Delta tables: dlt's layout and files, dlt's types as Delta
+/// and Parquet hold them, the system files' records.
+fn first_load_lake(make: fn() -> Dest) {
+    let mock = Mock::start(&["--records", "300"]);
+    let d = make();
+    let out = d.run(&seed_config(), &mock, &[]);
+    assert_ok(&out);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains(&format!("loaded into {} (dataset t_dataset)", d.shown())), "{stdout}");
+    let root = d.scratch().path("lake").join("t_dataset");
+    assert_eq!(std::fs::read_to_string(root.join("init")).unwrap(), r#"{"initial_version":2,"current_version":2}"#);
+    let tables = d.tables();
+    for t in ROOTS.iter().chain(NESTED.iter()).chain(["_dlt_loads", "_dlt_version"].iter()) {
+        assert!(tables.contains(&t.to_string()), "{t} missing: {tables:?}");
+    }
+    for t in ROOTS {
+        let n = resttap_mock::data::record_count(t, 300, 0, 2) as i64;
+        assert_eq!(d.count(&format!("SELECT count(*) FROM t_dataset.{t}")), n, "{t}");
+        assert!(root.join(t).join("_delta_log/00000000000000000000.json").exists(), "{t} is a Delta table");
+        let files: Vec<String> = std::fs::read_dir(root.join(t))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".parquet"))
+            .collect();
+        assert_eq!(files.len(), 1, "{t}: one file per table per load: {files:?}");
+        let (load_id, rest) = files[0].split_once('.').map(|(a, b)| (a, b)).unwrap();
+        let (frac, rest) = rest.split_once('.').unwrap();
+        let (fid, ext) = rest.split_once('.').unwrap();
+        assert!(load_id.parse::<u64>().is_ok() && frac.parse::<u64>().is_ok(), "{}: <load_id>.<file_id>.parquet", files[0]);
+        assert_eq!((fid.len(), ext), (10, "parquet"), "{}", files[0]);
+    }
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset.forums__tags"), list_rows("forums", 300, 0, 2, "tags"));
+    let cols = d.columns("suggestions");
+    let find = |n: &str| cols.iter().find(|c| c.0 == n).unwrap_or_else(|| panic!("{n}: {cols:?}")).clone();
+    assert_eq!(find("id"), ("id".into(), "bigint".into(), false));
+    assert_eq!(find("updated_at").1, "timestamp");
+    assert_eq!(find("_dlt_load_id"), ("_dlt_load_id".into(), "text".into(), false));
+    assert_eq!(find("_dlt_id"), ("_dlt_id".into(), "text".into(), false));
+    let nested = d.columns("forums__tags");
+    let names: Vec<&str> = nested.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["value", "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"]);
+    // dlt's system records, one compact JSON object per file
+    let loads: Vec<_> = std::fs::read_dir(root.join("_dlt_loads")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(loads.len(), 1);
+    let rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&loads[0]).unwrap()).unwrap();
+    let keys: Vec<&str> = rec.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["load_id", "schema_name", "status", "inserted_at", "schema_version_hash"]);
+    let name = loads[0].file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(name, format!("rest_api__{}.jsonl", rec["load_id"].as_str().unwrap()));
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads WHERE status = 0 AND schema_name = 'rest_api'"), 1);
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_version WHERE engine_version = 11"), 1);
+    assert_eq!(
+        d.count("SELECT count(*) FROM t_dataset._dlt_loads l JOIN t_dataset._dlt_version v ON v.version_hash = l.schema_version_hash"),
+        1
+    );
+    assert_eq!(d.count("SELECT count(DISTINCT _dlt_load_id) FROM t_dataset.suggestions"), 1);
+    assert!(!root.join("_resttap/loads").exists() || std::fs::read_dir(root.join("_resttap/loads")).unwrap().next().is_none());
+    // the same data again: no new schema version, a second load, the merge keeps 300 rows
+    assert_ok(&d.run(&seed_config(), &mock, &[]));
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 2);
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_version"), 1);
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset.suggestions"), 300);
+}
+
+mod delta {
+    use super::*;
+    #[test]
+    fn first_load_has_dlt_layout_tables_types_and_system_files() {
+        first_load_lake(Dest::delta)
+    }
+    #[test]
+    fn merge_runs_converge_to_a_clean_load() {
+        merges_converge(Dest::delta)
+    }
+    #[test]
+    fn a_failed_load_changes_nothing() {
+        failed_load_changes_nothing(Dest::delta)
+    }
+    #[test]
+    fn the_state_resumes_from_the_destination_alone() {
+        state_resumes_from_the_destination(Dest::delta)
+    }
+    #[test]
+    fn a_second_run_on_the_dataset_is_refused() {
+        second_run_is_refused(Dest::delta)
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod lake;
 pub mod pg;
 
 use std::io::{BufRead, BufReader, Read, Write};
