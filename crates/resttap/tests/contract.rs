@@ -508,8 +508,103 @@ fn first_load_lake(make: fn() -> Dest) {
     assert_eq!(d.count("SELECT count(*) FROM t_dataset.suggestions"), 300);
 }
 
+/// A lake killed at chosen points and at random moments: a load killed before its plan is
+/// written changes nothing; one killed after it (before or between its tables' Delta commits)
+/// is finished by the next run, each table written once; every table stays readable; a rerun
+/// converges.
+fn killed_lake_runs_are_finished_or_change_nothing(make: fn() -> Dest) {
+    let mock = Mock::start(&["--records", "600", "--slow-ms", "2"]);
+    let d = make();
+    let config = incremental_config();
+    assert_ok(&d.run(&config, &mock, &[]));
+    let plans = d.scratch().path("lake").join("t_dataset/_resttap/loads");
+    let planned = || std::fs::read_dir(&plans).map(|r| r.count()).unwrap_or(0);
+    let mut revision = 0;
+    for point in ["after_first_page", "before_commit", "before_delta_commits"] {
+        revision += 1;
+        mock.set_revision(revision);
+        let before = d.fingerprints();
+        assert!(!d.spawn(&config, &mock, Some(point)).wait().unwrap().success(), "{point}: killed");
+        assert_eq!(d.fingerprints(), before, "{point}");
+        assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 1, "{point}");
+    }
+    assert_eq!(planned(), 1, "the killed load's plan is kept for the next run");
+    // the next run finishes that load first, and dies between two of its tables' commits
+    revision += 1;
+    mock.set_revision(revision);
+    assert!(!d.spawn(&config, &mock, Some("between_tables")).wait().unwrap().success());
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 1, "not finished: no _dlt_loads record");
+    assert_eq!(planned(), 1);
+    assert_each_load_committed_once(&d);
+    for t in ROOTS.iter().chain(NESTED.iter()) {
+        assert_eq!(d.count(&format!("SELECT count(*) - count(DISTINCT _dlt_id) FROM t_dataset.\"{t}\"")), 0, "{t}");
+    }
+    // the one after finishes it (the table that holds it is not written again), then loads
+    assert_ok(&d.run(&config, &mock, &[]));
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 3);
+    assert_eq!(planned(), 0);
+    assert_each_load_committed_once(&d);
+    // a load of its own killed between its tables: finished by the next run
+    revision += 1;
+    mock.set_revision(revision);
+    assert!(!d.spawn(&config, &mock, Some("between_tables")).wait().unwrap().success());
+    assert_ok(&d.run(&config, &mock, &[]));
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 5);
+    assert_each_load_committed_once(&d);
+    let t0 = Instant::now();
+    assert!(d.spawn(&config, &mock, None).wait().unwrap().success());
+    let full = t0.elapsed();
+    let mut seed: u64 = 0x1a4e;
+    for _ in 0..6 {
+        revision += 1;
+        mock.set_revision(revision);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let delay = full.mul_f64((seed >> 33) as f64 / (1u64 << 31) as f64);
+        let mut child = d.spawn(&config, &mock, None);
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+        }
+        child.wait().unwrap();
+        assert_eq!(d.count("SELECT count(*) - count(DISTINCT id) FROM t_dataset.suggestions"), 0);
+    }
+    assert_ok(&d.run(&config, &mock, &[]));
+    assert_eq!(planned(), 0);
+    assert_each_load_committed_once(&d);
+    assert_converged(&d, &mock, &config, make);
+}
+
+/// No Delta table of the lake holds a load twice: every commit's application transaction
+/// (`txn`, one per load) is distinct within a table.
+fn assert_each_load_committed_once(d: &Dest) {
+    let root = d.scratch().path("lake").join("t_dataset");
+    for e in std::fs::read_dir(&root).unwrap() {
+        let log = e.unwrap().path().join("_delta_log");
+        if !log.exists() {
+            continue;
+        }
+        let mut versions = Vec::new();
+        for f in std::fs::read_dir(&log).unwrap() {
+            for line in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(t) = v.get("txn") {
+                    versions.push(t["version"].as_i64().unwrap());
+                }
+            }
+        }
+        let n = versions.len();
+        versions.sort();
+        versions.dedup();
+        assert_eq!(versions.len(), n, "{}: a load committed twice", log.display());
+    }
+}
+
 mod delta {
     use super::*;
+    #[test]
+    fn killed_runs_are_finished_or_change_nothing() {
+        killed_lake_runs_are_finished_or_change_nothing(Dest::delta)
+    }
     #[test]
     fn first_load_has_dlt_layout_tables_types_and_system_files() {
         first_load_lake(Dest::delta)
