@@ -140,8 +140,35 @@ impl LakeLocation {
     }
 }
 
-/// `text` with the user info and query of any URL in it removed.
+/// An object store's error for people: URLs without secrets, an S3 error document reduced to
+/// its code and message, and what to do about the usual ones.
 pub(crate) fn redact(text: &str) -> String {
+    let mut out = redact_urls(text);
+    if let Some(start) = out.find("<?xml").or_else(|| out.find("<Error>")) {
+        let doc = out[start..].to_string();
+        let tag = |t: &str| {
+            let open = format!("<{t}>");
+            let close = format!("</{t}>");
+            doc.find(&open).and_then(|a| doc[a + open.len()..].find(&close).map(|b| doc[a + open.len()..a + open.len() + b].to_string()))
+        };
+        let code = tag("Code").unwrap_or_default();
+        let message = tag("Message").unwrap_or_default();
+        out.truncate(start);
+        out = format!("{}S3 error {code}: {message}", out.trim_end_matches([':', ' ']).to_string() + ": ");
+        let advice = match code.as_str() {
+            "NoSuchBucket" => " (create the bucket, or check the bucket name in bucket_url)",
+            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "InvalidToken" | "ExpiredToken" => {
+                " (check aws_access_key_id and aws_secret_access_key in [destination.filesystem.credentials], and that they may write to the bucket)"
+            }
+            _ => "",
+        };
+        out.push_str(advice);
+    }
+    out
+}
+
+/// `text` with the user info and query of any URL in it removed.
+fn redact_urls(text: &str) -> String {
     text.split(' ')
         .map(|w| match Url::parse(w.trim_matches(|c: char| c == '`' || c == ',' || c == '(' || c == ')')) {
             Ok(mut u) if u.has_host() && (!u.username().is_empty() || u.password().is_some() || u.query().is_some()) => {
@@ -183,5 +210,15 @@ mod tests {
     #[test]
     fn urls_in_messages_lose_their_secrets() {
         assert_eq!(redact("at http://u:p@h:1/x?sig=s failed"), "at http://h:1/x failed");
+    }
+
+    #[test]
+    fn s3_error_documents_become_one_line_with_advice() {
+        let e = "Error performing PUT http://127.0.0.1:5055/nob/x in 1ms - Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><RequestId>2U</RequestId></Error>";
+        let r = redact(e);
+        assert_eq!(
+            r,
+            "Error performing PUT http://127.0.0.1:5055/nob/x in 1ms - Server returned non-2xx status code: 404 Not Found: S3 error NoSuchBucket: The specified bucket does not exist (create the bucket, or check the bucket name in bucket_url)"
+        );
     }
 }

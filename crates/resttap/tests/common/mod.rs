@@ -150,6 +150,7 @@ pub fn run_to_command(config: &Path, mock: &Mock, destination: &str, cwd: &Path,
         .env_remove("RESTTAP_DUCKDB_COMMIT_MEMORY")
         .env_remove("RESTTAP_CRASH_AT")
         .env_remove("DESTINATION__POSTGRES__CREDENTIALS")
+        .env_remove("DESTINATION__FILESYSTEM__BUCKET_URL")
         .current_dir(cwd);
     cmd
 }
