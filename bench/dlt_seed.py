@@ -1,6 +1,7 @@
 """Runs the seed configuration with dlt 1.31 (the reference) against a running mock API.
 
-usage: dlt_seed.py CONFIG.yaml BASE_URL TOKEN (DUCKDB_PATH | postgresql://... PIPELINES_DIR)
+usage: dlt_seed.py CONFIG.yaml BASE_URL TOKEN (DUCKDB_PATH | postgresql://... PIPELINES_DIR
+                  | file:///LAKE PIPELINES_DIR (delta|parquet))
 
 dlt rejects the seed's `stop_condition`, so it is removed; everything else is the seed as is.
 """
@@ -17,9 +18,17 @@ cfg["client"]["auth"]["token"] = token
 for r in cfg["resources"]:
     r["endpoint"]["paginator"].pop("stop_condition", None)
 
+run_args = {}
 if target.startswith("postgresql://"):
     destination = dlt.destinations.postgres(target)
     pipelines_dir = sys.argv[5]
+elif target.startswith("file://"):
+    destination = dlt.destinations.filesystem(bucket_url=target)
+    pipelines_dir = sys.argv[5]
+    if sys.argv[6] == "delta":
+        cfg["resource_defaults"]["table_format"] = "delta"
+    else:
+        run_args["loader_file_format"] = "parquet"
 else:
     destination = dlt.destinations.duckdb(target)
     pipelines_dir = target + ".pipelines"
@@ -29,5 +38,5 @@ pipeline = dlt.pipeline(
     dataset_name="bench_dataset",
     pipelines_dir=pipelines_dir,
 )
-info = pipeline.run(rest_api_source(cfg))
+info = pipeline.run(rest_api_source(cfg), **run_args)
 print(info)

@@ -2,7 +2,7 @@
 """resttap's benchmark: the transfer floor, resttap and dlt 1.31 on the same mock API, same run.
 
 usage: python3 bench/run.py [--sizes 10000,100000,1000000] [--dlt-max 100000] [--repeat 3]
-                           [--destination duckdb|postgres]
+                           [--destination duckdb|postgres|delta|parquet]
 
 For each N the mock serves N records of feedback_records and suggestions and N/10 of the four
 other resources, 100 per page, pre-rendered, with keep-alive. Measured for each tool: wall time,
@@ -28,6 +28,13 @@ transaction (the timed part) each table created anew, `COPY ... FROM` with FREEZ
 unique index on `_dlt_id` built once its rows are in. And the merge floor: PostgreSQL alone
 merging those rows again over the dataset by delete-insert (staged by COPY, older rows
 deleted by key, staged rows inserted, indexes rebuilt), in one transaction.
+
+With `--destination delta` (or `parquet`) the workload goes into a local lake (the seed with
+`table_format: delta`, or plain Parquet files): resttap's first loads (each into an empty
+folder) and merge runs over the last one, dlt 1.31's filesystem destination with the same
+table format, and the Parquet floor (`resttap parquet-floor`): the rows of resttap's last first
+load read into memory, then written again by the parquet crate alone, one file per table, with
+resttap's settings; its own timing of the writing.
 """
 import argparse
 import datetime
@@ -68,8 +75,8 @@ def ensure_dlt():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     if subprocess.run([str(py), "-c", "import dlt, yaml; assert dlt.__version__ == '1.31.0'"], capture_output=True).returncode != 0:
         subprocess.run([str(VENV / "bin/pip"), "install", "-q", "dlt[duckdb,postgres]==1.31.0", "pyyaml"], check=True)
-    if subprocess.run([str(py), "-c", "import psycopg2"], capture_output=True).returncode != 0:
-        subprocess.run([str(VENV / "bin/pip"), "install", "-q", "dlt[duckdb,postgres]==1.31.0"], check=True)
+    if subprocess.run([str(py), "-c", "import psycopg2, deltalake, pyarrow, fsspec"], capture_output=True).returncode != 0:
+        subprocess.run([str(VENV / "bin/pip"), "install", "-q", "dlt[duckdb,postgres,filesystem,deltalake]==1.31.0"], check=True)
     return py
 
 
@@ -145,10 +152,12 @@ def main():
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--dlt-max", type=int, default=100000, help="largest N dlt is run at")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the floor and of resttap per N")
-    ap.add_argument("--destination", default="duckdb", choices=["duckdb", "postgres"])
+    ap.add_argument("--destination", default="duckdb", choices=["duckdb", "postgres", "delta", "parquet"])
     args = ap.parse_args()
     if args.destination == "postgres":
         return bench_postgres(args)
+    if args.destination in ("delta", "parquet"):
+        return bench_lake(args)
     # --workspace, as the tests build: `-p` resolves features differently and rebuilds DuckDB
     subprocess.run(["cargo", "build", "--release", "-q", "--workspace"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
     drop_from_page_cache(BIN)
@@ -398,6 +407,79 @@ def bench_postgres(args):
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-postgres.md"
+    path.write_text(text)
+    print(f"written to {path}")
+
+
+def parquet_floor(dataset, out):
+    """One `resttap parquet-floor` over a lake dataset folder: (wall s, CPU s, None)."""
+    shutil.rmtree(out, ignore_errors=True)
+    _, _, _, stdout, err, code = measure([str(BIN), "parquet-floor", "--from", str(dataset), "--to", str(out)])
+    m = re.search(r"wall_s=([0-9.]+) cpu_s=([0-9.]+)", stdout)
+    if code != 0 or not m:
+        raise SystemExit(f"parquet-floor failed ({code}):\n{stdout}\n{err}")
+    return float(m.group(1)), float(m.group(2)), None
+
+
+def bench_lake(args):
+    """The seed workload into a local lake (Delta tables or plain Parquet): resttap's first
+    loads and merge runs, dlt 1.31's filesystem destination, and the Parquet floor, in one run."""
+    fmt = args.destination
+    subprocess.run(["cargo", "build", "--release", "-q", "--workspace"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    drop_from_page_cache(BIN)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    py = ensure_dlt() if any(n <= args.dlt_max for n in sizes) else None
+    lines = [f"# resttap benchmark into a local lake ({fmt}), {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
+    lines += [f"machine: {os.cpu_count()} cores; local disk; mock pre-rendered, 100 records/page", ""]
+    lines += ["| N | records | tool | wall s | CPU s | peak RSS MB | records/s | runs: wall s |", "|---|---|---|---|---|---|---|---|"]
+    ratios = []
+    for n in sizes:
+        mock, url = start_mock(n)
+        recs = total_records(n)
+        samples = {}
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                tmp = pathlib.Path(tmp)
+                env = {**os.environ, "API_KEY": TOKEN}
+                config = CONFIG
+                if fmt == "delta":
+                    config = tmp / "seed-delta.yaml"
+                    config.write_text(CONFIG.read_text().replace("resource_defaults:\n", "resource_defaults:\n  table_format: delta\n", 1))
+                measure([str(BIN), "fetch-floor", "--base-url", url, "--token", TOKEN])
+                lake = tmp / "r"
+                run = [str(BIN), "run", str(config), "--base-url", url, "--pipeline", "bench", "--destination", f"file://{lake}"]
+
+                def first_loads():
+                    for _ in range(max(1, args.repeat)):
+                        shutil.rmtree(lake, ignore_errors=True)
+                        samples.setdefault("resttap", []).append(run_checked("resttap", run, env, tmp))
+
+                first_loads()
+                samples["Parquet floor"] = [parquet_floor(lake / "bench_dataset", tmp / "floor") for _ in range(max(1, args.repeat))]
+                samples["resttap merge run"] = [run_checked("resttap merge run", run, env, tmp) for _ in range(max(1, args.repeat))]
+                if py and n <= args.dlt_max:
+                    cmd = [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, f"file://{tmp}/d", f"{tmp}/dlt-pipelines", fmt]
+                    samples["dlt 1.31"] = [run_checked("dlt 1.31", cmd, env, tmp)]
+                    # the host drifts over dlt's run: resttap again after it, medians over both
+                    first_loads()
+                results = median_rows(samples, n, recs, lines)
+        finally:
+            mock.kill()
+            mock.wait()
+        r = results["resttap"]
+        f = results["Parquet floor"]
+        m = results["resttap merge run"]
+        ratio = f"N={n}: resttap/Parquet floor wall {r[0] / f[0]:.2f}x; merge run/first load wall {m[0] / r[0]:.2f}x, RSS {m[2] / r[2]:.2f}x; resttap RSS {r[2]:.0f} MB"
+        if "dlt 1.31" in results:
+            d = results["dlt 1.31"]
+            ratio += f"; dlt/resttap wall {d[0] / r[0]:.0f}x, CPU {d[1] / r[1]:.0f}x, RSS {d[2] / r[2]:.1f}x"
+        ratios.append(ratio)
+    lines += [""] + [f"- {r}" for r in ratios]
+    text = "\n".join(lines) + "\n"
+    print("\n".join(ratios))
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-{fmt}.md"
     path.write_text(text)
     print(f"written to {path}")
 

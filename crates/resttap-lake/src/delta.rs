@@ -80,8 +80,12 @@ pub fn columns(t: &DeltaTable) -> Result<Vec<Column>, String> {
         .collect())
 }
 
-/// The table's live files: path relative to the table, size, row count when its statistics say.
-pub fn files(t: &DeltaTable) -> Result<Vec<(String, i64, Option<u64>, Option<String>)>, String> {
+/// A live file of a table: its path relative to the table, size, row count when its
+/// statistics say, and the statistics.
+pub type LiveFile = (String, i64, Option<u64>, Option<String>);
+
+/// The table's live files.
+pub fn files(t: &DeltaTable) -> Result<Vec<LiveFile>, String> {
     let snap = t.snapshot().map_err(|e| e.to_string())?;
     Ok(snap
         .log_data()
@@ -179,7 +183,7 @@ pub fn commit(rt: &Handle, ls: &LogStoreRef, table: Option<&DeltaTable>, c: Tabl
                     .into_future(),
             )
             .map_err(|e| e.to_string())?;
-        return Ok(t.version().unwrap_or(0) as u64);
+        return Ok(t.version().unwrap_or(0));
     };
     let snap = table.snapshot().map_err(|e| e.to_string())?;
     // columns the load added: a new schema, the others as they are
@@ -210,7 +214,7 @@ pub fn commit(rt: &Handle, ls: &LogStoreRef, table: Option<&DeltaTable>, c: Tabl
     let done = rt
         .block_on(CommitBuilder::from(props).with_actions(actions).build(Some(snap), ls.clone(), operation).into_future())
         .map_err(|e| e.to_string())?;
-    Ok(done.version() as u64)
+    Ok(done.version())
 }
 
 #[cfg(test)]

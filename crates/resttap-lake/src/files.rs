@@ -60,7 +60,8 @@ pub fn arrow_schema(columns: &[Column]) -> Arc<ArrowSchema> {
     ))
 }
 
-fn properties() -> WriterProperties {
+/// The writer settings of resttap's files.
+pub fn properties() -> WriterProperties {
     // SNAPPY, dictionaries and statistics, as dlt's (pyarrow's) files have them
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -215,7 +216,7 @@ impl Stats {
                 ArrowType::Timestamp(TimeUnit::Microsecond, _) => {
                     let a: &TimestampMicrosecondArray = col.as_primitive();
                     let ts = |v: Option<i64>| {
-                        v.and_then(|us| chrono::DateTime::from_timestamp_micros(us))
+                        v.and_then(chrono::DateTime::from_timestamp_micros)
                             .map(|d| Value::from(d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()))
                     };
                     // truncated to milliseconds, as Spark and delta-rs write them (readers widen

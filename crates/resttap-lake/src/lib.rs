@@ -31,6 +31,7 @@
 
 mod delta;
 pub mod files;
+mod floor;
 mod location;
 mod lock;
 pub mod system;
@@ -53,6 +54,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use files::{FileWriter, WrittenFile};
+pub use floor::{ParquetFloor, parquet_floor};
 pub use location::{LakeLocation, S3Credentials, Secret};
 
 /// Whether a lake is opened to read or to load.
@@ -796,7 +798,6 @@ impl Lake {
         let mut steps: HashMap<String, DeltaStep> = HashMap::new();
         let mut delete: Vec<String> = Vec::new();
         let mut order: Vec<String> = Vec::new();
-        let mut warned = false;
         for t in &plan.schema.tables {
             let root = Self::root_of(&plan.schema, &t.name);
             let Some(res) = plan.resources.iter().find(|r| r.root_table == root) else { continue };
@@ -842,13 +843,8 @@ impl Lake {
                             }
                         }
                     }
-                    if res.write_disposition == WriteDisposition::Merge && !warned {
-                        warned = true;
-                        tracing::warn!(
-                            "resource `{}`: merge on plain Parquet tables appends, as dlt does; set `table_format: delta` to merge by primary key",
-                            res.resource
-                        );
-                    }
+                    // a merge here appends (the pipeline loads such resources as `append`,
+                    // as dlt does): nothing more to do
                 }
             }
         }

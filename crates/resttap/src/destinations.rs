@@ -67,6 +67,11 @@ impl DestinationSpec {
         }
     }
 
+    /// Whether tables of `format` can merge here (plain Parquet files cannot: dlt appends).
+    pub fn merges(&self, format: resttap_schema::TableFormat) -> bool {
+        !matches!(self, DestinationSpec::Lake(_)) || format == resttap_schema::TableFormat::Delta
+    }
+
     /// A description for messages (never a password).
     pub fn describe(&self) -> String {
         match self {

@@ -105,6 +105,17 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Benchmark floor: the rows of a lake dataset's tables, read into memory, written again by
+    /// the parquet crate alone, one file per table; prints the time of the writing alone.
+    #[command(hide = true)]
+    ParquetFloor {
+        /// A dataset folder of a local lake.
+        #[arg(long)]
+        from: PathBuf,
+        /// The folder to write into.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Serve the mock API on a free port and load the seed configuration into demo.duckdb.
     Demo {
         /// Records in the two large resources.
@@ -334,6 +345,17 @@ async fn main_inner(cli: Cli) -> ExitCode {
             }
             Err(e) => {
                 print_error(&e);
+                ExitCode::FAILURE
+            }
+        },
+        Command::ParquetFloor { from, to } => match resttap_lake::parquet_floor(&from, &to) {
+            Ok(f) => {
+                let cpu = f.cpu.map_or("-".to_string(), |c| format!("{:.3}", c.as_secs_f64()));
+                println!("tables={} rows={} wall_s={:.3} cpu_s={cpu}", f.tables, f.rows, f.wall.as_secs_f64());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
                 ExitCode::FAILURE
             }
         },

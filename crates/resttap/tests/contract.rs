@@ -469,7 +469,7 @@ fn first_load_lake(make: fn() -> Dest) {
             .filter(|n| n.ends_with(".parquet"))
             .collect();
         assert_eq!(files.len(), 1, "{t}: one file per table per load: {files:?}");
-        let (load_id, rest) = files[0].split_once('.').map(|(a, b)| (a, b)).unwrap();
+        let (load_id, rest) = files[0].split_once('.').unwrap();
         let (frac, rest) = rest.split_once('.').unwrap();
         let (fid, ext) = rest.split_once('.').unwrap();
         assert!(load_id.parse::<u64>().is_ok() && frac.parse::<u64>().is_ok(), "{}: <load_id>.<file_id>.parquet", files[0]);

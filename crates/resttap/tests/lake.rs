@@ -121,7 +121,16 @@ fn plain_parquet_tables_are_as_dlt_makes_them() {
         assert!(text(&out).1.contains("merge on plain Parquet tables appends, as dlt does"), "{}", text(&out).1);
     }
     let n = resttap_mock::data::record_count("suggestions", 300, 0, 2);
-    assert_eq!(lake::query(&url, &[], &["SELECT count(*) FROM t_dataset.suggestions"])[0], [(2 * n).to_string()]);
+    let got = lake::query(
+        &url,
+        &[],
+        &[
+            "SELECT count(*) FROM t_dataset.suggestions",
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'forums__tags' ORDER BY ordinal_position",
+        ],
+    );
+    assert_eq!(got[0], [(2 * n).to_string()]);
+    assert_eq!(got[1], ["value", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"], "dlt's columns of an appended nested table");
     let dir = s.path("lake/t_dataset/suggestions");
     let files = || {
         let mut v: Vec<String> = std::fs::read_dir(&dir)
