@@ -3,6 +3,7 @@
 //! Independent readers of a lake for the tests: delta-rs's Python package (`deltalake`),
 //! pyarrow and DuckDB in a virtualenv under the build directory (created on first use, pinned
 //! versions, as bench/run.py does for dlt), through `crates/resttap-lake/tests/read_lake.py`;
+//! dlt 1.31 itself (`dlt_lake.py`);
 //! and an S3-compatible server (moto's) on loopback that the tests start themselves.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// What the virtualenv holds.
-const PACKAGES: [&str; 5] = ["deltalake==1.6.6", "pyarrow==26.0.1", "duckdb==2.0.1", "moto[server]==5.2.5", "boto3==1.44.8"];
+const PACKAGES: [&str; 4] = ["deltalake==1.6.6", "pyarrow==26.0.1", "duckdb==2.0.1", "moto[server]==5.2.5"];
+/// dlt's own virtualenv, shared with bench/run.py (`dlt-venv`; moto's botocore and dlt's s3fs
+/// want different versions, so dlt lives apart).
+const DLT_PACKAGES: [&str; 2] = ["dlt[duckdb,postgres,filesystem,deltalake]==1.31.0", "pyyaml"];
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -20,35 +24,57 @@ fn target_dir() -> PathBuf {
 }
 
 static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+static DLT_PYTHON: OnceLock<PathBuf> = OnceLock::new();
 
-/// The virtualenv's python, with the readers installed (once per machine; test binaries that
-/// start together wait for each other on a lock file).
+/// The python of virtualenv `name` under the build directory with `packages` installed (once per
+/// machine; test binaries that start together wait for each other on a lock file).
+fn venv(name: &str, packages: &[&str]) -> PathBuf {
+    let venv = target_dir().join(name);
+    let py = venv.join("bin/python");
+    std::fs::create_dir_all(target_dir()).unwrap();
+    let lock = std::fs::File::create(target_dir().join(format!("{name}.lock"))).unwrap();
+    lock.lock().unwrap();
+    let stamp = venv.join("resttap-packages.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(&packages.join("\n")) {
+        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success());
+        assert!(ok, "python3 -m venv {} failed: the lake tests read with Python's deltalake", venv.display());
+        let out = Command::new(venv.join("bin/pip")).args(["install", "-q"]).args(packages).output().unwrap();
+        assert!(
+            out.status.success(),
+            "pip install {packages:?} failed (the lake tests need PyPI once per machine):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&stamp, packages.join("\n")).unwrap();
+    }
+    py
+}
+
+/// The readers' python.
 pub fn python() -> &'static Path {
-    PYTHON.get_or_init(|| {
-        let venv = target_dir().join("lake-venv");
-        let py = venv.join("bin/python");
-        std::fs::create_dir_all(target_dir()).unwrap();
-        let lock = std::fs::File::create(target_dir().join("lake-venv.lock")).unwrap();
-        lock.lock().unwrap();
-        let stamp = venv.join("resttap-packages.txt");
-        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(&PACKAGES.join("\n")) {
-            let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().is_ok_and(|s| s.success());
-            assert!(ok, "python3 -m venv {} failed: the lake tests read with Python's deltalake", venv.display());
-            let out = Command::new(venv.join("bin/pip")).args(["install", "-q"]).args(PACKAGES).output().unwrap();
-            assert!(
-                out.status.success(),
-                "pip install {:?} failed (the lake tests need PyPI once per machine):\n{}",
-                PACKAGES,
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::fs::write(&stamp, PACKAGES.join("\n")).unwrap();
-        }
-        py
-    })
+    PYTHON.get_or_init(|| venv("lake-venv", &PACKAGES))
+}
+
+/// dlt's python.
+pub fn dlt_python() -> &'static Path {
+    DLT_PYTHON.get_or_init(|| venv("dlt-venv", &DLT_PACKAGES))
 }
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../resttap-lake/tests/read_lake.py")
+}
+
+/// dlt 1.31 loading `config` from the API at `base_url` into the lake `bucket_url` as pipeline
+/// `name` (`dlt_lake.py`).
+pub fn dlt_load(config: &Path, base_url: &str, token: &str, bucket_url: &str, pipelines_dir: &Path, name: &str) {
+    let out = Command::new(dlt_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../resttap-lake/tests/dlt_lake.py"))
+        .arg(config)
+        .args([base_url, token, bucket_url])
+        .arg(pipelines_dir)
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dlt_lake.py failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 /// Runs each of `sqls` over the dataset at `url` (`file:///...` or `s3://...`); the first
@@ -122,7 +148,7 @@ impl S3 {
     /// Creates bucket `name`.
     pub fn bucket(&self, name: &str) {
         let code = format!(
-            "import boto3; boto3.client('s3', endpoint_url='{}', aws_access_key_id='{S3_KEY}', aws_secret_access_key='{S3_SECRET}', region_name='us-east-1').create_bucket(Bucket='{name}')",
+            "import pyarrow.fs as f; f.S3FileSystem(access_key='{S3_KEY}', secret_key='{S3_SECRET}', region='us-east-1', endpoint_override='{}', scheme='http', allow_bucket_creation=True).create_dir('{name}')",
             self.endpoint
         );
         let out = Command::new(python()).args(["-c", &code]).output().unwrap();
