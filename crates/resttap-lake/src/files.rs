@@ -334,3 +334,39 @@ pub fn key_strings(batch: &RecordBatch, names: &[String]) -> Option<Vec<String>>
             .collect(),
     )
 }
+
+/// A primary key value: an integer key as it is, others (several columns, text) as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Int(i64),
+    Text(Box<str>),
+}
+
+/// The primary key of each row of `batch` (`None` when the key columns are missing).
+pub fn keys(batch: &RecordBatch, names: &[String]) -> Option<Vec<Key>> {
+    use arrow::array::AsArray;
+    if let [name] = names
+        && let Some(col) = batch.column_by_name(name)
+        && col.data_type() == &ArrowType::Int64
+        && col.null_count() == 0
+    {
+        let a = col.as_primitive::<arrow::datatypes::Int64Type>();
+        return Some(a.values().iter().map(|v| Key::Int(*v)).collect());
+    }
+    key_strings(batch, names).map(|v| v.into_iter().map(|s| Key::Text(s.into())).collect())
+}
+
+/// The text of column `name` at `row` (`_dlt_id`s).
+pub fn text_at(batch: &RecordBatch, name: &str, row: usize) -> Option<String> {
+    use arrow::array::AsArray;
+    let col = batch.column_by_name(name)?;
+    let a = col.as_string_opt::<i32>()?;
+    (!a.is_null(row)).then(|| a.value(row).to_string())
+}
+
+/// The minimum and maximum of an integer column in Delta statistics (`minValues` /
+/// `maxValues`), when the file's statistics have them.
+pub fn int_range(stats: &str, column: &str) -> Option<(i64, i64)> {
+    let v: serde_json::Value = serde_json::from_str(stats).ok()?;
+    Some((v.pointer(&format!("/minValues/{column}"))?.as_i64()?, v.pointer(&format!("/maxValues/{column}"))?.as_i64()?))
+}

@@ -28,9 +28,10 @@ fn thread_cpu() -> Option<Duration> {
 }
 
 /// Reads every data table of the dataset folder `from` (Delta tables: their live files; plain
-/// tables: every file), then times writing each into `to/<table>.parquet`.
+/// tables: every file), then times writing each into `to/<table>.parquet`. Call it from a
+/// blocking thread of a Tokio runtime.
 pub fn parquet_floor(from: &Path, to: &Path) -> Result<ParquetFloor, String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
     let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
     let mut tables: Vec<(String, Vec<RecordBatch>)> = Vec::new();
     let mut dirs: Vec<_> = std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?.flatten().collect();
@@ -44,7 +45,7 @@ pub fn parquet_floor(from: &Path, to: &Path) -> Result<ParquetFloor, String> {
             let loc = crate::LakeLocation::Local(e.path());
             let key = object_store::path::Path::from(e.path().to_string_lossy().trim_start_matches('/'));
             let ls = crate::delta::log_store(&loc, &store, &key)?;
-            let t = crate::delta::load(rt.handle(), &ls)?.ok_or_else(|| format!("{name}: not a Delta table"))?;
+            let t = crate::delta::load(&rt, &ls)?.ok_or_else(|| format!("{name}: not a Delta table"))?;
             crate::delta::files(&t)?.into_iter().map(|f| format!("{}/{}", e.path().display(), f.0)).collect()
         } else {
             std::fs::read_dir(e.path())
@@ -57,7 +58,7 @@ pub fn parquet_floor(from: &Path, to: &Path) -> Result<ParquetFloor, String> {
         let mut batches = Vec::new();
         for p in live {
             let key = object_store::path::Path::from(p.trim_start_matches('/'));
-            batches.extend(files::read(rt.handle(), &store, &key, None)?);
+            batches.extend(files::read(&rt, &store, &key, None)?);
         }
         if !batches.is_empty() {
             tables.push((name, batches));

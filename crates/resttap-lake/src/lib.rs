@@ -252,7 +252,8 @@ impl Lake {
         Ok(())
     }
 
-    /// Deletes every data file of load `load_id` (a load that never committed).
+    /// Deletes every data file of load `load_id` (a load that never committed), and what its
+    /// killed uploads left (the local store's `<file>#<n>` parts).
     fn discard_load_files(&self, load_id: &str) -> Result<(), LoadError> {
         let prefix = format!("{load_id}.");
         for dir in self.list_dirs("")? {
@@ -260,7 +261,7 @@ impl Lake {
                 continue;
             }
             for (name, _) in self.list_files(&dir)? {
-                if name.starts_with(&prefix) && name.ends_with(".parquet") {
+                if name.starts_with(&prefix) && name.contains(".parquet") {
                     self.delete(&self.key(&format!("{dir}/{name}")))?;
                 }
             }
@@ -270,37 +271,27 @@ impl Lake {
 
     /// Carries out a load's plan; every step may already have been done.
     fn apply(&self, m: &Manifest) -> Result<(), LoadError> {
-        let app_id = self.app_id();
-        let version = delta::txn_version(&m.load_id);
-        for (i, step) in m.delta.iter().enumerate() {
-            if i == 1 {
-                resttap_load::crash_point("between_tables");
-            }
-            let (ls, table) = self.delta_table(&step.table)?;
-            let ctx = || format!("committing to the Delta table {}/{}", self.describe_dataset(), step.table);
-            if let Some(t) = &table
-                && delta::holds(&self.rt, &ls, t, &app_id, version).map_err(|e| write_err(ctx(), e))?
-            {
-                continue;
-            }
-            let adds: Vec<WrittenFile> = step.adds.iter().map(WrittenFile::from).collect();
-            let table_key = self.key(&step.table);
-            delta::commit(
-                &self.rt,
-                &ls,
-                table.as_ref(),
-                delta::TableCommit {
-                    columns: &step.columns,
-                    adds: &adds,
-                    table_key: &table_key,
-                    removes: step.removes.clone(),
-                    mode: if step.overwrite { SaveMode::Overwrite } else { SaveMode::Append },
-                    merge: step.merge,
-                    app_id: &app_id,
-                    version,
-                },
-            )
-            .map_err(|e| write_err(ctx(), e))?;
+        let tables = TableCommitter {
+            loc: &self.loc,
+            store: &self.store,
+            rt: &self.rt,
+            root: &self.root,
+            dataset: self.describe_dataset(),
+            app_id: self.app_id(),
+            version: delta::txn_version(&m.load_id),
+        };
+        // the first table alone, then the others four at a time: each is one Delta commit of
+        // its own, whatever the order (a load killed between two is finished by the next run)
+        if let Some(first) = m.delta.first() {
+            tables.commit(first)?;
+        }
+        resttap_load::crash_point("between_tables");
+        for chunk in m.delta.get(1..).unwrap_or_default().chunks(4) {
+            let results: Vec<Result<(), LoadError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk.iter().map(|step| s.spawn(|| tables.commit(step))).collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(write_err("committing", "a commit thread panicked")))).collect()
+            });
+            results.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
         for k in &m.delete {
             self.delete(&Path::from(k.as_str()))?;
@@ -405,57 +396,71 @@ impl Lake {
         let new_files = self.written.get(root).cloned().unwrap_or_default();
         let mut wanted: Vec<&str> = pk.iter().map(String::as_str).collect();
         wanted.push(cols::ID);
-        // the load's keys, and the rows of earlier duplicates (the last one wins)
-        let mut last: HashMap<String, (usize, usize)> = HashMap::new();
-        let mut per_file: Vec<Vec<(String, String)>> = Vec::new();
-        for (fi, f) in new_files.iter().enumerate() {
-            let mut rows = Vec::new();
-            for b in files::read(&self.rt, &self.store, &f.path, Some(&wanted)).map_err(|e| write_err(&ctx, e))? {
-                let keys = files::key_strings(&b, pk).ok_or_else(|| write_err(&ctx, format!("the primary key {pk:?} is not in the rows")))?;
-                let ids = files::key_strings(&b, &[cols::ID.to_string()]).unwrap_or_default();
-                for (k, id) in keys.into_iter().zip(ids) {
-                    rows.push((k, id));
-                }
-            }
-            for (ri, (k, _)) in rows.iter().enumerate() {
-                last.insert(k.clone(), (fi, ri));
-            }
-            per_file.push(rows);
-        }
+        let (_, table) = self.delta_table(root)?;
+        let no_key = || write_err(&ctx, format!("the primary key {pk:?} is not in the rows"));
+        // the load's keys (needed to find them in the table's files) and the rows of a load's
+        // earlier duplicates (the last one wins); a new table of unique keys needs neither
+        let mut keys: HashSet<files::Key> = HashSet::new();
         let mut dropped_new: HashSet<String> = HashSet::new();
         let mut new_dup_files: Vec<usize> = Vec::new();
-        if !keys_unique {
-            for (fi, rows) in per_file.iter().enumerate() {
-                let mut any = false;
-                for (ri, (k, id)) in rows.iter().enumerate() {
-                    if last.get(k) != Some(&(fi, ri)) {
-                        dropped_new.insert(id.clone());
-                        any = true;
+        if table.is_some() || !keys_unique {
+            let mut last: HashMap<files::Key, (usize, usize, usize)> = HashMap::new();
+            let mut read: Vec<Vec<(RecordBatch, Vec<files::Key>)>> = Vec::new();
+            for (fi, f) in new_files.iter().enumerate() {
+                let mut batches = Vec::new();
+                for (bi, b) in files::read(&self.rt, &self.store, &f.path, Some(&wanted)).map_err(|e| write_err(&ctx, e))?.into_iter().enumerate() {
+                    let ks = files::keys(&b, pk).ok_or_else(no_key)?;
+                    if !keys_unique {
+                        for (ri, k) in ks.iter().enumerate() {
+                            last.insert(k.clone(), (fi, bi, ri));
+                        }
                     }
+                    keys.extend(ks.iter().cloned());
+                    batches.push((b, if keys_unique { Vec::new() } else { ks }));
                 }
-                if any {
-                    new_dup_files.push(fi);
+                read.push(batches);
+            }
+            if !keys_unique {
+                for (fi, batches) in read.iter().enumerate() {
+                    let mut any = false;
+                    for (bi, (b, ks)) in batches.iter().enumerate() {
+                        for (ri, k) in ks.iter().enumerate() {
+                            if last.get(k) != Some(&(fi, bi, ri)) {
+                                dropped_new.extend(files::text_at(b, cols::ID, ri));
+                                any = true;
+                            }
+                        }
+                    }
+                    if any {
+                        new_dup_files.push(fi);
+                    }
                 }
             }
         }
-        let keys: HashSet<String> = last.into_keys().collect();
-        drop(per_file);
-        // existing files holding the load's keys: rewritten without them
-        let (_, table) = self.delta_table(root)?;
+        // existing files holding the load's keys: rewritten without them (a file whose key range
+        // misses the load's is not read)
+        let range = match (keys.iter().filter_map(|k| if let files::Key::Int(i) = k { Some(*i) } else { None }).min(), keys.iter().filter_map(|k| if let files::Key::Int(i) = k { Some(*i) } else { None }).max()) {
+            (Some(lo), Some(hi)) if pk.len() == 1 => Some((lo, hi)),
+            _ => None,
+        };
         let mut removes = Vec::new();
         let mut adds: Vec<WrittenFile> = Vec::new();
         let mut dropped_old: HashSet<String> = HashSet::new();
         if let Some(t) = &table {
-            for (rel, size, _, _) in delta::files(t).map_err(|e| write_err(&ctx, e))? {
+            for (rel, size, _, stats) in delta::files(t).map_err(|e| write_err(&ctx, e))? {
+                if let (Some((lo, hi)), Some((flo, fhi))) = (range, stats.as_deref().and_then(|s| files::int_range(s, &pk[0]))) {
+                    if fhi < lo || flo > hi {
+                        continue;
+                    }
+                }
                 let key = self.key(&format!("{root}/{rel}"));
                 let mut hit = false;
                 for b in files::read(&self.rt, &self.store, &key, Some(&wanted)).map_err(|e| write_err(&ctx, e))? {
-                    let ks = files::key_strings(&b, pk).unwrap_or_default();
-                    let ids = files::key_strings(&b, &[cols::ID.to_string()]).unwrap_or_default();
-                    for (k, id) in ks.iter().zip(ids) {
+                    let ks = files::keys(&b, pk).ok_or_else(no_key)?;
+                    for (ri, k) in ks.iter().enumerate() {
                         if keys.contains(k) {
                             hit = true;
-                            dropped_old.insert(id);
+                            dropped_old.extend(files::text_at(&b, cols::ID, ri));
                         }
                     }
                 }
@@ -463,7 +468,7 @@ impl Lake {
                     let pkc = pk.to_vec();
                     let keys_ref = &keys;
                     let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
-                        let ks = files::key_strings(b, &pkc).ok_or("no key")?;
+                        let ks = files::keys(b, &pkc).ok_or("no key")?;
                         Ok(BooleanArray::from(ks.iter().map(|k| !keys_ref.contains(k)).collect::<Vec<_>>()))
                     };
                     if let Some(f) = self.rewrite(root, &key, &keep)? {
@@ -745,7 +750,10 @@ impl Destination for Lake {
     }
 
     fn commit(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
-        let manifest = match self.plan_commit(plan) {
+        let t0 = std::time::Instant::now();
+        let planned = self.plan_commit(plan);
+        tracing::debug!(elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "planned");
+        let manifest = match planned {
             Ok(m) => m,
             Err(e) => {
                 // nothing was committed: the load's files go
@@ -784,6 +792,52 @@ impl Destination for Lake {
         if let Some(id) = self.load_id.take() {
             let _ = self.rt.block_on(self.store.delete(&self.key(&format!("{CONTROL}/running/{id}"))));
         }
+    }
+}
+
+/// What committing a table needs, shared by the threads that commit a load's tables.
+struct TableCommitter<'a> {
+    loc: &'a LakeLocation,
+    store: &'a Arc<dyn ObjectStore>,
+    rt: &'a Handle,
+    root: &'a Path,
+    dataset: String,
+    app_id: String,
+    version: i64,
+}
+
+impl TableCommitter<'_> {
+    /// Commits `step` to its Delta table, unless the table holds the load already.
+    fn commit(&self, step: &DeltaStep) -> Result<(), LoadError> {
+        let t0 = std::time::Instant::now();
+        let ctx = || format!("committing to the Delta table {}/{}", self.dataset, step.table);
+        let table_key = self.root.clone().join(step.table.as_str());
+        let ls = delta::log_store(self.loc, self.store, &table_key).map_err(|e| write_err(ctx(), e))?;
+        let table = delta::load(self.rt, &ls).map_err(|e| write_err(ctx(), e))?;
+        if let Some(t) = &table
+            && delta::holds(self.rt, &ls, t, &self.app_id, self.version).map_err(|e| write_err(ctx(), e))?
+        {
+            return Ok(());
+        }
+        let adds: Vec<WrittenFile> = step.adds.iter().map(WrittenFile::from).collect();
+        delta::commit(
+            self.rt,
+            &ls,
+            table.as_ref(),
+            delta::TableCommit {
+                columns: &step.columns,
+                adds: &adds,
+                table_key: &table_key,
+                removes: step.removes.clone(),
+                mode: if step.overwrite { SaveMode::Overwrite } else { SaveMode::Append },
+                merge: step.merge,
+                app_id: &self.app_id,
+                version: self.version,
+            },
+        )
+        .map_err(|e| write_err(ctx(), e))?;
+        tracing::debug!(table = %step.table, elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "committed");
+        Ok(())
     }
 }
 

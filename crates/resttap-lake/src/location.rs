@@ -197,7 +197,7 @@ mod tests {
         };
         let l = LakeLocation::parse("s3://b/some/prefix/", c.clone()).unwrap();
         assert_eq!(l, LakeLocation::S3 { bucket: "b".into(), prefix: "some/prefix".into(), credentials: c.clone() });
-        assert_eq!(l.describe(), "s3://b/some/prefix at http://127.0.0.1:9000/");
+        assert_eq!(l.describe(), "s3://b/some/prefix at http://127.0.0.1:9000");
         assert!(!format!("{l:?}").contains("very-secret"));
         assert_eq!(LakeLocation::parse("file:///tmp/x", c.clone()).unwrap(), LakeLocation::Local("/tmp/x".into()));
         assert!(matches!(LakeLocation::parse("lake", c.clone()).unwrap(), LakeLocation::Local(p) if p.is_absolute()));

@@ -571,7 +571,36 @@ fn killed_lake_runs_are_finished_or_change_nothing(make: fn() -> Dest) {
     assert_ok(&d.run(&config, &mock, &[]));
     assert_eq!(planned(), 0);
     assert_each_load_committed_once(&d);
+    assert_no_orphan_files(&d);
     assert_converged(&d, &mock, &config, make);
+}
+
+/// Every file in a Delta table's folder was committed to it at some point (files a merge or
+/// replace removed stay on disk, as delta-rs and dlt leave them until a vacuum): what killed
+/// runs wrote is gone.
+fn assert_no_orphan_files(d: &Dest) {
+    let root = d.scratch().path("lake").join("t_dataset");
+    for e in std::fs::read_dir(&root).unwrap() {
+        let dir = e.unwrap().path();
+        if !dir.join("_delta_log").exists() {
+            continue;
+        }
+        let mut added = std::collections::HashSet::new();
+        for f in std::fs::read_dir(dir.join("_delta_log")).unwrap() {
+            for line in std::fs::read_to_string(f.unwrap().path()).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                if let Some(p) = v.pointer("/add/path").and_then(|p| p.as_str()) {
+                    added.insert(p.to_string());
+                }
+            }
+        }
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let name = f.unwrap().file_name().to_string_lossy().to_string();
+            if name != "_delta_log" {
+                assert!(added.contains(&name), "{}/{name} was never committed", dir.display());
+            }
+        }
+    }
 }
 
 /// No Delta table of the lake holds a load twice: every commit's application transaction

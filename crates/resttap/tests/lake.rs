@@ -109,6 +109,20 @@ fn s3_wrong_keys_and_a_missing_bucket_say_where_and_print_no_secret() {
 }
 
 #[test]
+fn s3_wrong_keys_are_refused_with_what_to_check_and_no_secret() {
+    let s3 = lake::s3_strict();
+    let mock = Mock::start(&["--records", "50"]);
+    let s = with_s3_secrets(s3, "wrong-secret-do-not-print");
+    let out = run_lake(&seed_config(), &mock, "s3://any-bucket/raw", s.dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let (stdout, stderr) = text(&out);
+    assert!(stderr.contains("s3://any-bucket/raw"), "the location is named: {stderr}");
+    assert!(stderr.contains("InvalidAccessKeyId") && stderr.contains("aws_secret_access_key"), "{stderr}");
+    assert!(!format!("{stdout}{stderr}").contains("wrong-secret-do-not-print"), "{stderr}");
+    assert_eq!(mock.requests(), 0);
+}
+
+#[test]
 fn plain_parquet_tables_are_as_dlt_makes_them() {
     let s = Scratch::new();
     let mock = Mock::start(&["--records", "300"]);

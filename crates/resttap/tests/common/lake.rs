@@ -111,16 +111,27 @@ pub const S3_KEY: &str = "testing-key";
 pub const S3_SECRET: &str = "testing-secret-do-not-print";
 
 static S3_SERVER: OnceLock<S3> = OnceLock::new();
+static S3_STRICT: OnceLock<S3> = OnceLock::new();
 
-/// The shared S3 server, started on first use.
+/// The shared S3 server, started on first use. It takes any keys.
 pub fn s3() -> &'static S3 {
-    S3_SERVER.get_or_init(|| {
+    S3_SERVER.get_or_init(|| start_s3(""))
+}
+
+/// An S3 server that checks keys as S3 does, and knows none: every request is refused
+/// (`InvalidAccessKeyId`), as S3 refuses wrong keys.
+pub fn s3_strict() -> &'static S3 {
+    S3_STRICT.get_or_init(|| start_s3("INITIAL_NO_AUTH_ACTION_COUNT=0"))
+}
+
+fn start_s3(env: &str) -> S3 {
+    {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let moto = python().with_file_name("moto_server");
         // the shell ends the server when this process's stdin closes (the test process ends)
         let watcher = Command::new("sh")
             .arg("-c")
-            .arg(format!("{} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid", moto.display()))
+            .arg(format!("{env} {} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid", moto.display()))
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
@@ -131,7 +142,7 @@ pub fn s3() -> &'static S3 {
             std::thread::sleep(Duration::from_millis(100));
         }
         S3 { endpoint, _watcher: watcher }
-    })
+    }
 }
 
 impl S3 {
