@@ -58,7 +58,9 @@ pub fn parquet_floor(from: &Path, to: &Path) -> Result<ParquetFloor, String> {
         let mut batches = Vec::new();
         for p in live {
             let key = object_store::path::Path::from(p.trim_start_matches('/'));
-            batches.extend(files::read(&rt, &store, &key, None)?);
+            for b in files::read(&rt, &store, &key, None, true)? {
+                batches.push(b?);
+            }
         }
         if !batches.is_empty() {
             tables.push((name, batches));

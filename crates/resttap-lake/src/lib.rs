@@ -36,7 +36,7 @@ mod location;
 mod lock;
 pub mod system;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{BooleanArray, RecordBatch};
@@ -217,6 +217,11 @@ impl Lake {
         String::from_utf8(bytes.to_vec()).map_err(|e| write_err(format!("reading {}/{rel}", self.describe_dataset()), e))
     }
 
+    /// Whether the lake is a local folder (files are then read in place).
+    fn local(&self) -> bool {
+        matches!(self.loc, LakeLocation::Local(_))
+    }
+
     fn app_id(&self) -> String {
         format!("resttap/{}", self.dataset)
     }
@@ -265,6 +270,18 @@ impl Lake {
                     self.delete(&self.key(&format!("{dir}/{name}")))?;
                 }
             }
+            // the local store's upload parts (`<file>#<n>`) are hidden from its listings; on S3
+            // an unfinished multipart upload is no object at all (a bucket's lifecycle rule for
+            // incomplete uploads removes its parts)
+            if self.local() {
+                let folder = std::path::PathBuf::from(format!("/{}", self.key(&dir)));
+                for e in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if name.starts_with(&prefix) && name.contains(".parquet#") {
+                        std::fs::remove_file(e.path()).map_err(|x| write_err(format!("deleting {}", e.path().display()), x))?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -300,8 +317,10 @@ impl Lake {
         for (rel, body) in &m.system {
             self.put(rel, body.clone())?;
         }
-        self.delete(&self.key(&format!("{CONTROL}/loads/{}.json", m.load_id)))?;
+        // the marker first: a marker without its plan means "never committed", and the next run
+        // would delete the load's files
         self.delete(&self.key(&format!("{CONTROL}/running/{}", m.load_id)))?;
+        self.delete(&self.key(&format!("{CONTROL}/loads/{}.json", m.load_id)))?;
         Ok(())
     }
 
@@ -324,10 +343,14 @@ impl Lake {
     /// keeps none.
     fn rewrite(&mut self, table: &str, key: &Path, keep: &dyn Fn(&RecordBatch) -> Result<BooleanArray, String>) -> Result<Option<WrittenFile>, LoadError> {
         let ctx = format!("rewriting {key} for a merge");
-        let batches = files::read(&self.rt, &self.store, key, None).map_err(|e| write_err(&ctx, e))?;
-        let Some(first) = batches.first() else { return Ok(None) };
-        let columns: Vec<Column> = first
-            .schema()
+        let local = self.local();
+        let mut batches = files::read(&self.rt, &self.store, key, None, local).map_err(|e| write_err(&ctx, e))?.peekable();
+        let schema = match batches.peek() {
+            Some(Ok(b)) => b.schema(),
+            Some(Err(e)) => return Err(write_err(&ctx, e)),
+            None => return Ok(None),
+        };
+        let columns: Vec<Column> = schema
             .fields()
             .iter()
             .filter_map(|f| {
@@ -336,9 +359,10 @@ impl Lake {
             .collect();
         let path = self.new_file_key(table);
         let mut w = FileWriter::create(&self.rt, &self.store, path, &columns).map_err(|e| write_err(&ctx, e))?;
-        for b in &batches {
-            let mask = keep(b).map_err(|e| write_err(&ctx, e))?;
-            let kept = arrow::compute::filter_record_batch(b, &mask).map_err(|e| write_err(&ctx, e))?;
+        for b in batches {
+            let b = b.map_err(|e| write_err(&ctx, e))?;
+            let mask = keep(&b).map_err(|e| write_err(&ctx, e))?;
+            let kept = arrow::compute::filter_record_batch(&b, &mask).map_err(|e| write_err(&ctx, e))?;
             if kept.num_rows() > 0 {
                 w.write(&kept).map_err(|e| write_err(&ctx, e))?;
             }
@@ -393,6 +417,7 @@ impl Lake {
         delete: &mut Vec<String>,
     ) -> Result<(), LoadError> {
         let ctx = format!("merging into {}/{root}", self.describe_dataset());
+        let local = self.local();
         let new_files = self.written.get(root).cloned().unwrap_or_default();
         let mut wanted: Vec<&str> = pk.iter().map(String::as_str).collect();
         wanted.push(cols::ID);
@@ -400,23 +425,28 @@ impl Lake {
         let no_key = || write_err(&ctx, format!("the primary key {pk:?} is not in the rows"));
         // the load's keys (needed to find them in the table's files) and the rows of a load's
         // earlier duplicates (the last one wins); a new table of unique keys needs neither
-        let mut keys: HashSet<files::Key> = HashSet::new();
-        let mut dropped_new: HashSet<String> = HashSet::new();
+        let mut keys = files::KeySet::default();
+        let mut dropped_new = files::IdSet::default();
         let mut new_dup_files: Vec<usize> = Vec::new();
         if table.is_some() || !keys_unique {
             let mut last: HashMap<files::Key, (usize, usize, usize)> = HashMap::new();
             let mut read: Vec<Vec<(RecordBatch, Vec<files::Key>)>> = Vec::new();
             for (fi, f) in new_files.iter().enumerate() {
                 let mut batches = Vec::new();
-                for (bi, b) in files::read(&self.rt, &self.store, &f.path, Some(&wanted)).map_err(|e| write_err(&ctx, e))?.into_iter().enumerate() {
+                for (bi, b) in files::read(&self.rt, &self.store, &f.path, Some(&wanted), local).map_err(|e| write_err(&ctx, e))?.enumerate() {
+                    let b = b.map_err(|e| write_err(&ctx, e))?;
                     let ks = files::keys(&b, pk).ok_or_else(no_key)?;
                     if !keys_unique {
                         for (ri, k) in ks.iter().enumerate() {
                             last.insert(k.clone(), (fi, bi, ri));
                         }
                     }
-                    keys.extend(ks.iter().cloned());
-                    batches.push((b, if keys_unique { Vec::new() } else { ks }));
+                    if keys_unique {
+                        keys.extend(ks);
+                    } else {
+                        keys.extend(ks.iter().cloned());
+                        batches.push((b, ks));
+                    }
                 }
                 read.push(batches);
             }
@@ -439,23 +469,21 @@ impl Lake {
         }
         // existing files holding the load's keys: rewritten without them (a file whose key range
         // misses the load's is not read)
-        let range = match (keys.iter().filter_map(|k| if let files::Key::Int(i) = k { Some(*i) } else { None }).min(), keys.iter().filter_map(|k| if let files::Key::Int(i) = k { Some(*i) } else { None }).max()) {
-            (Some(lo), Some(hi)) if pk.len() == 1 => Some((lo, hi)),
-            _ => None,
-        };
+        let range = keys.int_range().filter(|_| pk.len() == 1);
         let mut removes = Vec::new();
         let mut adds: Vec<WrittenFile> = Vec::new();
-        let mut dropped_old: HashSet<String> = HashSet::new();
+        let mut dropped_old = files::IdSet::default();
         if let Some(t) = &table {
             for (rel, size, _, stats) in delta::files(t).map_err(|e| write_err(&ctx, e))? {
-                if let (Some((lo, hi)), Some((flo, fhi))) = (range, stats.as_deref().and_then(|s| files::int_range(s, &pk[0]))) {
-                    if fhi < lo || flo > hi {
-                        continue;
-                    }
+                if let (Some((lo, hi)), Some((flo, fhi))) = (range, stats.as_deref().and_then(|s| files::int_range(s, &pk[0])))
+                    && (fhi < lo || flo > hi)
+                {
+                    continue;
                 }
                 let key = self.key(&format!("{root}/{rel}"));
                 let mut hit = false;
-                for b in files::read(&self.rt, &self.store, &key, Some(&wanted)).map_err(|e| write_err(&ctx, e))? {
+                for b in files::read(&self.rt, &self.store, &key, Some(&wanted), local).map_err(|e| write_err(&ctx, e))? {
+                    let b = b.map_err(|e| write_err(&ctx, e))?;
                     let ks = files::keys(&b, pk).ok_or_else(no_key)?;
                     for (ri, k) in ks.iter().enumerate() {
                         if keys.contains(k) {
@@ -484,8 +512,7 @@ impl Lake {
             if new_dup_files.contains(&fi) {
                 let d = &dropped_new;
                 let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
-                    let ids = files::key_strings(b, &[cols::ID.to_string()]).ok_or("no _dlt_id")?;
-                    Ok(BooleanArray::from(ids.iter().map(|i| !d.contains(i)).collect::<Vec<_>>()))
+                    files::rows_not_in(b, cols::ID, d).map(|(_, keep)| keep).ok_or_else(|| "no _dlt_id".to_string())
                 };
                 if let Some(nf) = self.rewrite(root, &f.path, &keep)? {
                     final_new.push(nf);
@@ -511,7 +538,6 @@ impl Lake {
             .map(|t| t.name.clone())
             .collect();
         for child in nested {
-            let root_ids = [cols::ROOT_ID.to_string()];
             let mut adds: Vec<WrittenFile> = Vec::new();
             let mut removes = Vec::new();
             if !dropped_old.is_empty()
@@ -520,14 +546,14 @@ impl Lake {
                 for (rel, size, _, _) in delta::files(&t).map_err(|e| write_err(&ctx, e))? {
                     let key = self.key(&format!("{child}/{rel}"));
                     let mut hit = false;
-                    for b in files::read(&self.rt, &self.store, &key, Some(&[cols::ROOT_ID])).map_err(|e| write_err(&ctx, e))? {
-                        hit |= files::key_strings(&b, &root_ids).unwrap_or_default().iter().any(|r| dropped_old.contains(r));
+                    for b in files::read(&self.rt, &self.store, &key, Some(&[cols::ROOT_ID]), local).map_err(|e| write_err(&ctx, e))? {
+                        let b = b.map_err(|e| write_err(&ctx, e))?;
+                        hit |= files::rows_not_in(&b, cols::ROOT_ID, &dropped_old).is_some_and(|(any, _)| any);
                     }
                     if hit {
                         let d = &dropped_old;
                         let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
-                            let ids = files::key_strings(b, &[cols::ROOT_ID.to_string()]).ok_or("no _dlt_root_id")?;
-                            Ok(BooleanArray::from(ids.iter().map(|i| !d.contains(i)).collect::<Vec<_>>()))
+                            files::rows_not_in(b, cols::ROOT_ID, d).map(|(_, keep)| keep).ok_or_else(|| "no _dlt_root_id".to_string())
                         };
                         if let Some(f) = self.rewrite(&child, &key, &keep)? {
                             adds.push(f);
@@ -543,8 +569,9 @@ impl Lake {
                     continue;
                 }
                 let mut hit = false;
-                for b in files::read(&self.rt, &self.store, &f.path, Some(&[cols::ROOT_ID])).map_err(|e| write_err(&ctx, e))? {
-                    hit |= files::key_strings(&b, &root_ids).unwrap_or_default().iter().any(|r| dropped_new.contains(r));
+                for b in files::read(&self.rt, &self.store, &f.path, Some(&[cols::ROOT_ID]), local).map_err(|e| write_err(&ctx, e))? {
+                    let b = b.map_err(|e| write_err(&ctx, e))?;
+                    hit |= files::rows_not_in(&b, cols::ROOT_ID, &dropped_new).is_some_and(|(any, _)| any);
                 }
                 if hit {
                     let d = &dropped_new;
@@ -601,7 +628,7 @@ impl Lake {
                 for (rel, _, n, _) in delta::files(&t).map_err(|e| write_err(ctx(), e))? {
                     rows += match n {
                         Some(n) => n,
-                        None => files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{rel}")))
+                        None => files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{rel}")), self.local())
                             .map_err(|e| write_err(ctx(), e))?
                             .file_metadata()
                             .num_rows() as u64,
@@ -617,7 +644,7 @@ impl Lake {
                     continue;
                 }
                 for n in names {
-                    let meta = files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{n}"))).map_err(|e| write_err(ctx(), e))?;
+                    let meta = files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{n}")), self.local()).map_err(|e| write_err(ctx(), e))?;
                     rows += meta.file_metadata().num_rows() as u64;
                     let schema = parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), meta.file_metadata().key_value_metadata())
                         .map_err(|e| write_err(ctx(), e))?;
