@@ -59,15 +59,23 @@ pub fn dlt_python() -> &'static Path {
     DLT_PYTHON.get_or_init(|| venv("dlt-venv", &DLT_PACKAGES))
 }
 
+/// A file of `crates/resttap-lake/tests`, found from the crate directory `cargo test` gives
+/// the test when it runs (the build directory is shared between clones: the compile-time value
+/// can name another clone).
+fn lake_test_file(name: &str) -> PathBuf {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&dir).join("../resttap-lake/tests").join(name)
+}
+
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../resttap-lake/tests/read_lake.py")
+    lake_test_file("read_lake.py")
 }
 
 /// dlt 1.31 loading `config` from the API at `base_url` into the lake `bucket_url` as pipeline
 /// `name` (`dlt_lake.py`).
 pub fn dlt_load(config: &Path, base_url: &str, token: &str, bucket_url: &str, pipelines_dir: &Path, name: &str) {
     let out = Command::new(dlt_python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../resttap-lake/tests/dlt_lake.py"))
+        .arg(lake_test_file("dlt_lake.py"))
         .arg(config)
         .args([base_url, token, bucket_url])
         .arg(pipelines_dir)
