@@ -2,7 +2,8 @@
 //! when the process dies, however it dies). On S3 a lease: `_resttap/lock` created only if absent
 //! (a conditional put), naming its holder and refreshed every [`REFRESH`] while the run holds it;
 //! a lease not refreshed for [`STALE`] belongs to a run that died, and is taken over (a
-//! conditional put on its ETag, so that two runs cannot both take it).
+//! conditional put on its ETag, so that two runs cannot both take it); so is at once a lease of
+//! a process of this machine that no longer runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +26,22 @@ pub enum Lock {
     Lease { rt: Handle, store: Arc<dyn ObjectStore>, key: Path, refresher: tokio::task::JoinHandle<()> },
 }
 
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
+}
+
 fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("resttap pid {} on {}", std::process::id(), host.trim())
+    format!("resttap pid {} on {}", std::process::id(), host())
+}
+
+/// Whether a lease names a process of this machine that no longer runs (a run killed here: its
+/// lease is taken over at once rather than after [`STALE`]).
+fn holder_is_dead_here(text: &str) -> bool {
+    let Some((pid, on)) = text.trim().strip_prefix("resttap pid ").and_then(|r| r.split_once(" on ")) else {
+        return false;
+    };
+    let here = host();
+    !here.is_empty() && on == here && pid.parse::<u32>().is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
 }
 
 impl Lock {
@@ -64,7 +78,7 @@ impl Lock {
                         let meta = got.meta.clone();
                         let text = rt.block_on(got.bytes()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
                         let age = chrono::Utc::now().signed_duration_since(meta.last_modified);
-                        if age.to_std().unwrap_or_default() < STALE {
+                        if age.to_std().unwrap_or_default() < STALE && !holder_is_dead_here(&text) {
                             return Err(LoadError::Locked {
                                 location: what.into(),
                                 message: format!("{} holds the lease {key}, refreshed {}s ago", text.trim(), age.num_seconds()),
@@ -107,5 +121,16 @@ impl Drop for Lock {
             // on a thread of its own: outside any async context, whichever thread drops the lock
             let _ = std::thread::spawn(move || rt.block_on(async move { s.delete(&k).await })).join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_lease_of_a_dead_process_here_is_stale() {
+        assert!(!super::holder_is_dead_here(&super::holder()), "this process runs");
+        assert!(super::holder_is_dead_here(&format!("resttap pid 4000000000 on {}", super::host())));
+        assert!(!super::holder_is_dead_here("resttap pid 4000000000 on another-host"));
+        assert!(!super::holder_is_dead_here("something else"));
     }
 }

@@ -78,6 +78,48 @@ fn s3_delta_tables_load_merge_and_resume_from_the_bucket() {
 }
 
 #[test]
+fn s3_a_load_killed_between_two_tables_is_finished_by_the_next_run_and_a_second_run_is_refused() {
+    let s3 = lake::s3();
+    s3.bucket("lake-kill");
+    let s = with_s3_secrets(s3, lake::S3_SECRET);
+    let config = seed_with_default(&s, "table_format: delta");
+    let mock = Mock::start(&["--records", "300"]);
+    let url = "s3://lake-kill/t_dataset";
+    assert_ok(&run_lake(&config, &mock, "s3://lake-kill", s.dir.path()));
+    mock.set_revision(1);
+    let killed = run_to_command(&config, &mock, "s3://lake-kill", s.dir.path(), TOKEN)
+        .env("RESTTAP_CRASH_AT", "between_tables")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    let q = |sql: &[&str]| lake::query(url, &s3.env(), sql);
+    let dup = "SELECT count(*) - count(DISTINCT id) FROM t_dataset.suggestions";
+    assert_eq!(q(&["SELECT count(*) FROM t_dataset._dlt_loads", dup]), [vec!["1".to_string()], vec!["0".to_string()]]);
+    // the killed run's lease names a process of this machine that is gone: taken over at once;
+    // the next run finishes the killed load first, then loads its own
+    assert_ok(&run_lake(&config, &mock, "s3://lake-kill", s.dir.path()));
+    assert_eq!(q(&["SELECT count(*) FROM t_dataset._dlt_loads", dup]), [vec!["3".to_string()], vec!["0".to_string()]]);
+    // a live run's lease refuses a second run
+    let slow = Mock::start(&["--records", "2000", "--slow-ms", "300"]);
+    let fresh = with_s3_secrets(s3, lake::S3_SECRET);
+    s3.bucket("lake-lease");
+    let mut first = run_to_command(&config, &slow, "s3://lake-lease", fresh.dir.path(), TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while slow.requests() == 0 && t0.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = run_lake(&config, &slow, "s3://lake-lease", fresh.dir.path());
+    assert_eq!(second.status.code(), Some(1));
+    assert!(text(&second).1.contains("in use by another process"), "{}", text(&second).1);
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
 fn s3_state_resumes_on_a_fresh_machine() {
     let s3 = lake::s3();
     s3.bucket("lake-state");
