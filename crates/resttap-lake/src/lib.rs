@@ -358,7 +358,7 @@ impl Lake {
             })
             .collect();
         let path = self.new_file_key(table);
-        let mut w = FileWriter::create(&self.rt, &self.store, path, &columns).map_err(|e| write_err(&ctx, e))?;
+        let mut w = FileWriter::create(&self.rt, &self.store, path, &columns, local).map_err(|e| write_err(&ctx, e))?;
         for b in batches {
             let b = b.map_err(|e| write_err(&ctx, e))?;
             let mask = keep(&b).map_err(|e| write_err(&ctx, e))?;
@@ -762,7 +762,7 @@ impl Destination for Lake {
                 // new columns: the next rows go to a new file with all of them
                 self.finish_file(&batch.table)?;
                 let key = self.new_file_key(&batch.table);
-                let w = FileWriter::create(&self.rt, &self.store, key, &batch.columns)
+                let w = FileWriter::create(&self.rt, &self.store, key, &batch.columns, self.local())
                     .map_err(|e| write_err(format!("writing a file of {}/{}", self.describe_dataset(), batch.table), e))?;
                 self.open.insert(batch.table.clone(), w);
             }
