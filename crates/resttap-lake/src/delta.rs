@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake_core::kernel::{Action, Add, DataType as DeltaType, MetadataExt, Remove, StructField, StructType, Transaction};
+use deltalake_core::kernel::{
+    Action, Add, DataType as DeltaType, MetadataExt, Remove, StructField, StructType, Transaction,
+};
 use deltalake_core::logstore::{LogStoreRef, StorageConfig, default_logstore};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
@@ -139,7 +141,8 @@ pub fn commit(rt: &Handle, ls: &LogStoreRef, table: Option<&DeltaTable>, c: Tabl
     let prefix = format!("{}/", c.table_key);
     let mut actions: Vec<Action> = Vec::new();
     for f in c.adds {
-        let rel = f.path.as_ref().strip_prefix(&prefix).ok_or_else(|| format!("{} is not in {}", f.path, c.table_key))?;
+        let rel =
+            f.path.as_ref().strip_prefix(&prefix).ok_or_else(|| format!("{} is not in {}", f.path, c.table_key))?;
         actions.push(Action::Add(Add {
             path: rel.to_string(),
             partition_values: HashMap::new(),
@@ -212,7 +215,9 @@ pub fn commit(rt: &Handle, ls: &LogStoreRef, table: Option<&DeltaTable>, c: Tabl
         DeltaOperation::Write { mode: c.mode, partition_by: None, predicate: None }
     };
     let done = rt
-        .block_on(CommitBuilder::from(props).with_actions(actions).build(Some(snap), ls.clone(), operation).into_future())
+        .block_on(
+            CommitBuilder::from(props).with_actions(actions).build(Some(snap), ls.clone(), operation).into_future(),
+        )
         .map_err(|e| e.to_string())?;
     Ok(done.version())
 }

@@ -144,7 +144,8 @@ impl FileWriter {
         let upload = rt.block_on(store.put_multipart(&path)).map_err(|e| e.to_string())?;
         let part_bytes = if local { LOCAL_PART_BYTES } else { S3_PART_BYTES };
         let sink = UploadSink { rt: rt.clone(), upload, buf: Vec::with_capacity(part_bytes), part_bytes, written: 0 };
-        let writer = ArrowWriter::try_new(sink, arrow_schema(columns), Some(properties())).map_err(|e| e.to_string())?;
+        let writer =
+            ArrowWriter::try_new(sink, arrow_schema(columns), Some(properties())).map_err(|e| e.to_string())?;
         Ok(FileWriter { path, columns: columns.to_vec(), writer, rows: 0, stats: Stats::new(columns) })
     }
 
@@ -203,7 +204,12 @@ struct Stats {
 impl Stats {
     fn new(columns: &[Column]) -> Self {
         let n = columns.len();
-        Stats { names: columns.iter().map(|c| c.name.clone()).collect(), nulls: vec![0; n], min: vec![None; n], max: vec![None; n] }
+        Stats {
+            names: columns.iter().map(|c| c.name.clone()).collect(),
+            nulls: vec![0; n],
+            min: vec![None; n],
+            max: vec![None; n],
+        }
     }
 
     fn add(&mut self, batch: &RecordBatch) {
@@ -219,7 +225,9 @@ impl Stats {
                 }
                 ArrowType::Float64 => {
                     let a: &Float64Array = col.as_primitive();
-                    let f = |v: Option<f64>| v.filter(|x| x.is_finite()).and_then(serde_json::Number::from_f64).map(Value::Number);
+                    let f = |v: Option<f64>| {
+                        v.filter(|x| x.is_finite()).and_then(serde_json::Number::from_f64).map(Value::Number)
+                    };
                     (f(min(a)), f(max(a)))
                 }
                 ArrowType::Timestamp(TimeUnit::Microsecond, _) => {
@@ -274,7 +282,11 @@ fn merge_bound(cur: &mut Option<serde_json::Value>, new: Option<serde_json::Valu
         }
         // ISO dates and timestamps of one format order as strings
         (Some(Value::String(a)), Value::String(b)) => {
-            if lower { b < a } else { b > a }
+            if lower {
+                b < a
+            } else {
+                b > a
+            }
         }
         _ => false,
     };
@@ -338,7 +350,12 @@ impl parquet::file::reader::ChunkReader for Source {
 }
 
 /// The footer of a Parquet object.
-pub fn footer(rt: &Handle, store: &Arc<dyn ObjectStore>, path: &Path, local: bool) -> Result<Arc<ParquetMetaData>, String> {
+pub fn footer(
+    rt: &Handle,
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    local: bool,
+) -> Result<Arc<ParquetMetaData>, String> {
     Ok(open_reader(rt, store, path, local)?.metadata().clone())
 }
 
@@ -369,7 +386,8 @@ pub fn key_strings(batch: &RecordBatch, names: &[String]) -> Option<Vec<String>>
     use arrow::util::display::{ArrayFormatter, FormatOptions};
     let cols: Vec<_> = names.iter().map(|n| batch.column_by_name(n)).collect::<Option<Vec<_>>>()?;
     let opts = FormatOptions::default();
-    let fmts: Vec<_> = cols.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<_, _>>().ok()?;
+    let fmts: Vec<_> =
+        cols.iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<Result<_, _>>().ok()?;
     Some(
         (0..batch.num_rows())
             .map(|r| {
@@ -522,7 +540,8 @@ impl Extend<String> for IdSet {
 pub fn rows_not_in(batch: &RecordBatch, name: &str, ids: &IdSet) -> Option<(bool, arrow::array::BooleanArray)> {
     use arrow::array::AsArray;
     let a = batch.column_by_name(name)?.as_string_opt::<i32>()?;
-    let keep: arrow::array::BooleanArray = (0..a.len()).map(|i| Some(a.is_null(i) || !ids.contains(a.value(i)))).collect();
+    let keep: arrow::array::BooleanArray =
+        (0..a.len()).map(|i| Some(a.is_null(i) || !ids.contains(a.value(i)))).collect();
     let any = keep.false_count() > 0;
     Some((any, keep))
 }
@@ -539,6 +558,10 @@ mod sets {
         assert_eq!(k.int_range(), None, "not every key is an integer");
         let mut ids = IdSet::default();
         ids.extend(["z5jIxXIbUnmbKw".to_string(), "a-much-longer-id-than-sixteen".to_string()]);
-        assert!(ids.contains("z5jIxXIbUnmbKw") && ids.contains("a-much-longer-id-than-sixteen") && !ids.contains("z5jIxXIbUnmbK"));
+        assert!(
+            ids.contains("z5jIxXIbUnmbKw")
+                && ids.contains("a-much-longer-id-than-sixteen")
+                && !ids.contains("z5jIxXIbUnmbK")
+        );
     }
 }

@@ -71,7 +71,8 @@ pub fn parquet_floor(from: &Path, to: &Path) -> Result<ParquetFloor, String> {
     let mut rows = 0;
     for (name, batches) in &tables {
         let f = std::fs::File::create(to.join(format!("{name}.parquet"))).map_err(|e| e.to_string())?;
-        let mut w = ArrowWriter::try_new(f, batches[0].schema(), Some(files::properties())).map_err(|e| e.to_string())?;
+        let mut w =
+            ArrowWriter::try_new(f, batches[0].schema(), Some(files::properties())).map_err(|e| e.to_string())?;
         for b in batches {
             // files of one table may differ in columns: the floor writes the first's
             if b.schema() == batches[0].schema() {

@@ -45,9 +45,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use resttap_load::dlt::{self, SystemRows};
-use resttap_load::{
-    ColumnInfo, CommitReport, Destination, LoadError, LoadPlan, PipelineState, TableInfo, TableReport,
-};
+use resttap_load::{ColumnInfo, CommitReport, Destination, LoadError, LoadPlan, PipelineState, TableInfo, TableReport};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, Schema, TableFormat, WriteDisposition, cols};
 use serde::{Deserialize, Serialize};
@@ -194,11 +192,7 @@ impl Lake {
             .rt
             .block_on(self.store.list_with_delimiter(Some(&key)))
             .map_err(|e| write_err(format!("listing {}/{rel}", self.describe_dataset()), e))?;
-        Ok(listed
-            .objects
-            .into_iter()
-            .filter_map(|o| o.location.filename().map(|n| (n.to_string(), o.size)))
-            .collect())
+        Ok(listed.objects.into_iter().filter_map(|o| o.location.filename().map(|n| (n.to_string(), o.size))).collect())
     }
 
     /// The folders directly in `rel` ("" for the dataset's).
@@ -214,7 +208,8 @@ impl Lake {
     fn read_text(&self, rel: &str) -> Result<String, LoadError> {
         let bytes = files::get(&self.rt, &self.store, &self.key(rel))
             .map_err(|e| write_err(format!("reading {}/{rel}", self.describe_dataset()), e))?;
-        String::from_utf8(bytes.to_vec()).map_err(|e| write_err(format!("reading {}/{rel}", self.describe_dataset()), e))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|e| write_err(format!("reading {}/{rel}", self.describe_dataset()), e))
     }
 
     /// Whether the lake is a local folder (files are then read in place).
@@ -227,7 +222,10 @@ impl Lake {
     }
 
     /// The Delta log store of `table`, and the table when it is one.
-    fn delta_table(&self, table: &str) -> Result<(deltalake_core::logstore::LogStoreRef, Option<deltalake_core::DeltaTable>), LoadError> {
+    fn delta_table(
+        &self,
+        table: &str,
+    ) -> Result<(deltalake_core::logstore::LogStoreRef, Option<deltalake_core::DeltaTable>), LoadError> {
         let ctx = || format!("opening the Delta table {}/{table}", self.describe_dataset());
         let ls = delta::log_store(&self.loc, &self.store, &self.key(table)).map_err(|e| write_err(ctx(), e))?;
         let t = delta::load(&self.rt, &ls).map_err(|e| write_err(ctx(), e))?;
@@ -239,12 +237,18 @@ impl Lake {
     fn recover(&mut self) -> Result<(), LoadError> {
         let mut plans: Vec<String> =
             self.list_files(&format!("{CONTROL}/loads"))?.into_iter().map(|(n, _)| n).collect();
-        plans.sort_by(|a, b| system::load_order(a.trim_end_matches(".json")).total_cmp(&system::load_order(b.trim_end_matches(".json"))));
+        plans.sort_by(|a, b| {
+            system::load_order(a.trim_end_matches(".json")).total_cmp(&system::load_order(b.trim_end_matches(".json")))
+        });
         for name in &plans {
             let text = self.read_text(&format!("{CONTROL}/loads/{name}"))?;
             let m: Manifest = serde_json::from_str(&text)
                 .map_err(|e| write_err(format!("reading the unfinished load {CONTROL}/loads/{name}"), e))?;
-            tracing::warn!("finishing load {} of {}, which a run left half-committed", m.load_id, self.describe_dataset());
+            tracing::warn!(
+                "finishing load {} of {}, which a run left half-committed",
+                m.load_id,
+                self.describe_dataset()
+            );
             self.apply(&m)?;
         }
         for (name, _) in self.list_files(&format!("{CONTROL}/running"))? {
@@ -278,7 +282,8 @@ impl Lake {
                 for e in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
                     let name = e.file_name().to_string_lossy().to_string();
                     if name.starts_with(&prefix) && name.contains(".parquet#") {
-                        std::fs::remove_file(e.path()).map_err(|x| write_err(format!("deleting {}", e.path().display()), x))?;
+                        std::fs::remove_file(e.path())
+                            .map_err(|x| write_err(format!("deleting {}", e.path().display()), x))?;
                     }
                 }
             }
@@ -306,7 +311,10 @@ impl Lake {
         for chunk in m.delta.get(1..).unwrap_or_default().chunks(4) {
             let results: Vec<Result<(), LoadError>> = std::thread::scope(|s| {
                 let handles: Vec<_> = chunk.iter().map(|step| s.spawn(|| tables.commit(step))).collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(write_err("committing", "a commit thread panicked")))).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(write_err("committing", "a commit thread panicked"))))
+                    .collect()
             });
             results.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
@@ -326,7 +334,9 @@ impl Lake {
 
     fn finish_file(&mut self, table: &str) -> Result<(), LoadError> {
         if let Some(w) = self.open.remove(table) {
-            let f = w.finish(&self.rt).map_err(|e| write_err(format!("writing a file of {}/{table}", self.describe_dataset()), e))?;
+            let f = w
+                .finish(&self.rt)
+                .map_err(|e| write_err(format!("writing a file of {}/{table}", self.describe_dataset()), e))?;
             self.written.entry(table.into()).or_default().push(f);
         }
         Ok(())
@@ -335,16 +345,23 @@ impl Lake {
     fn new_file_key(&mut self, table: &str) -> Path {
         self.seq += 1;
         let load_id = self.load_id.clone().unwrap_or_default();
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
         self.key(&format!("{table}/{load_id}.{:05x}{:05x}.parquet", self.seq & 0xfffff, nanos & 0xfffff))
     }
 
     /// Rewrites the rows of `key` that `keep` keeps into a new file of the load; `None` when it
     /// keeps none.
-    fn rewrite(&mut self, table: &str, key: &Path, keep: &dyn Fn(&RecordBatch) -> Result<BooleanArray, String>) -> Result<Option<WrittenFile>, LoadError> {
+    fn rewrite(
+        &mut self,
+        table: &str,
+        key: &Path,
+        keep: &dyn Fn(&RecordBatch) -> Result<BooleanArray, String>,
+    ) -> Result<Option<WrittenFile>, LoadError> {
         let ctx = format!("rewriting {key} for a merge");
         let local = self.local();
-        let mut batches = files::read(&self.rt, &self.store, key, None, local).map_err(|e| write_err(&ctx, e))?.peekable();
+        let mut batches =
+            files::read(&self.rt, &self.store, key, None, local).map_err(|e| write_err(&ctx, e))?.peekable();
         let schema = match batches.peek() {
             Some(Ok(b)) => b.schema(),
             Some(Err(e)) => return Err(write_err(&ctx, e)),
@@ -354,7 +371,12 @@ impl Lake {
             .fields()
             .iter()
             .filter_map(|f| {
-                files::dlt_type(f.data_type()).map(|d| Column { name: f.name().clone(), data_type: d, nullable: f.is_nullable(), primary_key: false })
+                files::dlt_type(f.data_type()).map(|d| Column {
+                    name: f.name().clone(),
+                    data_type: d,
+                    nullable: f.is_nullable(),
+                    primary_key: false,
+                })
             })
             .collect();
         let path = self.new_file_key(table);
@@ -433,7 +455,10 @@ impl Lake {
             let mut read: Vec<Vec<(RecordBatch, Vec<files::Key>)>> = Vec::new();
             for (fi, f) in new_files.iter().enumerate() {
                 let mut batches = Vec::new();
-                for (bi, b) in files::read(&self.rt, &self.store, &f.path, Some(&wanted), local).map_err(|e| write_err(&ctx, e))?.enumerate() {
+                for (bi, b) in files::read(&self.rt, &self.store, &f.path, Some(&wanted), local)
+                    .map_err(|e| write_err(&ctx, e))?
+                    .enumerate()
+                {
                     let b = b.map_err(|e| write_err(&ctx, e))?;
                     let ks = files::keys(&b, pk).ok_or_else(no_key)?;
                     if !keys_unique {
@@ -475,14 +500,17 @@ impl Lake {
         let mut dropped_old = files::IdSet::default();
         if let Some(t) = &table {
             for (rel, size, _, stats) in delta::files(t).map_err(|e| write_err(&ctx, e))? {
-                if let (Some((lo, hi)), Some((flo, fhi))) = (range, stats.as_deref().and_then(|s| files::int_range(s, &pk[0])))
+                if let (Some((lo, hi)), Some((flo, fhi))) =
+                    (range, stats.as_deref().and_then(|s| files::int_range(s, &pk[0])))
                     && (fhi < lo || flo > hi)
                 {
                     continue;
                 }
                 let key = self.key(&format!("{root}/{rel}"));
                 let mut hit = false;
-                for b in files::read(&self.rt, &self.store, &key, Some(&wanted), local).map_err(|e| write_err(&ctx, e))? {
+                for b in
+                    files::read(&self.rt, &self.store, &key, Some(&wanted), local).map_err(|e| write_err(&ctx, e))?
+                {
                     let b = b.map_err(|e| write_err(&ctx, e))?;
                     let ks = files::keys(&b, pk).ok_or_else(no_key)?;
                     for (ri, k) in ks.iter().enumerate() {
@@ -546,14 +574,18 @@ impl Lake {
                 for (rel, size, _, _) in delta::files(&t).map_err(|e| write_err(&ctx, e))? {
                     let key = self.key(&format!("{child}/{rel}"));
                     let mut hit = false;
-                    for b in files::read(&self.rt, &self.store, &key, Some(&[cols::ROOT_ID]), local).map_err(|e| write_err(&ctx, e))? {
+                    for b in files::read(&self.rt, &self.store, &key, Some(&[cols::ROOT_ID]), local)
+                        .map_err(|e| write_err(&ctx, e))?
+                    {
                         let b = b.map_err(|e| write_err(&ctx, e))?;
                         hit |= files::rows_not_in(&b, cols::ROOT_ID, &dropped_old).is_some_and(|(any, _)| any);
                     }
                     if hit {
                         let d = &dropped_old;
                         let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
-                            files::rows_not_in(b, cols::ROOT_ID, d).map(|(_, keep)| keep).ok_or_else(|| "no _dlt_root_id".to_string())
+                            files::rows_not_in(b, cols::ROOT_ID, d)
+                                .map(|(_, keep)| keep)
+                                .ok_or_else(|| "no _dlt_root_id".to_string())
                         };
                         if let Some(f) = self.rewrite(&child, &key, &keep)? {
                             adds.push(f);
@@ -569,7 +601,9 @@ impl Lake {
                     continue;
                 }
                 let mut hit = false;
-                for b in files::read(&self.rt, &self.store, &f.path, Some(&[cols::ROOT_ID]), local).map_err(|e| write_err(&ctx, e))? {
+                for b in files::read(&self.rt, &self.store, &f.path, Some(&[cols::ROOT_ID]), local)
+                    .map_err(|e| write_err(&ctx, e))?
+                {
                     let b = b.map_err(|e| write_err(&ctx, e))?;
                     hit |= files::rows_not_in(&b, cols::ROOT_ID, &dropped_new).is_some_and(|(any, _)| any);
                 }
@@ -603,7 +637,9 @@ impl Lake {
     fn stored_schema(&self) -> Result<Option<Schema>, LoadError> {
         let mut names: Vec<String> = self.list_files(dlt::VERSION)?.into_iter().map(|(n, _)| n).collect();
         names.sort_by(|a, b| {
-            let t = |n: &str| system::version_file_parts(n).map(|(t, _)| system::load_order(t)).unwrap_or(f64::NEG_INFINITY);
+            let t = |n: &str| {
+                system::version_file_parts(n).map(|(t, _)| system::load_order(t)).unwrap_or(f64::NEG_INFINITY)
+            };
             t(a).total_cmp(&t(b))
         });
         let Some(newest) = names.last() else { return Ok(None) };
@@ -638,21 +674,31 @@ impl Lake {
             } else {
                 let mut columns: Vec<Column> = Vec::new();
                 let mut rows = 0;
-                let mut names: Vec<String> = self.list_files(&dir)?.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".parquet")).collect();
+                let mut names: Vec<String> =
+                    self.list_files(&dir)?.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".parquet")).collect();
                 names.sort();
                 if names.is_empty() {
                     continue;
                 }
                 for n in names {
-                    let meta = files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{n}")), self.local()).map_err(|e| write_err(ctx(), e))?;
-                    rows += meta.file_metadata().num_rows() as u64;
-                    let schema = parquet::arrow::parquet_to_arrow_schema(meta.file_metadata().schema_descr(), meta.file_metadata().key_value_metadata())
+                    let meta = files::footer(&self.rt, &self.store, &self.key(&format!("{dir}/{n}")), self.local())
                         .map_err(|e| write_err(ctx(), e))?;
+                    rows += meta.file_metadata().num_rows() as u64;
+                    let schema = parquet::arrow::parquet_to_arrow_schema(
+                        meta.file_metadata().schema_descr(),
+                        meta.file_metadata().key_value_metadata(),
+                    )
+                    .map_err(|e| write_err(ctx(), e))?;
                     for f in schema.fields() {
                         if columns.iter().all(|c| &c.name != f.name())
                             && let Some(d) = files::dlt_type(f.data_type())
                         {
-                            columns.push(Column { name: f.name().clone(), data_type: d, nullable: f.is_nullable(), primary_key: false });
+                            columns.push(Column {
+                                name: f.name().clone(),
+                                data_type: d,
+                                nullable: f.is_nullable(),
+                                primary_key: false,
+                            });
                         }
                     }
                 }
@@ -676,7 +722,11 @@ impl Destination for Lake {
                 let columns = dlt::system_columns(sys)
                     .into_iter()
                     .filter(|c| !(sys == dlt::PIPELINE_STATE && c.name == cols::ID))
-                    .map(|c| ColumnInfo { name: c.name, data_type: c.data_type.dlt_name().into(), nullable: c.nullable })
+                    .map(|c| ColumnInfo {
+                        name: c.name,
+                        data_type: c.data_type.dlt_name().into(),
+                        nullable: c.nullable,
+                    })
                     .collect();
                 out.push(TableInfo { name: sys.into(), rows: n, columns });
             }
@@ -715,7 +765,9 @@ impl Destination for Lake {
         let newest = self
             .list_files(dlt::PIPELINE_STATE)?
             .into_iter()
-            .filter_map(|(n, _)| system::load_id_of_state_file(&n, pipeline).map(|id| (system::load_order(id), n.clone())))
+            .filter_map(|(n, _)| {
+                system::load_id_of_state_file(&n, pipeline).map(|id| (system::load_order(id), n.clone()))
+            })
             .max_by(|a, b| a.0.total_cmp(&b.0));
         let Some((_, name)) = newest else { return Ok(None) };
         let rel = format!("{}/{name}", dlt::PIPELINE_STATE);
@@ -762,8 +814,9 @@ impl Destination for Lake {
                 // new columns: the next rows go to a new file with all of them
                 self.finish_file(&batch.table)?;
                 let key = self.new_file_key(&batch.table);
-                let w = FileWriter::create(&self.rt, &self.store, key, &batch.columns, self.local())
-                    .map_err(|e| write_err(format!("writing a file of {}/{}", self.describe_dataset(), batch.table), e))?;
+                let w = FileWriter::create(&self.rt, &self.store, key, &batch.columns, self.local()).map_err(|e| {
+                    write_err(format!("writing a file of {}/{}", self.describe_dataset(), batch.table), e)
+                })?;
                 self.open.insert(batch.table.clone(), w);
             }
             let what = format!("writing rows of {}/{}", self.describe_dataset(), batch.table);
@@ -889,7 +942,8 @@ impl Lake {
                 TableFormat::Delta => {
                     let replace = res.write_disposition == WriteDisposition::Replace;
                     let mut removes = Vec::new();
-                    if replace && have_delta
+                    if replace
+                        && have_delta
                         && let (_, Some(dt)) = self.delta_table(&t.name)?
                     {
                         removes = delta::files(&dt)
@@ -935,7 +989,14 @@ impl Lake {
                 && !res.primary_key.is_empty()
                 && steps.contains_key(&res.root_table)
             {
-                self.plan_merge(plan, &res.root_table.clone(), &res.primary_key, res.keys_unique, &mut steps, &mut delete)?;
+                self.plan_merge(
+                    plan,
+                    &res.root_table.clone(),
+                    &res.primary_key,
+                    res.keys_unique,
+                    &mut steps,
+                    &mut delete,
+                )?;
             }
         }
         // system files: _dlt_version when the schema is new, the state, _dlt_loads last
@@ -944,7 +1005,8 @@ impl Lake {
         let versions = self.list_files(dlt::VERSION)?;
         let hex = system::hex_of(&rows.version.version_hash);
         if !versions.iter().any(|(n, _)| system::version_file_parts(n).is_some_and(|(_, h)| h == hex)) {
-            let same_schema = versions.iter().filter(|(n, _)| n.starts_with(&format!("{}__", plan.schema_name))).count();
+            let same_schema =
+                versions.iter().filter(|(n, _)| n.starts_with(&format!("{}__", plan.schema_name))).count();
             system_files.push(system::version_file(&rows.version, same_schema as i64 + 1));
         }
         if let Some(state) = &rows.state {
@@ -968,4 +1030,3 @@ impl Lake {
 pub fn list_all(store: &Arc<dyn ObjectStore>, rt: &Handle, prefix: &Path) -> Result<Vec<Path>, object_store::Error> {
     rt.block_on(store.list(Some(prefix)).map_ok(|m| m.location).try_collect())
 }
-

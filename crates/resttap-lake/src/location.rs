@@ -133,7 +133,9 @@ impl LakeLocation {
                 if let Some(e) = &c.endpoint_url {
                     b = b.with_endpoint(e.trim_end_matches('/')).with_allow_http(e.starts_with("http://"));
                 }
-                let store = b.build().map_err(|e| format!("cannot set up the S3 client for bucket `{bucket}`: {}", redact(&e.to_string())))?;
+                let store = b.build().map_err(|e| {
+                    format!("cannot set up the S3 client for bucket `{bucket}`: {}", redact(&e.to_string()))
+                })?;
                 Ok((Arc::new(store), Path::from(prefix.as_str())))
             }
         }
@@ -149,7 +151,9 @@ pub(crate) fn redact(text: &str) -> String {
         let tag = |t: &str| {
             let open = format!("<{t}>");
             let close = format!("</{t}>");
-            doc.find(&open).and_then(|a| doc[a + open.len()..].find(&close).map(|b| doc[a + open.len()..a + open.len() + b].to_string()))
+            doc.find(&open).and_then(|a| {
+                doc[a + open.len()..].find(&close).map(|b| doc[a + open.len()..a + open.len() + b].to_string())
+            })
         };
         let code = tag("Code").unwrap_or_default();
         let message = tag("Message").unwrap_or_default();
@@ -171,7 +175,9 @@ pub(crate) fn redact(text: &str) -> String {
 fn redact_urls(text: &str) -> String {
     text.split(' ')
         .map(|w| match Url::parse(w.trim_matches(|c: char| c == '`' || c == ',' || c == '(' || c == ')')) {
-            Ok(mut u) if u.has_host() && (!u.username().is_empty() || u.password().is_some() || u.query().is_some()) => {
+            Ok(mut u)
+                if u.has_host() && (!u.username().is_empty() || u.password().is_some() || u.query().is_some()) =>
+            {
                 let _ = u.set_username("");
                 let _ = u.set_password(None);
                 u.set_query(None);

@@ -41,20 +41,37 @@ fn holder_is_dead_here(text: &str) -> bool {
         return false;
     };
     let here = host();
-    !here.is_empty() && on == here && pid.parse::<u32>().is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+    !here.is_empty()
+        && on == here
+        && pid.parse::<u32>().is_ok_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
 }
 
 impl Lock {
     /// Takes the lock of the dataset `what` at `key`.
-    pub fn take(loc: &LakeLocation, rt: &Handle, store: &Arc<dyn ObjectStore>, key: Path, what: &str) -> Result<Self, LoadError> {
+    pub fn take(
+        loc: &LakeLocation,
+        rt: &Handle,
+        store: &Arc<dyn ObjectStore>,
+        key: Path,
+        what: &str,
+    ) -> Result<Self, LoadError> {
         match loc {
             LakeLocation::Local(_) => {
                 let path = std::path::PathBuf::from(format!("/{key}"));
-                let open_err = |e: std::io::Error| LoadError::Open { location: what.into(), message: format!("cannot create {}: {e}", path.display()) };
+                let open_err = |e: std::io::Error| LoadError::Open {
+                    location: what.into(),
+                    message: format!("cannot create {}: {e}", path.display()),
+                };
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(open_err)?;
                 }
-                let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).read(true).open(&path).map_err(open_err)?;
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .read(true)
+                    .open(&path)
+                    .map_err(open_err)?;
                 match f.try_lock() {
                     Ok(()) => {
                         let _ = std::fs::write(&path, holder());
@@ -62,33 +79,53 @@ impl Lock {
                     }
                     Err(std::fs::TryLockError::WouldBlock) => Err(LoadError::Locked {
                         location: what.into(),
-                        message: format!("{} holds {}", std::fs::read_to_string(&path).unwrap_or_default().trim(), path.display()),
+                        message: format!(
+                            "{} holds {}",
+                            std::fs::read_to_string(&path).unwrap_or_default().trim(),
+                            path.display()
+                        ),
                     }),
                     Err(std::fs::TryLockError::Error(e)) => Err(open_err(e)),
                 }
             }
             LakeLocation::S3 { .. } => {
                 let body = || PutPayload::from(holder().into_bytes());
-                let fail = |e: object_store::Error| LoadError::Open { location: what.into(), message: redact(&e.to_string()) };
-                let created = rt.block_on(store.put_opts(&key, body(), PutOptions { mode: PutMode::Create, ..Default::default() }));
+                let fail =
+                    |e: object_store::Error| LoadError::Open { location: what.into(), message: redact(&e.to_string()) };
+                let created = rt.block_on(store.put_opts(
+                    &key,
+                    body(),
+                    PutOptions { mode: PutMode::Create, ..Default::default() },
+                ));
                 let etag = match created {
                     Ok(r) => r.e_tag,
                     Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                         let got = rt.block_on(store.get(&key)).map_err(fail)?;
                         let meta = got.meta.clone();
-                        let text = rt.block_on(got.bytes()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                        let text = rt
+                            .block_on(got.bytes())
+                            .map(|b| String::from_utf8_lossy(&b).into_owned())
+                            .unwrap_or_default();
                         let age = chrono::Utc::now().signed_duration_since(meta.last_modified);
                         if age.to_std().unwrap_or_default() < STALE && !holder_is_dead_here(&text) {
                             return Err(LoadError::Locked {
                                 location: what.into(),
-                                message: format!("{} holds the lease {key}, refreshed {}s ago", text.trim(), age.num_seconds()),
+                                message: format!(
+                                    "{} holds the lease {key}, refreshed {}s ago",
+                                    text.trim(),
+                                    age.num_seconds()
+                                ),
                             });
                         }
-                        let mode = PutMode::Update(UpdateVersion { e_tag: meta.e_tag.clone(), version: meta.version.clone() });
+                        let mode =
+                            PutMode::Update(UpdateVersion { e_tag: meta.e_tag.clone(), version: meta.version.clone() });
                         match rt.block_on(store.put_opts(&key, body(), PutOptions { mode, ..Default::default() })) {
                             Ok(r) => r.e_tag,
                             Err(object_store::Error::Precondition { .. }) => {
-                                return Err(LoadError::Locked { location: what.into(), message: format!("another run took the stale lease {key} first") });
+                                return Err(LoadError::Locked {
+                                    location: what.into(),
+                                    message: format!("another run took the stale lease {key} first"),
+                                });
                             }
                             Err(e) => return Err(fail(e)),
                         }
@@ -101,7 +138,14 @@ impl Lock {
                     loop {
                         tokio::time::sleep(REFRESH).await;
                         let mode = PutMode::Update(UpdateVersion { e_tag: etag.clone(), version: None });
-                        match s.put_opts(&k, PutPayload::from(holder().into_bytes()), PutOptions { mode, ..Default::default() }).await {
+                        match s
+                            .put_opts(
+                                &k,
+                                PutPayload::from(holder().into_bytes()),
+                                PutOptions { mode, ..Default::default() },
+                            )
+                            .await
+                        {
                             Ok(r) => etag = r.e_tag,
                             Err(e) => tracing::warn!("cannot refresh the lease {k}: {}", redact(&e.to_string())),
                         }

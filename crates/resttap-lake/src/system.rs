@@ -65,10 +65,7 @@ pub fn state_file(row: &StateRow, schema_hash: &str) -> (String, String) {
         "version_hash": row.version_hash,
         "_dlt_load_id": row.load_id,
     });
-    (
-        format!("{PIPELINE_STATE}/{}__{}__{}.jsonl", row.pipeline_name, row.load_id, hex_of(schema_hash)),
-        v.to_string(),
-    )
+    (format!("{PIPELINE_STATE}/{}__{}__{}.jsonl", row.pipeline_name, row.load_id, hex_of(schema_hash)), v.to_string())
 }
 
 /// The load id in a `_dlt_loads` file name.
@@ -114,19 +111,33 @@ mod tests {
 
     #[test]
     fn file_names_are_dlts() {
-        let row = LoadRow { load_id: "1796173764.2799957".into(), schema_name: "rest_api".into(), status: 0, schema_version_hash: "2bBaHXWfvMFcQd8i6G2jIFyWqcjqmm4M5icot9zxQHM=".into() };
+        let row = LoadRow {
+            load_id: "1796173764.2799957".into(),
+            schema_name: "rest_api".into(),
+            status: 0,
+            schema_version_hash: "2bBaHXWfvMFcQd8i6G2jIFyWqcjqmm4M5icot9zxQHM=".into(),
+        };
         let (name, body) = load_file(&row);
         assert_eq!(name, "_dlt_loads/rest_api__1796173764.2799957.jsonl");
-        assert!(body.starts_with(r#"{"load_id":"1796173764.2799957","schema_name":"rest_api","status":0,"inserted_at":""#), "{body}");
+        assert!(
+            body.starts_with(r#"{"load_id":"1796173764.2799957","schema_name":"rest_api","status":0,"inserted_at":""#),
+            "{body}"
+        );
         assert!(!body.ends_with('\n'));
         assert_eq!(load_id_of_load_file("rest_api__1796173764.2799957.jsonl"), Some("1796173764.2799957"));
-        assert_eq!(hex_of("2bBaHXWfvMFcQd8i6G2jIFyWqcjqmm4M5icot9zxQHM="), "d9b05a1d759fbcc15c41df22e86da3205c96a9c8ea9a6e0ce62728b7dcf14073");
+        assert_eq!(
+            hex_of("2bBaHXWfvMFcQd8i6G2jIFyWqcjqmm4M5icot9zxQHM="),
+            "d9b05a1d759fbcc15c41df22e86da3205c96a9c8ea9a6e0ce62728b7dcf14073"
+        );
         assert_eq!(
             load_id_of_state_file("bench_dlt__1796173764.2799957__d9b0.jsonl", "bench_dlt"),
             Some("1796173764.2799957")
         );
         assert_eq!(load_id_of_state_file("bench_dlt_x__1.5__d9.jsonl", "bench_dlt"), None);
-        assert_eq!(version_file_parts("rest_api__1796173764.6055179__d9b0.jsonl"), Some(("1796173764.6055179", "d9b0")));
+        assert_eq!(
+            version_file_parts("rest_api__1796173764.6055179__d9b0.jsonl"),
+            Some(("1796173764.6055179", "d9b0"))
+        );
         assert!(load_order("1796173814.01711") > load_order("1796173797.0477128"));
     }
 }

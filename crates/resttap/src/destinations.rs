@@ -105,7 +105,8 @@ impl DestinationSpec {
                 Ok(Box::new(resttap_postgres::Postgres::open(c, dataset, access)?))
             }
             (DestinationSpec::Lake(l), purpose) => {
-                let access = if purpose == Purpose::Read { resttap_lake::Access::Read } else { resttap_lake::Access::Load };
+                let access =
+                    if purpose == Purpose::Read { resttap_lake::Access::Read } else { resttap_lake::Access::Load };
                 Ok(Box::new(resttap_lake::Lake::open(l, dataset, access)?))
             }
         }

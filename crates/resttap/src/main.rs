@@ -348,20 +348,22 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::ParquetFloor { from, to } => match tokio::task::spawn_blocking(move || resttap_lake::parquet_floor(&from, &to))
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
-        {
-            Ok(f) => {
-                let cpu = f.cpu.map_or("-".to_string(), |c| format!("{:.3}", c.as_secs_f64()));
-                println!("tables={} rows={} wall_s={:.3} cpu_s={cpu}", f.tables, f.rows, f.wall.as_secs_f64());
-                ExitCode::SUCCESS
+        Command::ParquetFloor { from, to } => {
+            match tokio::task::spawn_blocking(move || resttap_lake::parquet_floor(&from, &to))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+            {
+                Ok(f) => {
+                    let cpu = f.cpu.map_or("-".to_string(), |c| format!("{:.3}", c.as_secs_f64()));
+                    println!("tables={} rows={} wall_s={:.3} cpu_s={cpu}", f.tables, f.rows, f.wall.as_secs_f64());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Demo { records, output } => {
             let opts = resttap_mock::MockOptions { records, ..Default::default() };
             let token = opts.token.clone();

@@ -483,7 +483,10 @@ pub async fn run(
     let mut active: Vec<Resource> = all.iter().filter(|r| r.selected || feeds_selected(r)).cloned().collect();
     for r in &mut active {
         // plain files cannot merge: append, as dlt does (its tables then have no `_dlt_root_id`)
-        if r.write_disposition == WriteDisposition::Merge && r.selected && !opts.destination.merges(r.table_format.unwrap_or_default()) {
+        if r.write_disposition == WriteDisposition::Merge
+            && r.selected
+            && !opts.destination.merges(r.table_format.unwrap_or_default())
+        {
             tracing::warn!(
                 "resource `{}`: merge on plain Parquet tables appends, as dlt does; set `table_format: delta` to merge by primary key",
                 r.name

@@ -75,7 +75,8 @@ impl Dest {
                 let text = std::fs::read_to_string(config).unwrap();
                 assert!(text.contains("resource_defaults:\n"), "{}", config.display());
                 let name = config.file_name().unwrap().to_string_lossy().to_string();
-                scratch.write(&name, &text.replace("resource_defaults:\n", "resource_defaults:\n  table_format: delta\n"))
+                scratch
+                    .write(&name, &text.replace("resource_defaults:\n", "resource_defaults:\n  table_format: delta\n"))
             }
             _ => config.to_path_buf(),
         }
@@ -472,7 +473,11 @@ fn first_load_lake(make: fn() -> Dest) {
         let (load_id, rest) = files[0].split_once('.').unwrap();
         let (frac, rest) = rest.split_once('.').unwrap();
         let (fid, ext) = rest.split_once('.').unwrap();
-        assert!(load_id.parse::<u64>().is_ok() && frac.parse::<u64>().is_ok(), "{}: <load_id>.<file_id>.parquet", files[0]);
+        assert!(
+            load_id.parse::<u64>().is_ok() && frac.parse::<u64>().is_ok(),
+            "{}: <load_id>.<file_id>.parquet",
+            files[0]
+        );
         assert_eq!((fid.len(), ext), (10, "parquet"), "{}", files[0]);
     }
     assert_eq!(d.count("SELECT count(*) FROM t_dataset.forums__tags"), list_rows("forums", 300, 0, 2, "tags"));
@@ -500,7 +505,10 @@ fn first_load_lake(make: fn() -> Dest) {
         1
     );
     assert_eq!(d.count("SELECT count(DISTINCT _dlt_load_id) FROM t_dataset.suggestions"), 1);
-    assert!(!root.join("_resttap/loads").exists() || std::fs::read_dir(root.join("_resttap/loads")).unwrap().next().is_none());
+    assert!(
+        !root.join("_resttap/loads").exists()
+            || std::fs::read_dir(root.join("_resttap/loads")).unwrap().next().is_none()
+    );
     // the same data again: no new schema version, a second load, the merge keeps 300 rows
     assert_ok(&d.run(&seed_config(), &mock, &[]));
     assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 2);

@@ -142,7 +142,6 @@ resources:
     assert!(ok, "{stderr}");
 }
 
-
 #[test]
 fn a_full_disk_under_duckdb_says_so_naming_the_file_and_leaves_the_dataset_as_it_was() {
     let disk = SmallDisk::mount("6m");

@@ -186,13 +186,15 @@ fn plain_parquet_tables_are_as_dlt_makes_them() {
         ],
     );
     assert_eq!(got[0], [(2 * n).to_string()]);
-    assert_eq!(got[1], ["value", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"], "dlt's columns of an appended nested table");
+    assert_eq!(
+        got[1],
+        ["value", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"],
+        "dlt's columns of an appended nested table"
+    );
     let dir = s.path("lake/t_dataset/suggestions");
     let files = || {
-        let mut v: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
+        let mut v: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
         v.sort();
         v
     };
@@ -231,7 +233,6 @@ fn an_unusable_path_says_which_and_changes_nothing() {
     assert_eq!(std::fs::read_to_string(s.path("not-a-dir")).unwrap(), "a file");
 }
 
-
 #[test]
 fn a_full_disk_under_a_lake_says_so_and_leaves_every_table_as_it_was() {
     let disk = SmallDisk::mount("4m");
@@ -241,7 +242,11 @@ fn a_full_disk_under_a_lake_says_so_and_leaves_every_table_as_it_was() {
     let url = format!("{dest}/t_dataset");
     let small = Mock::start(&["--records", "100"]);
     assert_ok(&run_lake(&config, &small, &dest, s.dir.path()));
-    let before = lake::query(&url, &[], &["SELECT count(*) FROM t_dataset.suggestions", "SELECT count(*) FROM t_dataset._dlt_loads"]);
+    let before = lake::query(
+        &url,
+        &[],
+        &["SELECT count(*) FROM t_dataset.suggestions", "SELECT count(*) FROM t_dataset._dlt_loads"],
+    );
     let before_files = walk(disk.dir.path());
     let big = Mock::start(&["--records", "60000"]);
     let out = run_lake(&config, &big, &dest, s.dir.path());
@@ -251,7 +256,11 @@ fn a_full_disk_under_a_lake_says_so_and_leaves_every_table_as_it_was() {
     assert!(stderr.contains(&disk.dir.path().display().to_string()), "the place is named: {stderr}");
     assert!(stderr.contains("nothing was committed"), "{stderr}");
     assert_eq!(
-        lake::query(&url, &[], &["SELECT count(*) FROM t_dataset.suggestions", "SELECT count(*) FROM t_dataset._dlt_loads"]),
+        lake::query(
+            &url,
+            &[],
+            &["SELECT count(*) FROM t_dataset.suggestions", "SELECT count(*) FROM t_dataset._dlt_loads"]
+        ),
         before
     );
     // the failed load's files are gone: room for the next run
@@ -296,7 +305,10 @@ fn resttap_continues_a_lake_dlt_loaded_from_dlts_state() {
     let after = lake::query(
         &url,
         &[],
-        &["SELECT count(*) FROM t_dataset._dlt_loads", "SELECT count(DISTINCT _dlt_load_id) FROM t_dataset.suggestions"],
+        &[
+            "SELECT count(*) FROM t_dataset._dlt_loads",
+            "SELECT count(DISTINCT _dlt_load_id) FROM t_dataset.suggestions",
+        ],
     );
     assert_eq!(after[0], ["2"], "dlt's load and resttap's");
     assert!(after[1] == ["1"] || after[1] == ["2"], "{after:?}");

@@ -18,9 +18,9 @@ const PACKAGES: [&str; 4] = ["deltalake==1.6.6", "pyarrow==26.0.1", "duckdb==2.0
 const DLT_PACKAGES: [&str; 2] = ["dlt[duckdb,postgres,filesystem,deltalake]==1.31.0", "pyyaml"];
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/resttap-target"))
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into())).join(".cache/resttap-target")
+    })
 }
 
 static PYTHON: OnceLock<PathBuf> = OnceLock::new();
@@ -82,7 +82,12 @@ pub fn dlt_load(config: &Path, base_url: &str, token: &str, bucket_url: &str, pi
         .arg(name)
         .output()
         .unwrap();
-    assert!(out.status.success(), "dlt_lake.py failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dlt_lake.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs each of `sqls` over the dataset at `url` (`file:///...` or `s3://...`); the first
@@ -139,7 +144,10 @@ fn start_s3(env: &str) -> S3 {
         // the shell ends the server when this process's stdin closes (the test process ends)
         let watcher = Command::new("sh")
             .arg("-c")
-            .arg(format!("{env} {} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid", moto.display()))
+            .arg(format!(
+                "{env} {} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid",
+                moto.display()
+            ))
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
