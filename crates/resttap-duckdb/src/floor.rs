@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use resttap_load::LoadError;
+use resttap_load::{LoadError, thread_cpu};
 
 use crate::{DuckDb, ident, literal, werr};
 
@@ -24,12 +24,6 @@ pub struct InsertFloor {
     /// CPU time of the thread that ran it (DuckDB runs on it alone: one thread); `None` where
     /// the platform does not tell (Linux's `/proc/thread-self/schedstat` does).
     pub cpu: Option<Duration>,
-}
-
-/// CPU time of the calling thread so far.
-fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(Duration::from_nanos(text.split_whitespace().next()?.parse().ok()?))
 }
 
 /// Writes every table of the DuckDB file `from` into a new file `to` (which must not exist),

@@ -34,18 +34,6 @@ pub const FILE_ROWS: usize = 2 * 1024 * 1024;
 const S3_PART_BYTES: usize = 5 << 20;
 const LOCAL_PART_BYTES: usize = 1 << 20;
 
-/// The Arrow type of a dlt type in files, as dlt's Parquet writer types it.
-pub fn arrow_type(t: DataType) -> ArrowType {
-    match t {
-        DataType::Text | DataType::Json => ArrowType::Utf8,
-        DataType::Bigint => ArrowType::Int64,
-        DataType::Double => ArrowType::Float64,
-        DataType::Bool => ArrowType::Boolean,
-        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        DataType::Date => ArrowType::Date32,
-    }
-}
-
 /// The dlt type of a file's Arrow type (`None`: a type resttap does not write).
 pub fn dlt_type(t: &ArrowType) -> Option<DataType> {
     Some(match t {
@@ -62,7 +50,10 @@ pub fn dlt_type(t: &ArrowType) -> Option<DataType> {
 /// The Arrow schema of a file holding `columns`.
 pub fn arrow_schema(columns: &[Column]) -> Arc<ArrowSchema> {
     Arc::new(ArrowSchema::new(
-        columns.iter().map(|c| Field::new(&c.name, arrow_type(c.data_type), c.nullable)).collect::<Vec<_>>(),
+        columns
+            .iter()
+            .map(|c| Field::new(&c.name, resttap_normalize::arrow_type(c.data_type), c.nullable))
+            .collect::<Vec<_>>(),
     ))
 }
 

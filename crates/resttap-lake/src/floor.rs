@@ -11,6 +11,8 @@ use arrow::array::RecordBatch;
 use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
 
+use resttap_load::thread_cpu;
+
 use crate::files;
 
 /// What the floor wrote, and the time of the writing alone.
@@ -20,11 +22,6 @@ pub struct ParquetFloor {
     pub wall: Duration,
     /// CPU time of the writing thread (`None` where /proc/thread-self is missing).
     pub cpu: Option<Duration>,
-}
-
-fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(Duration::from_nanos(text.split_whitespace().next()?.parse().ok()?))
 }
 
 /// Reads every data table of the dataset folder `from` (Delta tables: their live files; plain

@@ -41,7 +41,6 @@ use std::sync::Arc;
 
 use arrow::array::{BooleanArray, RecordBatch};
 use deltalake_core::protocol::SaveMode;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use resttap_load::dlt::{self, SystemRows};
@@ -226,10 +225,7 @@ impl Lake {
         &self,
         table: &str,
     ) -> Result<(deltalake_core::logstore::LogStoreRef, Option<deltalake_core::DeltaTable>), LoadError> {
-        let ctx = || format!("opening the Delta table {}/{table}", self.describe_dataset());
-        let ls = delta::log_store(&self.loc, &self.store, &self.key(table)).map_err(|e| write_err(ctx(), e))?;
-        let t = delta::load(&self.rt, &ls).map_err(|e| write_err(ctx(), e))?;
-        Ok((ls, t))
+        open_delta(&self.loc, &self.store, &self.rt, &self.key(table), &format!("{}/{table}", self.describe_dataset()))
     }
 
     /// Finishes what killed runs left: a load whose plan was written is committed (tables that
@@ -396,6 +392,33 @@ impl Lake {
         w.finish(&self.rt).map(Some).map_err(|e| write_err(&ctx, e))
     }
 
+    /// Rewrites the file `key` of `table` without the rows whose text column `column` is in
+    /// `ids`: `None` when it has none of them (the file stays), else the new file (`None` in it
+    /// when no row is left).
+    fn without_rows(
+        &mut self,
+        table: &str,
+        key: &Path,
+        column: &str,
+        ids: &files::IdSet,
+    ) -> Result<Option<Option<WrittenFile>>, LoadError> {
+        let ctx = format!("rewriting {key} for a merge");
+        let mut hit = false;
+        for b in
+            files::read(&self.rt, &self.store, key, Some(&[column]), self.local()).map_err(|e| write_err(&ctx, e))?
+        {
+            let b = b.map_err(|e| write_err(&ctx, e))?;
+            hit |= files::rows_not_in(&b, column, ids).is_some_and(|(any, _)| any);
+        }
+        if !hit {
+            return Ok(None);
+        }
+        let keep = |b: &RecordBatch| -> Result<BooleanArray, String> {
+            files::rows_not_in(b, column, ids).map(|(_, keep)| keep).ok_or_else(|| format!("no column {column}"))
+        };
+        self.rewrite(table, key, &keep).map(Some)
+    }
+
     /// The root table of `table` in `schema`.
     fn root_of(schema: &Schema, table: &str) -> String {
         let mut t = table.to_string();
@@ -537,14 +560,10 @@ impl Lake {
         // the load's own earlier duplicates
         let mut final_new = Vec::new();
         for (fi, f) in new_files.iter().enumerate() {
-            if new_dup_files.contains(&fi) {
-                let d = &dropped_new;
-                let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
-                    files::rows_not_in(b, cols::ID, d).map(|(_, keep)| keep).ok_or_else(|| "no _dlt_id".to_string())
-                };
-                if let Some(nf) = self.rewrite(root, &f.path, &keep)? {
-                    final_new.push(nf);
-                }
+            if new_dup_files.contains(&fi)
+                && let Some(rewritten) = self.without_rows(root, &f.path, cols::ID, &dropped_new)?
+            {
+                final_new.extend(rewritten);
                 delete.push(f.path.to_string());
             } else {
                 final_new.push(f.clone());
@@ -573,23 +592,8 @@ impl Lake {
             {
                 for (rel, size, _, _) in delta::files(&t).map_err(|e| write_err(&ctx, e))? {
                     let key = self.key(&format!("{child}/{rel}"));
-                    let mut hit = false;
-                    for b in files::read(&self.rt, &self.store, &key, Some(&[cols::ROOT_ID]), local)
-                        .map_err(|e| write_err(&ctx, e))?
-                    {
-                        let b = b.map_err(|e| write_err(&ctx, e))?;
-                        hit |= files::rows_not_in(&b, cols::ROOT_ID, &dropped_old).is_some_and(|(any, _)| any);
-                    }
-                    if hit {
-                        let d = &dropped_old;
-                        let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
-                            files::rows_not_in(b, cols::ROOT_ID, d)
-                                .map(|(_, keep)| keep)
-                                .ok_or_else(|| "no _dlt_root_id".to_string())
-                        };
-                        if let Some(f) = self.rewrite(&child, &key, &keep)? {
-                            adds.push(f);
-                        }
+                    if let Some(rewritten) = self.without_rows(&child, &key, cols::ROOT_ID, &dropped_old)? {
+                        adds.extend(rewritten);
                         removes.push((rel, size));
                     }
                 }
@@ -600,25 +604,12 @@ impl Lake {
                     kept_new.push(f);
                     continue;
                 }
-                let mut hit = false;
-                for b in files::read(&self.rt, &self.store, &f.path, Some(&[cols::ROOT_ID]), local)
-                    .map_err(|e| write_err(&ctx, e))?
-                {
-                    let b = b.map_err(|e| write_err(&ctx, e))?;
-                    hit |= files::rows_not_in(&b, cols::ROOT_ID, &dropped_new).is_some_and(|(any, _)| any);
-                }
-                if hit {
-                    let d = &dropped_new;
-                    let keep = move |b: &RecordBatch| -> Result<BooleanArray, String> {
-                        let ids = files::key_strings(b, &[cols::ROOT_ID.to_string()]).ok_or("no _dlt_root_id")?;
-                        Ok(BooleanArray::from(ids.iter().map(|i| !d.contains(i)).collect::<Vec<_>>()))
-                    };
-                    if let Some(nf) = self.rewrite(&child, &f.path, &keep)? {
-                        kept_new.push(nf);
+                match self.without_rows(&child, &f.path, cols::ROOT_ID, &dropped_new)? {
+                    Some(rewritten) => {
+                        kept_new.extend(rewritten);
+                        delete.push(f.path.to_string());
                     }
-                    delete.push(f.path.to_string());
-                } else {
-                    kept_new.push(f);
+                    None => kept_new.push(f),
                 }
             }
             let load_rows = kept_new.iter().map(|f| f.rows).sum();
@@ -875,6 +866,21 @@ impl Destination for Lake {
     }
 }
 
+/// The Delta log store of the table at `key` (`what` names it in errors), and the table when
+/// it is one.
+fn open_delta(
+    loc: &LakeLocation,
+    store: &Arc<dyn ObjectStore>,
+    rt: &Handle,
+    key: &Path,
+    what: &str,
+) -> Result<(deltalake_core::logstore::LogStoreRef, Option<deltalake_core::DeltaTable>), LoadError> {
+    let ctx = || format!("opening the Delta table {what}");
+    let ls = delta::log_store(loc, store, key).map_err(|e| write_err(ctx(), e))?;
+    let t = delta::load(rt, &ls).map_err(|e| write_err(ctx(), e))?;
+    Ok((ls, t))
+}
+
 /// What committing a table needs, shared by the threads that commit a load's tables.
 struct TableCommitter<'a> {
     loc: &'a LakeLocation,
@@ -892,8 +898,8 @@ impl TableCommitter<'_> {
         let t0 = std::time::Instant::now();
         let ctx = || format!("committing to the Delta table {}/{}", self.dataset, step.table);
         let table_key = self.root.clone().join(step.table.as_str());
-        let ls = delta::log_store(self.loc, self.store, &table_key).map_err(|e| write_err(ctx(), e))?;
-        let table = delta::load(self.rt, &ls).map_err(|e| write_err(ctx(), e))?;
+        let (ls, table) =
+            open_delta(self.loc, self.store, self.rt, &table_key, &format!("{}/{}", self.dataset, step.table))?;
         if let Some(t) = &table
             && delta::holds(self.rt, &ls, t, &self.app_id, self.version).map_err(|e| write_err(ctx(), e))?
         {
@@ -1024,9 +1030,4 @@ impl Lake {
         resttap_load::crash_point("before_delta_commits");
         Ok(manifest)
     }
-}
-
-/// Lists every object under `prefix` (for tests and tools).
-pub fn list_all(store: &Arc<dyn ObjectStore>, rt: &Handle, prefix: &Path) -> Result<Vec<Path>, object_store::Error> {
-    rt.block_on(store.list(Some(prefix)).map_ok(|m| m.location).try_collect())
 }

@@ -1,34 +1,12 @@
 //! Where a lake lives: dlt's `bucket_url` (a local path, `file://...` or `s3://bucket/prefix`)
 //! and the S3 credentials dlt names, turned into an object store.
 
-use std::fmt;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::path::Path;
+pub use resttap_config::Secret;
 use url::Url;
-
-/// A secret that never prints (S3 keys).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value itself, for the store's client only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
 
 /// dlt's `[destination.filesystem.credentials]` for S3 (`aws_access_key_id`,
 /// `aws_secret_access_key`, `aws_session_token`, `region_name`, `endpoint_url`). What is not

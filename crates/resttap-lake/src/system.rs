@@ -68,11 +68,6 @@ pub fn state_file(row: &StateRow, schema_hash: &str) -> (String, String) {
     (format!("{PIPELINE_STATE}/{}__{}__{}.jsonl", row.pipeline_name, row.load_id, hex_of(schema_hash)), v.to_string())
 }
 
-/// The load id in a `_dlt_loads` file name.
-pub fn load_id_of_load_file(name: &str) -> Option<&str> {
-    name.strip_suffix(".jsonl")?.rsplit_once("__").map(|(_, id)| id)
-}
-
 /// The load id in a `_dlt_pipeline_state` file name of `pipeline`.
 pub fn load_id_of_state_file<'a>(name: &'a str, pipeline: &str) -> Option<&'a str> {
     let rest = name.strip_suffix(".jsonl")?.strip_prefix(pipeline)?.strip_prefix("__")?;
@@ -124,7 +119,6 @@ mod tests {
             "{body}"
         );
         assert!(!body.ends_with('\n'));
-        assert_eq!(load_id_of_load_file("rest_api__1796173764.2799957.jsonl"), Some("1796173764.2799957"));
         assert_eq!(
             hex_of("2bBaHXWfvMFcQd8i6G2jIFyWqcjqmm4M5icot9zxQHM="),
             "d9b05a1d759fbcc15c41df22e86da3205c96a9c8ea9a6e0ce62728b7dcf14073"

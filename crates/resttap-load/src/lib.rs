@@ -47,6 +47,13 @@ pub fn crash_point(name: &str) {
     }
 }
 
+/// CPU time of the calling thread so far (`None` where /proc/thread-self is missing): for the
+/// benchmark floors' own timings (`resttap insert-floor`, `resttap parquet-floor`).
+pub fn thread_cpu() -> Option<std::time::Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(std::time::Duration::from_nanos(text.split_whitespace().next()?.parse().ok()?))
+}
+
 use resttap_normalize::TableBatch;
 use resttap_schema::{Schema, TableFormat, WriteDisposition};
 pub use resttap_state::PipelineState;

@@ -364,16 +364,24 @@ fn killed_runs_change_nothing(make: fn() -> Dest, points: &[&str]) {
         assert_eq!(d.fingerprints(), before, "{point}");
         assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 1, "{point}");
     }
+    killed_at_random_moments(&d, &config, &mock, &mut revision, 0x5eed);
+    assert_ok(&d.run(&config, &mock, &[]));
+    assert_converged(&d, &mock, &config, make);
+}
+
+/// Six runs over new revisions of the data, each SIGKILLed at a moment drawn from `seed` within
+/// the time of a whole run; after each, no record is there twice.
+fn killed_at_random_moments(d: &Dest, config: &Path, mock: &Mock, revision: &mut u64, seed: u64) {
     let t0 = Instant::now();
-    assert!(d.spawn(&config, &mock, None).wait().unwrap().success());
+    assert!(d.spawn(config, mock, None).wait().unwrap().success());
     let full = t0.elapsed();
-    let mut seed: u64 = 0x5eed;
+    let mut seed = seed;
     for _ in 0..6 {
-        revision += 1;
-        mock.set_revision(revision);
+        *revision += 1;
+        mock.set_revision(*revision);
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let delay = full.mul_f64((seed >> 33) as f64 / (1u64 << 31) as f64);
-        let mut child = d.spawn(&config, &mock, None);
+        let mut child = d.spawn(config, mock, None);
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -381,8 +389,6 @@ fn killed_runs_change_nothing(make: fn() -> Dest, points: &[&str]) {
         child.wait().unwrap();
         assert_eq!(d.count("SELECT count(*) - count(DISTINCT id) FROM t_dataset.suggestions"), 0);
     }
-    assert_ok(&d.run(&config, &mock, &[]));
-    assert_converged(&d, &mock, &config, make);
 }
 
 /// The incremental position lives in the destination: a run from another directory (nothing
@@ -559,23 +565,7 @@ fn killed_lake_runs_are_finished_or_change_nothing(make: fn() -> Dest) {
     assert_ok(&d.run(&config, &mock, &[]));
     assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 5);
     assert_each_load_committed_once(&d);
-    let t0 = Instant::now();
-    assert!(d.spawn(&config, &mock, None).wait().unwrap().success());
-    let full = t0.elapsed();
-    let mut seed: u64 = 0x1a4e;
-    for _ in 0..6 {
-        revision += 1;
-        mock.set_revision(revision);
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let delay = full.mul_f64((seed >> 33) as f64 / (1u64 << 31) as f64);
-        let mut child = d.spawn(&config, &mock, None);
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-        }
-        child.wait().unwrap();
-        assert_eq!(d.count("SELECT count(*) - count(DISTINCT id) FROM t_dataset.suggestions"), 0);
-    }
+    killed_at_random_moments(&d, &config, &mock, &mut revision, 0x1a4e);
     assert_ok(&d.run(&config, &mock, &[]));
     assert_eq!(planned(), 0);
     assert_each_load_committed_once(&d);
