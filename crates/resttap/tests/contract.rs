@@ -258,6 +258,21 @@ fn assert_converged(d: &Dest, mock: &Mock, config: &Path, make: fn() -> Dest) {
 
 // --- the scenarios ------------------------------------------------------------------------
 
+/// The nested rows, and dlt's columns, types and nullability of a root and a nested table of a
+/// first load of the seed (N=300).
+fn assert_seed_columns(d: &Dest) {
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset.forums__tags"), list_rows("forums", 300, 0, 2, "tags"));
+    let cols = d.columns("suggestions");
+    let find = |n: &str| cols.iter().find(|c| c.0 == n).unwrap_or_else(|| panic!("{n}: {cols:?}")).clone();
+    assert_eq!(find("id"), ("id".into(), "bigint".into(), false));
+    assert_eq!(find("updated_at").1, "timestamp");
+    assert_eq!(find("_dlt_load_id"), ("_dlt_load_id".into(), "text".into(), false));
+    assert_eq!(find("_dlt_id"), ("_dlt_id".into(), "text".into(), false));
+    let nested = d.columns("forums__tags");
+    let names: Vec<&str> = nested.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(names, ["value", "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"]);
+}
+
 /// The seed's tables with dlt's columns, types and system rows.
 fn first_load(make: fn() -> Dest) {
     let mock = Mock::start(&["--records", "300"]);
@@ -274,16 +289,7 @@ fn first_load(make: fn() -> Dest) {
         let n = resttap_mock::data::record_count(t, 300, 0, 2) as i64;
         assert_eq!(d.count(&format!("SELECT count(*) FROM t_dataset.{t}")), n, "{t}");
     }
-    assert_eq!(d.count("SELECT count(*) FROM t_dataset.forums__tags"), list_rows("forums", 300, 0, 2, "tags"));
-    let cols = d.columns("suggestions");
-    let find = |n: &str| cols.iter().find(|c| c.0 == n).unwrap_or_else(|| panic!("{n}: {cols:?}")).clone();
-    assert_eq!(find("id"), ("id".into(), "bigint".into(), false));
-    assert_eq!(find("updated_at").1, "timestamp");
-    assert_eq!(find("_dlt_load_id"), ("_dlt_load_id".into(), "text".into(), false));
-    assert_eq!(find("_dlt_id"), ("_dlt_id".into(), "text".into(), false));
-    let nested = d.columns("forums__tags");
-    let names: Vec<&str> = nested.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, ["value", "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"]);
+    assert_seed_columns(&d);
     // system tables as dlt has them
     let loads = d.columns("_dlt_loads");
     let l: Vec<(&str, &str, bool)> = loads.iter().map(|c| (c.0.as_str(), c.1.as_str(), c.2)).collect();
@@ -486,16 +492,7 @@ fn first_load_lake(make: fn() -> Dest) {
         );
         assert_eq!((fid.len(), ext), (10, "parquet"), "{}", files[0]);
     }
-    assert_eq!(d.count("SELECT count(*) FROM t_dataset.forums__tags"), list_rows("forums", 300, 0, 2, "tags"));
-    let cols = d.columns("suggestions");
-    let find = |n: &str| cols.iter().find(|c| c.0 == n).unwrap_or_else(|| panic!("{n}: {cols:?}")).clone();
-    assert_eq!(find("id"), ("id".into(), "bigint".into(), false));
-    assert_eq!(find("updated_at").1, "timestamp");
-    assert_eq!(find("_dlt_load_id"), ("_dlt_load_id".into(), "text".into(), false));
-    assert_eq!(find("_dlt_id"), ("_dlt_id".into(), "text".into(), false));
-    let nested = d.columns("forums__tags");
-    let names: Vec<&str> = nested.iter().map(|c| c.0.as_str()).collect();
-    assert_eq!(names, ["value", "_dlt_root_id", "_dlt_parent_id", "_dlt_list_idx", "_dlt_id"]);
+    assert_seed_columns(&d);
     // dlt's system records, one compact JSON object per file
     let loads: Vec<_> = std::fs::read_dir(root.join("_dlt_loads")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(loads.len(), 1);
