@@ -14,8 +14,10 @@
 //! resttap extensions: `client.retry` ([`RetryConfig`]), `client.timeout`, and
 //! `stop_condition` on paginators (see `resttap-expr`).
 
+mod contract;
 mod error;
 mod load;
+mod merge;
 pub mod model;
 mod secrets;
 pub mod steps;

@@ -120,16 +120,20 @@ pub fn load_str(
     let mut api: RestApiConfig =
         serde_path_to_error::deserialize(root.clone()).map_err(|e| ctx.serde_error(&root, e))?;
     link_parents(&ctx, &mut api)?;
+    for (i, res) in api.resources.iter_mut().enumerate() {
+        res.merge = crate::merge::resolve(&ctx, &format!("resources[{i}]"), res)?;
+        res.contract = crate::contract::resolve(&ctx, &format!("resources[{i}]"), res)?;
+    }
     validate(&ctx, &api, &secrets)?;
     Ok(Config { path: path.to_path_buf(), api, secrets })
 }
 
-struct Ctx<'a> {
-    path: &'a Path,
+pub(crate) struct Ctx<'a> {
+    pub(crate) path: &'a Path,
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
             key: key.to_string(),
@@ -388,21 +392,12 @@ fn expand_resource(ctx: &Ctx, key: &str, r: &mut Map<String, Value>) -> Result<(
             expand_auth(a);
         }
     }
-    if let Some(Value::Object(wd)) = r.get("write_disposition").cloned() {
-        let disposition = wd.get("disposition").cloned().unwrap_or(Value::Null);
-        for k in wd.keys() {
-            if !["disposition", "strategy"].contains(&k.as_str()) {
-                return Err(ConfigError::Invalid {
-                    path: ctx.path.to_path_buf(),
-                    key: format!("{key}.write_disposition.{k}"),
-                    message: format!("unknown key `{k}` (valid keys here: disposition, strategy)"),
-                    suggestion: suggest(k, ["disposition", "strategy"]),
-                });
-            }
-        }
+    if let Some(Value::Object(mut wd)) = r.get("write_disposition").cloned() {
+        let disposition = wd.remove("disposition").unwrap_or(Value::Null);
         r.insert("write_disposition".into(), disposition);
-        if let Some(s) = wd.get("strategy") {
-            r.insert("merge_strategy".into(), s.clone());
+        if !wd.is_empty() {
+            // the strategy and its options, parsed by `resolve_merge`
+            r.insert("merge_options".into(), Value::Object(wd));
         }
     }
     Ok(())
@@ -943,26 +938,12 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 return Err(ctx.invalid(&format!("{k}.status_code"), "must be an HTTP status such as 404"));
             }
         }
-        let unsupported: [(&str, bool); 3] = [
-            ("schema_contract", res.schema_contract.is_some()),
-            ("nested_hints", res.nested_hints.is_some()),
-            ("parent_table_name", res.parent_table_name.is_some()),
-        ];
+        let unsupported: [(&str, bool); 2] =
+            [("nested_hints", res.nested_hints.is_some()), ("parent_table_name", res.parent_table_name.is_some())];
         for (k, present) in unsupported {
             if present {
                 return Err(ctx.invalid(&format!("{key}.{k}"), "is not supported by resttap yet"));
             }
-        }
-        if !res.merge_key.is_empty() {
-            return Err(ctx.invalid(&format!("{key}.merge_key"), "is not supported by resttap yet"));
-        }
-        if let Some(s) = &res.merge_strategy
-            && s != "delete-insert"
-        {
-            return Err(ctx.invalid(
-                &format!("{key}.write_disposition.strategy"),
-                format!("merge strategy `{s}` is not supported by resttap yet (supported: delete-insert)"),
-            ));
         }
         if res.primary_key.iter().any(|k| k.trim().is_empty()) {
             return Err(ctx.invalid(&format!("{key}.primary_key"), "column names must not be empty"));

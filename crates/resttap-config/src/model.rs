@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+pub use resttap_schema::contract::{ContractMode, SchemaContract};
+pub use resttap_schema::merge::{MergeSpec, MergeStrategy, Scd2, SortOrder};
 pub use resttap_schema::{TableFormat, WriteDisposition};
 use serde::Deserialize;
 use serde_json::Value;
@@ -513,6 +515,16 @@ pub struct ColumnHint {
     /// Kept for documentation; no effect on the destination.
     #[serde(default)]
     pub description: Option<String>,
+    /// The column is (part of) the merge key.
+    #[serde(default)]
+    pub merge_key: Option<bool>,
+    /// A record with this column `true` (bool) or not null (other types) is deleted by a merge.
+    #[serde(default)]
+    pub hard_delete: Option<bool>,
+    /// Which of a load's records with one primary key a merge keeps: `desc` the highest value
+    /// of this column, `asc` the lowest.
+    #[serde(default)]
+    pub dedup_sort: Option<SortOrder>,
 }
 
 /// One resource: a table fed by one endpoint.
@@ -525,9 +537,14 @@ pub struct Resource {
     pub primary_key: Vec<String>,
     #[serde(default)]
     pub write_disposition: WriteDisposition,
-    /// The merge strategy from `write_disposition: {disposition: merge, strategy: ...}`.
+    /// The rest of `write_disposition: {disposition: merge, strategy: ..., ...}`: the strategy
+    /// and its options as written; the loader parses them into [`Resource::merge`].
     #[serde(default)]
-    pub merge_strategy: Option<String>,
+    pub merge_options: Option<serde_json::Map<String, Value>>,
+    /// The merge strategy and the hints that steer it (`merge_key`, `hard_delete`,
+    /// `dedup_sort`), with normalized column names; set by the loader.
+    #[serde(skip)]
+    pub merge: MergeSpec,
     #[serde(default)]
     pub table_name: Option<String>,
     #[serde(default)]
@@ -552,9 +569,12 @@ pub struct Resource {
     /// Accepted for compatibility, no effect: table references are metadata in dlt's schema.
     #[serde(default)]
     pub references: Option<Value>,
-    /// Not supported yet (rejected).
+    /// `schema_contract` as written; the loader parses it into [`Resource::contract`].
     #[serde(default)]
     pub schema_contract: Option<Value>,
+    /// The schema contract, expanded; set by the loader.
+    #[serde(skip)]
+    pub contract: SchemaContract,
     /// dlt's `table_format`: `delta` makes a lake's tables Delta tables (`native`: plain
     /// Parquet); other destinations have one format and ignore it, as dlt's SQL destinations do.
     #[serde(default)]

@@ -171,6 +171,9 @@ pub struct DuckDb {
     existing_at_begin: HashMap<String, Vec<String>>,
     /// The dataset's tables' rows when the load began (DuckDB's estimate).
     rows_at_begin: HashMap<String, u64>,
+    /// The highest row id of each table that held rows when this load first wrote to it: the
+    /// load's rows are above it ([`Sides`]).
+    watermarks: HashMap<String, i64>,
     /// DuckDB's memory limit for a commit that deletes, as DuckDB takes it (`1GB`), when the
     /// user set one; else [`commit_memory_mb`] decides.
     commit_memory: Option<String>,
@@ -196,6 +199,7 @@ impl DuckDb {
             appended: HashMap::new(),
             existing_at_begin: HashMap::new(),
             rows_at_begin: HashMap::new(),
+            watermarks: HashMap::new(),
             commit_memory: None,
             commit_limit: None,
             in_txn: false,
@@ -344,7 +348,7 @@ impl DuckDb {
         let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
         let load_id = ident(cols::LOAD_ID);
         let this_load = literal(&plan.load_id);
-        let (id, root_id, parent_id) = (ident(cols::ID), ident(cols::ROOT_ID), ident(cols::PARENT_ID));
+        let (id, parent_id) = (ident(cols::ID), ident(cols::PARENT_ID));
         let r = self.q(root);
         if res.write_disposition == WriteDisposition::Replace && existed(root) {
             // every older root row goes; then, level by level, the nested rows left without a parent
@@ -362,56 +366,15 @@ impl DuckDb {
                 self.timed(&sql, &ctx(&format!("replacing rows of {}", t.name)))?;
             }
         }
-        let merge = res.write_disposition == WriteDisposition::Merge && !res.primary_key.is_empty() && wrote(root);
-        let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
-        if merge && existed(root) {
-            // older rows with a key this load brings, nested rows first (they are found through
-            // their root rows)
-            let keys = res
-                .primary_key
-                .iter()
-                .map(|k| format!("s.{k} IS NOT DISTINCT FROM d.{k}", k = ident(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            let replaced = format!(
-                "d.{load_id} IS DISTINCT FROM {this_load} AND EXISTS (SELECT 1 FROM {r} s WHERE s.{load_id} = {this_load} AND {keys})"
-            );
-            for t in tables.iter().skip(1).filter(|t| existed(&t.name)) {
-                let sql = format!(
-                    "DELETE FROM {} WHERE {root_id} IN (SELECT d.{id} FROM {r} d WHERE {replaced})",
-                    self.q(&t.name)
-                );
-                self.timed(&sql, &ctx("deleting nested rows of replaced records"))?;
-            }
-            self.timed(&format!("DELETE FROM {r} d WHERE {replaced}"), &ctx("deleting replaced records"))?;
-        }
-        let mut dropped: HashMap<&str, u64> = HashMap::new();
-        // Did this load bring a key twice? Not when the resource's keys only rose and no other
-        // resource of the load wrote its table. Else counted (a grouping of the keys is much
-        // cheaper than collapsing). The last one wins: appended last, highest rowid.
-        let known_unique =
-            res.keys_unique && plan.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
-        let duplicates = merge
-            && !known_unique
-            && {
-                let sql = format!(
-                    "SELECT count(*) FROM (SELECT 1 FROM {r} WHERE {load_id} = {this_load} GROUP BY {pk} HAVING count(*) > 1)"
-                );
-                self.count(&sql, &ctx("looking for duplicate keys"))? > 0
-            };
-        if duplicates {
-            let losers = format!(
-                "SELECT {id} FROM {r} WHERE {load_id} = {this_load} AND rowid NOT IN \
-                 (SELECT max(rowid) FROM {r} WHERE {load_id} = {this_load} GROUP BY {pk})"
-            );
-            for t in tables.iter().skip(1).filter(|t| wrote(&t.name)) {
-                let sql = format!("DELETE FROM {} WHERE {root_id} IN ({losers})", self.q(&t.name));
-                let n = self.timed(&sql, &ctx(&format!("dropping nested rows of duplicates from {}", t.name)))?;
-                dropped.insert(&t.name, n as u64);
-            }
-            let n =
-                self.timed(&format!("DELETE FROM {r} WHERE {id} IN ({losers})"), &ctx("collapsing duplicate keys"))?;
-            dropped.insert(root, n as u64);
+        let mut dropped: HashMap<String, u64> = HashMap::new();
+        if res.write_disposition == WriteDisposition::Merge && wrote(root) {
+            // Did this load bring a key twice? Not when the resource's keys only rose and no
+            // other resource of the load wrote its table.
+            let known_unique = res.keys_unique
+                && plan.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
+            let rows = Sides { db: self };
+            let steps = resttap_load::merge::plan(res, &tables, &rows, known_unique, &plan.load_id);
+            dropped = resttap_load::merge::execute(&steps, self)?;
         }
         Ok(tables
             .iter()
@@ -420,7 +383,7 @@ impl DuckDb {
                 let appended = self.appended.get(&t.name).copied().unwrap_or(0);
                 TableReport {
                     table: t.name.clone(),
-                    rows: appended.saturating_sub(dropped.get(t.name.as_str()).copied().unwrap_or(0)),
+                    rows: appended.saturating_sub(dropped.get(&t.name).copied().unwrap_or(0)),
                 }
             })
             .collect())
@@ -533,6 +496,65 @@ impl DuckDb {
             )
             .map_err(werr("writing the pipeline state"))?;
         Ok(())
+    }
+}
+
+/// The two sides of a DuckDB load: the load's rows are in the dataset's tables with it, inside
+/// the load's transaction; rows a table held when the load began have row ids up to its
+/// watermark, the load's rows above it (DuckDB numbers a transaction's new rows from 2^55, and
+/// an `UPDATE` keeps a row's id).
+struct Sides<'a> {
+    db: &'a DuckDb,
+}
+
+impl resttap_load::merge::Rows for Sides<'_> {
+    fn old(&self, table: &str) -> Option<String> {
+        let q = self.db.q(table);
+        self.db.existing_at_begin.contains_key(table).then(|| match self.db.watermarks.get(table) {
+            Some(w) => format!("(SELECT * FROM {q} WHERE rowid <= {w})"),
+            None => q,
+        })
+    }
+
+    fn new(&self, table: &str) -> Option<String> {
+        let q = self.db.q(table);
+        let pos = resttap_load::merge::POSITION;
+        self.db.written.contains_key(table).then(|| match self.db.watermarks.get(table) {
+            Some(w) => format!("(SELECT *, rowid AS {pos} FROM {q} WHERE rowid > {w})"),
+            None => format!("(SELECT *, rowid AS {pos} FROM {q})"),
+        })
+    }
+
+    fn target(&self, table: &str, side: resttap_load::merge::Side) -> Option<resttap_load::merge::Target> {
+        use resttap_load::merge::{Side, Target};
+        let (existed, wrote) = (self.db.existing_at_begin.contains_key(table), self.db.written.contains_key(table));
+        let w = self.db.watermarks.get(table);
+        match side {
+            Side::Old if existed => {
+                Some(Target { table: self.db.q(table), filter: w.map(|w| format!("d.rowid <= {w}")) })
+            }
+            Side::New if wrote => Some(Target { table: self.db.q(table), filter: w.map(|w| format!("d.rowid > {w}")) }),
+            _ => None,
+        }
+    }
+
+    fn position(&self) -> &'static str {
+        "rowid"
+    }
+}
+
+impl resttap_load::merge::Sql for DuckDb {
+    fn run(&self, sql: &str, context: &str) -> Result<u64, LoadError> {
+        self.timed(sql, context).map(|n| n as u64)
+    }
+
+    fn count(&self, sql: &str, context: &str) -> Result<u64, LoadError> {
+        DuckDb::count(self, sql, context)
+    }
+
+    fn sample(&self, sql: &str, context: &str) -> Result<Option<String>, LoadError> {
+        use duckdb::OptionalExt;
+        self.conn.query_row(sql, [], |r| r.get::<_, String>(0)).optional().map_err(werr(context))
     }
 }
 
@@ -731,7 +753,7 @@ impl Destination for DuckDb {
     /// with new columns, which are added to the table first), into the dataset's table itself:
     /// inside the load transaction, so nothing shows before the commit.
     fn stage_all(&mut self, batches: &mut dyn Iterator<Item = TableBatch>) -> Result<(), LoadError> {
-        let Self { conn, dataset, written, appended, existing_at_begin, .. } = self;
+        let Self { conn, dataset, written, appended, existing_at_begin, watermarks, .. } = self;
         let conn: &Connection = conn;
         let mut pending: HashMap<String, Pending> = HashMap::new();
         for batch in batches {
@@ -745,8 +767,15 @@ impl Destination for DuckDb {
                 }
                 let table = &batch.table;
                 let ctx = format!("writing rows of table {dataset}.{table}");
+                let first_write = !written.contains_key(table);
                 let known = written.remove(table).or_else(|| existing_at_begin.get(table).cloned());
                 let q = qualified(dataset, table);
+                if first_write && existing_at_begin.contains_key(table) {
+                    let w: Option<i64> = conn
+                        .query_row(&format!("SELECT max(rowid) FROM {q}"), [], |r| r.get(0))
+                        .map_err(werr(format!("reading the last row id of {dataset}.{table}")))?;
+                    watermarks.insert(table.clone(), w.unwrap_or(-1));
+                }
                 written.insert(table.clone(), create_or_widen(conn, &q, known, &batch.columns, &ctx)?);
                 pending.insert(table.clone(), Pending::new(&q, &batch.columns, ctx));
             }
@@ -779,6 +808,7 @@ impl Destination for DuckDb {
                 self.in_txn = false;
                 self.written.clear();
                 self.appended.clear();
+                self.watermarks.clear();
                 Ok(report)
             }
             Err(e) => {
@@ -813,6 +843,7 @@ impl Destination for DuckDb {
         }
         self.written.clear();
         self.appended.clear();
+        self.watermarks.clear();
     }
 }
 

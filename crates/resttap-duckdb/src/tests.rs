@@ -20,6 +20,7 @@ fn into_items(resource: &str, wd: WriteDisposition, primary_key: &str, keys_uniq
         primary_key: vec![primary_key.into()],
         keys_unique,
         table_format: Default::default(),
+        merge: Default::default(),
     }
 }
 
@@ -73,6 +74,15 @@ mod contract {
         let (_dir, db) = temp();
         Contract { db, _dir }
     });
+
+    mod strategies {
+        use super::*;
+
+        resttap_load::contract_tests!(@strategies {
+            let (_dir, db) = temp();
+            Contract { db, _dir }
+        });
+    }
 }
 
 #[test]

@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use resttap_normalize::{Normalizer, NormalizerConfig};
+use resttap_normalize::{ColumnHint, Normalizer, NormalizerConfig};
+use resttap_schema::merge::{MergeSpec, MergeStrategy, Scd2, SortOrder};
 use resttap_schema::{DataType, Schema, TableFormat, WriteDisposition};
 use serde_json::{Value, json};
 
@@ -52,6 +53,9 @@ pub fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> Normaliz
         load_id: Arc::from(load_id),
         batch_rows,
         hints: vec![],
+        row_ids: resttap_normalize::RowIds::Random,
+        validity: None,
+        contract: Default::default(),
     }
 }
 
@@ -67,6 +71,7 @@ fn into_items_as(wd: WriteDisposition, keys_unique: bool, table_format: TableFor
         write_disposition: wd,
         primary_key: vec!["id".into()],
         keys_unique,
+        merge: Default::default(),
     }
 }
 
@@ -94,9 +99,24 @@ pub fn load_into_as(
     batch_rows: usize,
     table_format: TableFormat,
 ) -> Result<CommitReport, LoadError> {
+    load_with(d, wd, &MergeSpec::default(), vec![], records, batch_rows, table_format)
+}
+
+/// One load of `records` into `items` merging as `spec` says, with column hints `hints`.
+pub fn load_with(
+    d: &mut dyn Destination,
+    wd: WriteDisposition,
+    spec: &MergeSpec,
+    hints: Vec<ColumnHint>,
+    records: &[Value],
+    batch_rows: usize,
+    table_format: TableFormat,
+) -> Result<CommitReport, LoadError> {
     let id = load_id();
     let existing = d.existing_schema()?;
-    let mut n = Normalizer::new(items(wd, &id, batch_rows), &existing);
+    let (row_ids, validity) = crate::merge::row_ids(spec, wd == WriteDisposition::Merge, &id);
+    let cfg = NormalizerConfig { hints, row_ids, validity, ..items(wd, &id, batch_rows) };
+    let mut n = Normalizer::new(cfg, &existing);
     d.begin(&id)?;
     let mut out = Vec::new();
     for r in records {
@@ -107,7 +127,8 @@ pub fn load_into_as(
         d.abort();
         return Err(e);
     }
-    d.commit(&plan(&id, n.schema().clone(), vec![into_items_as(wd, n.keys_rising(), table_format)], None))
+    let res = ResourceLoad { merge: spec.clone(), ..into_items_as(wd, n.keys_rising(), table_format) };
+    d.commit(&plan(&id, n.schema().clone(), vec![res], None))
 }
 
 fn load_in(
@@ -385,6 +406,226 @@ pub fn describe_lists_tables_with_rows(h: &mut dyn Harness) {
     }
 }
 
+fn merge_as(
+    h: &mut dyn Harness,
+    spec: &MergeSpec,
+    hints: &[(&str, DataType)],
+    records: &[Value],
+) -> Result<CommitReport, LoadError> {
+    let hints = hints
+        .iter()
+        .map(|(name, t)| ColumnHint { name: (*name).into(), data_type: Some(*t), nullable: None, primary_key: false })
+        .collect();
+    let f = h.table_format();
+    load_with(h.dest(), WriteDisposition::Merge, spec, hints, records, 2, f)
+}
+
+fn strategy(s: MergeStrategy) -> MergeSpec {
+    MergeSpec { strategy: s, ..MergeSpec::default() }
+}
+
+/// `upsert`: root ids are dlt's hash of the key and stay from load to load; a record's nested
+/// rows are those it brings now; a key that comes twice is de-duplicated, unless its copies
+/// have nested rows (which cannot be told apart): then the load fails and nothing changes.
+pub fn upsert_keeps_ids_and_replaces_nested_rows(h: &mut dyn Harness) {
+    let spec = strategy(MergeStrategy::Upsert);
+    merge_as(
+        h,
+        &spec,
+        &[],
+        &[json!({"id": 5, "v": "a", "tags": ["x", "y"]}), json!({"id": 6, "v": "b", "tags": ["z"]})],
+    )
+    .unwrap();
+    // dlt 1.31: digest128('{"id":5}') and its nested rows' digest128(f"{parent}_{table}_{idx}")
+    assert_eq!(one(h, "SELECT _dlt_id FROM ds.items WHERE id = 5"), "k2m2W4pvOwjKag");
+    let second = merge_as(
+        h,
+        &spec,
+        &[],
+        &[
+            json!({"id": 6, "v": "b2", "tags": ["z2", "z3"]}),
+            json!({"id": 7, "v": "c", "tags": []}),
+            json!({"id": 8, "v": "p"}),
+            json!({"id": 8, "v": "q"}),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        h.rows("SELECT CAST(id AS VARCHAR) || '=' || v FROM ds.items ORDER BY id"),
+        ["5=a", "6=b2", "7=c", "8=q"]
+    );
+    assert_eq!(one(h, "SELECT _dlt_id FROM ds.items WHERE id = 5"), "k2m2W4pvOwjKag");
+    assert_eq!(one(h, "SELECT _dlt_id FROM ds.items WHERE id = 6"), "GVkOEPGs6KtYtg");
+    assert_eq!(one(h, "SELECT _dlt_load_id FROM ds.items WHERE id = 6"), second.load_id);
+    assert_eq!(
+        h.rows("SELECT value || ':' || _dlt_id || ':' || _dlt_root_id FROM ds.items__tags ORDER BY value"),
+        [
+            format!(
+                "x:{}:k2m2W4pvOwjKag",
+                resttap_normalize::dlt_nested_id("k2m2W4pvOwjKag", "items__tags", 0).as_str()
+            ),
+            format!(
+                "y:{}:k2m2W4pvOwjKag",
+                resttap_normalize::dlt_nested_id("k2m2W4pvOwjKag", "items__tags", 1).as_str()
+            ),
+            format!(
+                "z2:{}:GVkOEPGs6KtYtg",
+                resttap_normalize::dlt_nested_id("GVkOEPGs6KtYtg", "items__tags", 0).as_str()
+            ),
+            format!(
+                "z3:{}:GVkOEPGs6KtYtg",
+                resttap_normalize::dlt_nested_id("GVkOEPGs6KtYtg", "items__tags", 1).as_str()
+            ),
+        ]
+    );
+    let loads = count(h, "_dlt_loads");
+    let err =
+        merge_as(h, &spec, &[], &[json!({"id": 9, "tags": ["a"]}), json!({"id": 9, "tags": ["b", "c"]})]).unwrap_err();
+    assert!(matches!(err, LoadError::Data { .. }), "{err}");
+    assert!(err.to_string().contains("id=9") && err.to_string().contains("delete-insert"), "{err}");
+    assert_eq!(count(h, "_dlt_loads"), loads, "the failed load committed nothing");
+    assert_eq!(count(h, "items"), 4);
+}
+
+/// `insert-only`: records whose key the table holds are not loaded, nor their nested rows.
+pub fn insert_only_leaves_known_records_alone(h: &mut dyn Harness) {
+    let spec = strategy(MergeStrategy::InsertOnly);
+    merge_as(h, &spec, &[], &[json!({"id": 1, "v": "a", "tags": ["x"]})]).unwrap();
+    let report = merge_as(
+        h,
+        &spec,
+        &[],
+        &[json!({"id": 1, "v": "changed", "tags": ["x", "y"]}), json!({"id": 2, "v": "b", "tags": ["z"]})],
+    )
+    .unwrap();
+    assert_eq!(h.rows("SELECT CAST(id AS VARCHAR) || '=' || v FROM ds.items ORDER BY id"), ["1=a", "2=b"]);
+    assert_eq!(h.rows("SELECT value FROM ds.items__tags ORDER BY value"), ["x", "z"]);
+    assert_eq!(
+        report.tables,
+        vec![TableReport { table: "items".into(), rows: 1 }, TableReport { table: "items__tags".into(), rows: 1 }]
+    );
+}
+
+/// `scd2`: versions kept with the span they were current in; a record absent from the load
+/// is retired, a changed one versioned, an unchanged one left alone, and one that comes back
+/// is current again with its old row hash and nested rows.
+pub fn scd2_keeps_every_version(h: &mut dyn Harness) {
+    let spec = strategy(MergeStrategy::Scd2(Scd2::default()));
+    let a = json!({"id": 1, "v": "a", "tags": ["x"]});
+    let (b, b2) = (json!({"id": 2, "v": "b"}), json!({"id": 2, "v": "b2"}));
+    let (c, d) = (json!({"id": 3, "v": "c"}), json!({"id": 4, "v": "d"}));
+    merge_as(h, &spec, &[], &[a.clone(), b.clone(), c.clone()]).unwrap();
+    let second = merge_as(h, &spec, &[], &[a.clone(), b2.clone(), d.clone()]).unwrap();
+    let third = merge_as(h, &spec, &[], &[a.clone(), b2.clone(), d.clone(), c.clone(), c.clone()]).unwrap();
+    let state = "CASE WHEN _dlt_valid_to IS NULL THEN 'current' ELSE 'retired' END";
+    assert_eq!(
+        h.rows(&format!("SELECT v || ':' || {state} FROM ds.items ORDER BY v, _dlt_valid_from")),
+        ["a:current", "b:retired", "b2:current", "c:retired", "c:current", "d:current"]
+    );
+    // a version ends when the next begins: at the second load's boundary
+    assert_eq!(
+        one(
+            h,
+            "SELECT CAST(count(*) AS VARCHAR) FROM ds.items o JOIN ds.items n ON o._dlt_valid_to = n._dlt_valid_from WHERE o.v = 'b' AND n.v = 'b2'"
+        ),
+        "1"
+    );
+    assert_eq!(one(h, "SELECT CAST(count(DISTINCT _dlt_valid_from) AS VARCHAR) FROM ds.items"), "3");
+    assert_eq!(one(h, "SELECT _dlt_load_id FROM ds.items WHERE v = 'd'"), second.load_id);
+    assert_eq!(
+        one(h, &format!("SELECT _dlt_load_id FROM ds.items WHERE v = 'c' AND {state} = 'current'")),
+        third.load_id
+    );
+    // the row hash is the id (dlt's: shake-128 of the record as orjson writes it, keys sorted)
+    assert_eq!(one(h, "SELECT CAST(count(DISTINCT _dlt_id) AS VARCHAR) FROM ds.items"), "5");
+    assert_eq!(
+        one(
+            h,
+            "SELECT CAST(count(*) AS VARCHAR) FROM ds.items WHERE v = 'c' AND _dlt_id IN (SELECT _dlt_id FROM ds.items WHERE v = 'a')"
+        ),
+        "0"
+    );
+    // nested rows once per version, shared by a version that comes back; no _dlt_root_id
+    assert_eq!(h.rows("SELECT value FROM ds.items__tags"), ["x"]);
+    assert_eq!(
+        one(
+            h,
+            "SELECT CAST(count(*) AS VARCHAR) FROM information_schema.columns WHERE table_schema = 'ds' AND table_name = 'items__tags' AND column_name = '_dlt_root_id'"
+        ),
+        "0"
+    );
+}
+
+/// `scd2` with a merge key retires only versions whose merge key the load brings; with
+/// `active_record_timestamp`, current versions hold it instead of NULL.
+pub fn scd2_merge_key_scopes_retirement(h: &mut dyn Harness) {
+    let spec = MergeSpec {
+        merge_key: vec!["forum".into()],
+        ..strategy(MergeStrategy::Scd2(Scd2 {
+            active_record_timestamp: Some(253_402_214_400_000_000),
+            ..Scd2::default()
+        }))
+    };
+    merge_as(
+        h,
+        &spec,
+        &[],
+        &[json!({"id": 1, "forum": 10}), json!({"id": 2, "forum": 10}), json!({"id": 3, "forum": 20})],
+    )
+    .unwrap();
+    merge_as(h, &spec, &[], &[json!({"id": 1, "forum": 10})]).unwrap();
+    let state = "CASE WHEN _dlt_valid_to = CAST('9999-12-31T00:00:00Z' AS TIMESTAMP WITH TIME ZONE) THEN 'current' ELSE 'retired' END";
+    assert_eq!(
+        h.rows(&format!("SELECT CAST(id AS VARCHAR) || ':' || {state} FROM ds.items ORDER BY id")),
+        ["1:current", "2:retired", "3:current"]
+    );
+}
+
+/// delete-insert with a merge key, `hard_delete` and `dedup_sort` (dlt's observed results):
+/// older rows go by primary key or merge key; of a key's copies the highest `dedup_sort` wins;
+/// a record flagged deleted takes its key's rows (and their nested rows) with it.
+pub fn delete_insert_with_merge_key_hard_delete_and_dedup_sort(h: &mut dyn Harness) {
+    let spec = MergeSpec {
+        merge_key: vec!["forum".into()],
+        hard_delete: Some("deleted".into()),
+        dedup_sort: Some(("upd".into(), SortOrder::Desc)),
+        ..MergeSpec::default()
+    };
+    let hints = [("deleted", DataType::Bool), ("upd", DataType::Bigint)];
+    merge_as(
+        h,
+        &spec,
+        &hints,
+        &[
+            json!({"id": 1, "forum": 10, "v": "one"}),
+            json!({"id": 2, "forum": 10, "v": "two"}),
+            json!({"id": 3, "forum": 20, "v": "three"}),
+            json!({"id": 4, "forum": 30, "v": "four", "tags": ["t"]}),
+        ],
+    )
+    .unwrap();
+    merge_as(
+        h,
+        &spec,
+        &hints,
+        &[
+            json!({"id": 1, "forum": 10, "upd": 1, "v": "old"}),
+            json!({"id": 1, "forum": 10, "upd": 3, "v": "new"}),
+            json!({"id": 1, "forum": 10, "upd": 2, "v": "mid"}),
+            json!({"id": 3, "forum": 40, "v": "moved"}),
+            json!({"id": 4, "forum": 30, "deleted": true}),
+            json!({"id": 5, "forum": 50, "deleted": true, "tags": ["never"]}),
+            json!({"id": 6, "forum": 60, "deleted": false, "v": "kept"}),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        h.rows("SELECT CAST(id AS VARCHAR) || '=' || v FROM ds.items ORDER BY id"),
+        ["1=new", "3=moved", "6=kept"]
+    );
+    assert_eq!(count(h, "items__tags"), 0);
+}
+
 /// Runs every scenario of the contract, each against a new harness from `$make` (an
 /// expression giving a `impl Harness`).
 #[macro_export]
@@ -399,6 +640,14 @@ macro_rules! contract_tests {
             a_failed_load_changes_nothing,
             state_round_trips_and_the_highest_version_wins,
             describe_lists_tables_with_rows);
+    };
+    (@strategies $make:expr) => {
+        $crate::contract_tests!(@each $make;
+            upsert_keeps_ids_and_replaces_nested_rows,
+            insert_only_leaves_known_records_alone,
+            scd2_keeps_every_version,
+            scd2_merge_key_scopes_retirement,
+            delete_insert_with_merge_key_hard_delete_and_dedup_sort);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -7,6 +7,16 @@
 use resttap_schema::{Column, DataType, Schema, Table};
 use resttap_state::PipelineState;
 
+/// The time of load `load_id` in microseconds since the epoch, as dlt reads it (scd2's
+/// boundary: `pendulum.from_timestamp(float(load_id))`, the fraction's microseconds rounded
+/// half to even).
+pub fn load_time_micros(load_id: &str) -> i64 {
+    let t: f64 = load_id.parse().unwrap_or(0.0);
+    let secs = t.trunc();
+    let micros = ((t - secs) * 1e6).round_ties_even();
+    secs as i64 * 1_000_000 + micros as i64
+}
+
 /// `_dlt_loads`: one row per completed load.
 pub const LOADS: &str = "_dlt_loads";
 /// `_dlt_version`: one row per schema version.
@@ -69,6 +79,17 @@ pub fn system_text_length(table: &str, column: &str) -> Option<u32> {
 /// them by default): `_dlt_id` of every data table and of `_dlt_pipeline_state`.
 pub fn unique_column(table: &str, column: &str) -> bool {
     column == resttap_schema::cols::ID && table != LOADS && table != VERSION
+}
+
+/// Whether `table` is the root table of an scd2 resource of `plan`: its `_dlt_id` is the row
+/// hash, which a version that comes back shares with its retired one, so dlt does not declare
+/// it unique (`unique: false` in its schema).
+pub fn versioned_root(plan: &crate::LoadPlan, table: &str) -> bool {
+    plan.resources.iter().any(|r| {
+        r.root_table == table
+            && r.write_disposition == resttap_schema::WriteDisposition::Merge
+            && matches!(r.merge.strategy, resttap_schema::merge::MergeStrategy::Scd2(_))
+    })
 }
 
 /// A system table as a [`Table`], for a destination's `CREATE TABLE`.

@@ -30,6 +30,7 @@
 //! runs the same end-to-end assertions against each destination through the binary.
 
 pub mod dlt;
+pub mod merge;
 
 #[cfg(feature = "contract")]
 pub mod contract;
@@ -55,6 +56,7 @@ pub fn thread_cpu() -> Option<std::time::Duration> {
 }
 
 use resttap_normalize::TableBatch;
+use resttap_schema::merge::MergeSpec;
 use resttap_schema::{Schema, TableFormat, WriteDisposition};
 pub use resttap_state::PipelineState;
 
@@ -74,6 +76,8 @@ pub struct ResourceLoad {
     pub keys_unique: bool,
     /// `table_format` (a lake's Delta tables); the others ignore it.
     pub table_format: TableFormat,
+    /// The merge strategy and its hints (for `merge`).
+    pub merge: MergeSpec,
 }
 
 /// Everything [`Destination::commit`] needs.
@@ -124,6 +128,9 @@ pub enum LoadError {
     /// A statement or write failed.
     #[error("{context}: {message}")]
     Write { context: String, message: String },
+    /// The load's data cannot be applied as configured (nothing was committed).
+    #[error("{context}: {message}")]
+    Data { context: String, message: String },
     /// The commit needed more memory than the destination was given; `advice` says how to
     /// give it more.
     #[error("{context}: {message}. The commit ran under a memory limit of {limit}: {advice}")]

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::{Faults, MockOptions};
+use crate::{DeleteStyle, Faults, MockOptions};
 
 /// Serve the mock feedback API.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,6 +46,12 @@ pub struct MockArgs {
     /// Serve requests without credentials too (a stand-in for another host).
     #[arg(long)]
     pub open: bool,
+    /// Each revision deletes about one record in N (0: none); a deleted record is back in the next.
+    #[arg(long, default_value_t = 0)]
+    pub deletes: u64,
+    /// How deleted records show: left out of listings, or listed with `"deleted": true`.
+    #[arg(long, value_enum, default_value_t = DeleteStyle::Absent)]
+    pub delete_style: DeleteStyle,
 }
 
 impl MockArgs {
@@ -68,6 +74,8 @@ impl MockArgs {
             prerender: self.prerender,
             oauth_expires_in: self.oauth_expires_in,
             open: self.open,
+            deletes: self.deletes,
+            delete_style: self.delete_style,
         }
     }
 

@@ -104,6 +104,13 @@ pub fn changed_in(id: u64, revision: u64) -> bool {
     revision > 0 && (id + revision).is_multiple_of(5)
 }
 
+/// Whether record `id` is deleted at `revision`, when each revision deletes about one record in
+/// `every` (0: none): those with `id % every == revision % every`. A record deleted by one
+/// revision is back in the next (as an API's restored or undeleted records are).
+pub fn deleted_in(id: u64, revision: u64, every: u64) -> bool {
+    revision > 0 && every > 0 && id % every == revision % every
+}
+
 /// Minutes from 2024-01-01 to the time revisions happen: after every original record's
 /// `updated_at` (for up to a few million records), so that an `updated_after` query made after
 /// revision `r - 1` sees every record changed or added by revision `r`.

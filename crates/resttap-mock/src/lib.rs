@@ -22,4 +22,4 @@ mod styles;
 
 mod args;
 pub use args::MockArgs;
-pub use server::{Faults, MockOptions, Stats, app, spawn};
+pub use server::{DeleteStyle, Faults, MockOptions, Stats, app, spawn};

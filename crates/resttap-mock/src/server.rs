@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use resttap_schema::timestamp::parse_timestamp;
 
-use crate::data::{RESOURCES, added_in, record_count, record_with};
+use crate::data::{RESOURCES, added_in, deleted_in, record_count, record_with};
 
 /// Faults the server injects into `/v1/` responses.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -61,6 +61,21 @@ pub struct MockOptions {
     /// Serve requests without credentials too (counted as `none` in [`Stats::auth`]): a
     /// stand-in for another host that a next link or redirect leads to.
     pub open: bool,
+    /// Records deleted by each revision (0: none): see [`crate::data::deleted_in`].
+    pub deletes: u64,
+    /// How a deleted record shows: absent from the listings, or served with `"deleted": true`
+    /// (every other record then has `"deleted": false`), as soft-deleting APIs do.
+    pub delete_style: DeleteStyle,
+}
+
+/// How the server shows a record a revision deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeleteStyle {
+    /// Left out of every listing.
+    #[default]
+    Absent,
+    /// Listed with `"deleted": true`.
+    Flag,
 }
 
 impl Default for MockOptions {
@@ -75,6 +90,8 @@ impl Default for MockOptions {
             prerender: false,
             oauth_expires_in: 3600,
             open: false,
+            deletes: 0,
+            delete_style: DeleteStyle::Absent,
         }
     }
 }
@@ -134,7 +151,19 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn record(&self, name: &str, id: u64, revision: u64) -> serde_json::Value {
-        record_with(name, id, revision, added_in(name, id, self.opts.records, self.opts.growth))
+        let mut r = record_with(name, id, revision, added_in(name, id, self.opts.records, self.opts.growth));
+        if self.opts.deletes > 0
+            && self.opts.delete_style == DeleteStyle::Flag
+            && let Some(obj) = r.as_object_mut()
+        {
+            obj.insert("deleted".into(), deleted_in(id, revision, self.opts.deletes).into());
+        }
+        r
+    }
+
+    /// Whether listings leave record `id` out at `revision`.
+    fn absent(&self, id: u64, revision: u64) -> bool {
+        self.opts.delete_style == DeleteStyle::Absent && deleted_in(id, revision, self.opts.deletes)
     }
 
     pub(crate) fn total(&self, name: &str) -> u64 {
@@ -223,6 +252,7 @@ impl Shared {
         let name = RESOURCES[resource];
         let total = record_count(name, self.opts.records, revision, self.opts.growth);
         let mut ids: Vec<(i64, u64)> = (1..=total)
+            .filter(|id| !self.absent(*id, revision))
             .filter_map(|id| {
                 let at = self.record(name, id, revision)["updated_at"].as_str().and_then(parse_timestamp).unwrap_or(0);
                 let keep = filter.after.is_none_or(|a| at >= a) && filter.before.is_none_or(|b| at < b);
@@ -243,6 +273,9 @@ impl Shared {
             return b.clone();
         }
         let name = RESOURCES[resource];
+        // with deletions the listing is a selection of ids too
+        let deleting = self.opts.deletes > 0 && self.opts.delete_style == DeleteStyle::Absent;
+        let filter = filter.or_else(|| deleting.then_some(Filter { after: None, before: None, sort: false }));
         let (total, items): (u64, Vec<serde_json::Value>) = match &filter {
             None => {
                 let total = record_count(name, self.opts.records, revision, self.opts.growth);
@@ -505,5 +538,32 @@ mod tests {
         assert_eq!(last["suggestions"].as_array().unwrap().len(), 50);
         assert!(last["pagination"].get("cursor").is_none());
         assert_eq!(last["pagination"]["total"], 150);
+    }
+
+    #[test]
+    fn deleted_records_leave_the_listing_or_are_flagged() {
+        let page = |s: &Shared, rev| -> Vec<serde_json::Value> {
+            let idx = RESOURCES.iter().position(|r| *r == "suggestions").unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&s.render_page(idx, 0, 1000, rev, None)).unwrap();
+            v["suggestions"].as_array().unwrap().clone()
+        };
+        let absent = shared(MockOptions { records: 100, deletes: 10, ..MockOptions::default() });
+        assert_eq!(page(&absent, 0).len(), 100);
+        // revision 1 adds 2 (ids 101, 102) and deletes ids 1, 11, ..., 101
+        let ids: Vec<u64> = page(&absent, 1).iter().map(|r| r["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids.len(), 102 - 11);
+        assert!(!ids.contains(&11) && ids.contains(&12) && !ids.contains(&101) && ids.contains(&102));
+        let flag = shared(MockOptions {
+            records: 100,
+            deletes: 10,
+            delete_style: DeleteStyle::Flag,
+            ..MockOptions::default()
+        });
+        let rows = page(&flag, 1);
+        assert_eq!(rows.len(), 102);
+        let deleted: Vec<u64> =
+            rows.iter().filter(|r| r["deleted"] == true).map(|r| r["id"].as_u64().unwrap()).collect();
+        assert_eq!(deleted, vec![1, 11, 21, 31, 41, 51, 61, 71, 81, 91, 101]);
+        assert!(rows.iter().all(|r| r["deleted"].is_boolean()));
     }
 }

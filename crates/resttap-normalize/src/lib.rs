@@ -24,11 +24,14 @@ use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, Time
 use arrow::record_batch::RecordBatch;
 use base64::Engine;
 use resttap_json::{Kind, Node};
+use resttap_schema::contract::{ContractMode, SchemaContract};
 use resttap_schema::naming::{PATH_SEPARATOR, normalize_identifier};
 use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
 use serde_json::Value;
 
 pub use resttap_schema::timestamp::parse_timestamp;
+
+pub mod hash;
 
 /// Rows of one table, ready to load: the columns they carry and their values.
 #[derive(Debug, Clone)]
@@ -57,6 +60,16 @@ pub enum NormalizeError {
         "a record of table `{table}` has no value for column `{column}`, which `columns` hints as `nullable: false`: {excerpt}"
     )]
     MissingRequired { table: String, column: String, excerpt: String },
+    /// The data would change the schema where `schema_contract` freezes it.
+    #[error("{detail}")]
+    Frozen {
+        /// `tables`, `columns` or `data_type`.
+        entity: &'static str,
+        table: String,
+        /// The column (for a data type: the variant column it would make).
+        column: Option<String>,
+        detail: String,
+    },
 }
 
 /// A `columns` hint of the root table (names already normalized).
@@ -86,6 +99,36 @@ pub struct NormalizerConfig {
     pub batch_rows: usize,
     /// `columns` hints of the root table.
     pub hints: Vec<ColumnHint>,
+    /// How root rows get their `_dlt_id`.
+    pub row_ids: RowIds,
+    /// `scd2`'s validity columns and the values this load's root rows get.
+    pub validity: Option<Validity>,
+    /// What the data may add to the schema ([`SchemaContract`]).
+    pub contract: SchemaContract,
+}
+
+/// How root rows get their `_dlt_id` (dlt's row id types). Nested rows' ids derive from their
+/// parent's: with dlt's own hash when root ids are deterministic, so that they equal dlt's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RowIds {
+    /// Random (append, replace, merge's delete-insert, scd2 with a row version column).
+    #[default]
+    Random,
+    /// A hash of the primary key's values ([`hash::key_hash`]: upsert, insert-only).
+    KeyHash,
+    /// A hash of the whole record ([`hash::row_hash`]: scd2).
+    RowHash,
+}
+
+/// `scd2`'s validity columns (normalized names) and their values for this load's rows, in
+/// microseconds since the epoch: every version it brings is current from `from`, until `to`
+/// (`None`: NULL, dlt's default for the current version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    pub from_column: String,
+    pub to_column: String,
+    pub from: i64,
+    pub to: Option<i64>,
 }
 
 enum Builder {
@@ -196,6 +239,14 @@ impl TableBuf {
         }
         append(&mut c.builder, cell);
         c.len += 1;
+    }
+
+    /// Adds `column` (already in the table's schema) to the buffer, if it lacks it.
+    fn seed(&mut self, column: Column) {
+        if !self.index.contains_key(&column.name) {
+            self.index.insert(column.name.clone(), self.cols.len());
+            self.cols.push(ColBuf { builder: Builder::new(column.data_type), column, len: 0 });
+        }
     }
 
     fn flush(&mut self, last: bool) -> Option<TableBatch> {
@@ -404,7 +455,21 @@ pub struct Normalizer {
     /// Whether the object flattened last had a key named like a system column.
     system_key: bool,
     sys: SysNodes,
+    /// Nested rows get `_dlt_root_id` (merge, but not scd2).
     merge: bool,
+    /// Name nodes of the validity columns (scd2).
+    validity_nodes: Option<(usize, usize)>,
+    /// The text a deterministic id hashes, reused.
+    hash_buf: Vec<u8>,
+    /// The contract needs checking (it does not let everything evolve).
+    policed: bool,
+    /// The root table is new to the dataset: under the contract, this load may add its columns.
+    root_new: bool,
+    /// Columns of `discard_row` whose key drops any later row that has it, even null (dlt's
+    /// filter): (table, column).
+    discarded: std::collections::HashSet<(Arc<str>, Arc<str>)>,
+    /// The current record's primary key, for messages (`id=3`), under a contract.
+    record_key: String,
     records: u64,
     keys: KeyOrder,
 }
@@ -442,7 +507,7 @@ impl Normalizer {
                 schema.tables.push(t);
             }
         }
-        let merge = cfg.write_disposition == WriteDisposition::Merge;
+        let merge = cfg.write_disposition == WriteDisposition::Merge && cfg.validity.is_none();
         let names = vec![NameNode::new(Arc::from(""), "", 0)];
         let sys = SysNodes { load_id: 0, id: 0, root_id: 0, parent_id: 0, list_idx: 0, value: 0, list: 0 };
         let keys = if cfg.primary_key.len() == 1 { KeyOrder::Start } else { KeyOrder::Unknown };
@@ -469,6 +534,12 @@ impl Normalizer {
             names,
             sys,
             merge,
+            validity_nodes: None,
+            hash_buf: Vec::new(),
+            policed: false,
+            root_new: false,
+            discarded: Default::default(),
+            record_key: String::new(),
             records: 0,
             keys,
         };
@@ -484,7 +555,127 @@ impl Normalizer {
         for node in [n.sys.load_id, n.sys.id, n.sys.root_id, n.sys.parent_id, n.sys.list_idx] {
             n.names[node].system = true;
         }
+        if let Some(v) = n.cfg.validity.clone() {
+            n.validity_nodes = Some((n.child(0, &v.from_column), n.child(0, &v.to_column)));
+        }
+        n.policed = !n.cfg.contract.evolves();
+        n.root_new = existing.table(&n.cfg.table).is_none_or(|t| t.columns.is_empty());
         n
+    }
+
+    /// The load must fail before it starts: the root table is new to the dataset and the
+    /// contract freezes tables (dlt fails at extract, before the first request's data lands).
+    pub fn refuses_root(&self) -> Option<NormalizeError> {
+        (self.root_new && self.cfg.contract.tables == ContractMode::Freeze).then(|| NormalizeError::Frozen {
+            entity: "tables",
+            table: self.cfg.table.clone(),
+            column: None,
+            detail: format!(
+                "the dataset has no table `{}` and `schema_contract` freezes `tables`: the first load of a resource creates its table, so start with `tables: evolve` (for example `schema_contract: {{tables: evolve, columns: freeze, data_type: freeze}}`)",
+                self.cfg.table
+            ),
+        })
+    }
+
+    /// Applies the contract to a row of `table` about to be written: `Ok(false)` when the row
+    /// is to be dropped (with its nested rows); values to drop are taken out of `fields`.
+    /// `evolve_columns`: the table may take new columns with this row (a new root table in its
+    /// first load; a nested table in the row that creates it, as in dlt).
+    fn police<N: Node>(
+        &mut self,
+        table: &Arc<str>,
+        fields: &mut Vec<(usize, &N)>,
+        evolve_columns: bool,
+    ) -> Result<bool, NormalizeError> {
+        let contract = self.cfg.contract;
+        let mut i = 0;
+        while i < fields.len() {
+            let (node, v) = fields[i];
+            let col = Arc::clone(&self.names[node].full);
+            if col.starts_with("_dlt") {
+                i += 1;
+                continue;
+            }
+            if !self.discarded.is_empty() && self.discarded.contains(&(Arc::clone(table), Arc::clone(&col))) {
+                return Ok(false);
+            }
+            if v.is_null() {
+                i += 1;
+                continue;
+            }
+            let t = self.schema.table(table);
+            let verdict = match t.and_then(|t| t.column(&col)) {
+                Some(c) if coerce(c.data_type, v).is_some() => None,
+                Some(c) => {
+                    let vt = natural_type(v);
+                    let vt = if vt == DataType::Timestamp { DataType::Text } else { vt };
+                    let variant = format!("{col}{PATH_SEPARATOR}v_{}", vt.dlt_name());
+                    match t.and_then(|t| t.column(&variant)) {
+                        Some(vc) if coerce(vc.data_type, v).is_some() => None,
+                        _ => Some(("data_type", contract.data_type, variant, Some(c.data_type))),
+                    }
+                }
+                None if evolve_columns => None,
+                None => Some(("columns", contract.columns, col.to_string(), None)),
+            };
+            let Some((entity, mode, column, was)) = verdict else {
+                i += 1;
+                continue;
+            };
+            match mode {
+                ContractMode::Evolve => i += 1,
+                ContractMode::DiscardValue => {
+                    fields.remove(i);
+                }
+                ContractMode::DiscardRow => {
+                    if entity == "columns" {
+                        self.discarded.insert((Arc::clone(table), col));
+                    }
+                    return Ok(false);
+                }
+                ContractMode::Freeze => {
+                    let mut value: String = v.to_json().chars().take(80).collect();
+                    if value.len() >= 80 {
+                        value.push('…');
+                    }
+                    let detail = match was {
+                        None => format!(
+                            "table `{table}` has no column `{column}` and `schema_contract` freezes `columns`; the record with {key} brings it (value {value}). Declare it in `columns`, or let columns `evolve`, `discard_value` or `discard_row`",
+                            key = self.record_key
+                        ),
+                        Some(t) => format!(
+                            "a value of column `{col}` of table `{table}` does not fit its type {t} and would make variant column `{column}`, and `schema_contract` freezes `data_type`; the record with {key} has {value}. Let data types `evolve`, `discard_value` or `discard_row`",
+                            key = self.record_key
+                        ),
+                    };
+                    return Err(NormalizeError::Frozen {
+                        entity,
+                        table: table.to_string(),
+                        column: Some(column),
+                        detail,
+                    });
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The record's primary key as text (`id=3`), for the contract's messages.
+    fn key_text<N: Node>(&self, fields: &[(usize, &N)]) -> String {
+        let parts: Vec<String> = self
+            .cfg
+            .primary_key
+            .iter()
+            .filter_map(|k| {
+                let (_, v) = fields.iter().find(|(node, _)| *self.names[*node].full == **k)?;
+                Some(format!("{k}={}", v.to_json()))
+            })
+            .collect();
+        if parts.is_empty() {
+            format!("no primary key (record {} of the load)", self.records + 1)
+        } else {
+            parts.join(", ")
+        }
     }
 
     /// Records normalized so far.
@@ -614,10 +805,22 @@ impl Normalizer {
                 });
             }
             let column = table.column(&h.name).expect("added").clone();
-            let buf = &mut self.bufs[bi];
-            if !buf.index.contains_key(&h.name) {
-                buf.index.insert(h.name.clone(), buf.cols.len());
-                buf.cols.push(ColBuf { builder: Builder::new(column.data_type), column, len: 0 });
+            self.bufs[bi].seed(column);
+        }
+        // scd2's validity columns come after the hinted ones, before the data's (as in dlt)
+        if let Some(v) = self.cfg.validity.clone() {
+            for name in [v.from_column, v.to_column] {
+                let table = self.schema.table_mut(&root).expect("registered");
+                if table.column(&name).is_none() {
+                    table.add_column(Column {
+                        name: name.clone(),
+                        data_type: DataType::Timestamp,
+                        nullable: true,
+                        primary_key: false,
+                    });
+                }
+                let column = table.column(&name).expect("added").clone();
+                self.bufs[bi].seed(column);
             }
         }
     }
@@ -642,6 +845,17 @@ impl Normalizer {
     fn put_sys(&mut self, bi: usize, node: usize, cell: Cell<'_>) {
         if let Some(ci) = self.bufs[bi].by_node.get(node).copied().filter(|c| *c != u32::MAX) {
             self.bufs[bi].append(ci as usize, cell);
+            return;
+        }
+        if let Cell::Ts(_) = cell {
+            // scd2's validity columns, seeded with the table
+            let buf = &mut self.bufs[bi];
+            let ci = *buf.index.get(&*self.names[node].full).expect("validity columns are seeded");
+            if buf.by_node.len() <= node {
+                buf.by_node.resize(node + 1, u32::MAX);
+            }
+            buf.by_node[node] = ci as u32;
+            buf.append(ci, cell);
             return;
         }
         let value = match cell {
@@ -784,6 +998,20 @@ impl Normalizer {
                 NormalizeError::MissingRequired { table, column, excerpt }
             });
         }
+        if self.policed {
+            if self.root_new && self.cfg.contract.tables != ContractMode::Evolve {
+                // freeze was refused before the load; discard_*: the resource's rows are dropped
+                if let Some(e) = self.refuses_root() {
+                    return Err(e);
+                }
+                return Ok(());
+            }
+            self.record_key = self.key_text(&fields);
+            let root_new = self.root_new;
+            if !self.police(&root, &mut fields, root_new)? {
+                return Ok(());
+            }
+        }
         self.keys = match (self.keys, first_key) {
             (KeyOrder::Start, Some(Kind::I64(k))) => KeyOrder::Rising(k),
             (KeyOrder::Rising(last), Some(Kind::I64(k))) if k > last => KeyOrder::Rising(k),
@@ -795,14 +1023,32 @@ impl Normalizer {
         }
         let load_id = Arc::clone(&self.cfg.load_id);
         self.put_sys(bi, self.sys.load_id, Cell::Str(&load_id));
-        let id = random_id();
+        let id = match self.cfg.row_ids {
+            RowIds::Random => random_id(),
+            RowIds::RowHash => hash::row_hash(record, &mut self.hash_buf),
+            RowIds::KeyHash => {
+                let mut key: Vec<(&str, &N)> = fields
+                    .iter()
+                    .filter(|(node, _)| self.cfg.primary_key.iter().any(|k| **k == *self.names[*node].full))
+                    .map(|(node, v)| (&*self.names[*node].full, *v))
+                    .collect();
+                hash::key_hash(&mut key, &mut self.hash_buf)
+            }
+        };
         // a record's own `_dlt_id` went in with its fields and stays
         self.put_sys(bi, self.sys.id, Cell::Str(id.as_str()));
+        if let (Some((from, to)), Some(v)) = (self.validity_nodes, &self.cfg.validity) {
+            let (from_ts, to_ts) = (v.from, v.to);
+            self.put_sys(bi, from, Cell::Ts(from_ts));
+            if let Some(t) = to_ts {
+                self.put_sys(bi, to, Cell::Ts(t));
+            }
+        }
         self.end_row(bi);
         let row_id = own_id.unwrap_or(id.as_str());
         let root_id = if self.merge { Some(row_id) } else { None };
         for (node, items) in lists {
-            self.list(bi, node, items, row_id, root_id, level - 1);
+            self.list(bi, node, items, row_id, root_id, level - 1)?;
         }
         self.records += 1;
         for b in &mut self.bufs {
@@ -822,20 +1068,40 @@ impl Normalizer {
         parent_id: &str,
         root_id: Option<&str>,
         level: i64,
-    ) {
+    ) -> Result<(), NormalizeError> {
         let (bi, table) = match self.nested.get(&(parent, node)) {
             Some((bi, table)) => (*bi, Arc::clone(table)),
             None => {
                 let parent_table = self.bufs[parent].name.clone();
                 let table: Arc<str> = Arc::from(format!("{parent_table}{PATH_SEPARATOR}{}", self.names[node].full));
+                let new = self.schema.table(&table).is_none_or(|t| t.columns.is_empty());
+                if self.policed && new && !items.is_empty() {
+                    match self.cfg.contract.tables {
+                        ContractMode::Evolve => {}
+                        ContractMode::Freeze => {
+                            return Err(NormalizeError::Frozen {
+                                entity: "tables",
+                                table: table.to_string(),
+                                column: None,
+                                detail: format!(
+                                    "the dataset has no table `{table}` and `schema_contract` freezes `tables`; the record with {} brings it (a list in `{}`). Let tables `evolve`, or drop it with `discard_row`",
+                                    self.record_key, self.names[node].full
+                                ),
+                            });
+                        }
+                        // the new table's rows (and theirs) are dropped, the parent row kept
+                        ContractMode::DiscardRow | ContractMode::DiscardValue => return Ok(()),
+                    }
+                }
                 let bi = self.buf(&table, Some(&parent_table));
                 self.nested.insert((parent, node), (bi, Arc::clone(&table)));
                 (bi, table)
             }
         };
         let mut fields = Vec::new();
+        let dlt_hash = self.cfg.row_ids != RowIds::Random;
         for (idx, item) in items.iter().enumerate() {
-            let id = nested_id(parent_id, &table, idx);
+            let id = if dlt_hash { dlt_nested_id(parent_id, &table, idx) } else { nested_id(parent_id, &table, idx) };
             let mut child_lists: Vec<ListAt<'_, N>> = Vec::new();
             let mut own_id = None;
             fields.clear();
@@ -845,13 +1111,31 @@ impl Normalizer {
                     let overwritten = if root_id.is_some() { &[self.sys.root_id][..] } else { &[] };
                     let made = [self.sys.parent_id, self.sys.list_idx];
                     own_id = self.settle_system_keys(&mut fields, overwritten, &made);
+                    if self.policed {
+                        let first_row = self.schema.table(&table).is_none_or(|t| t.columns.is_empty());
+                        if !self.police(&table, &mut fields, first_row)? {
+                            continue;
+                        }
+                    }
                     for (node, v) in &fields {
                         self.put(bi, *node, *v, false);
                     }
                 }
                 // a list in a list: dlt wraps it as {"list": [...]}, one table deeper
                 Kind::Arr(a) => child_lists.push((self.sys.list, a)),
-                _ => self.put(bi, self.sys.value, item, false),
+                _ => {
+                    let mut value = vec![(self.sys.value, item)];
+                    if self.policed {
+                        let first_row = self.schema.table(&table).is_none_or(|t| t.columns.is_empty());
+                        if !self.police(&table, &mut value, first_row)? {
+                            continue;
+                        }
+                    }
+                    // a value the contract discarded leaves the row without it, as in dlt
+                    if !value.is_empty() {
+                        self.put(bi, self.sys.value, item, false)
+                    }
+                }
             }
             if let Some(r) = root_id {
                 self.put_sys(bi, self.sys.root_id, Cell::Str(r));
@@ -862,9 +1146,10 @@ impl Normalizer {
             self.end_row(bi);
             let next_level = if matches!(item.kind(), Kind::Arr(_)) { level - 1 } else { level };
             for (node, sub) in child_lists {
-                self.list(bi, node, sub, own_id.unwrap_or(id.as_str()), root_id, next_level - 1);
+                self.list(bi, node, sub, own_id.unwrap_or(id.as_str()), root_id, next_level - 1)?;
             }
         }
+        Ok(())
     }
 
     /// Hands over every row still buffered.
@@ -879,7 +1164,7 @@ impl Normalizer {
 pub struct RowId(tinystr::TinyAsciiStr<14>);
 
 impl RowId {
-    fn encode(bytes: &[u8; 10]) -> RowId {
+    pub(crate) fn encode(bytes: &[u8; 10]) -> RowId {
         let mut out = [0u8; 14];
         let n = base64::engine::general_purpose::STANDARD_NO_PAD
             .encode_slice(bytes, &mut out)
@@ -896,6 +1181,14 @@ impl RowId {
 /// dlt's `uniq_id_base64(10)`: 10 random bytes, base64 without padding.
 fn random_id() -> RowId {
     RowId::encode(&rand::random())
+}
+
+/// dlt's `_dlt_id` of the nested row at `idx` of `table` under the row `parent_id`:
+/// `digest128("{parent_id}_{table}_{idx}")`, for tables whose root ids are deterministic.
+pub fn dlt_nested_id(parent_id: &str, table: &str, idx: usize) -> RowId {
+    let mut digits = itoa::Buffer::new();
+    let parts = [parent_id.as_bytes(), b"_", table.as_bytes(), b"_", digits.format(idx).as_bytes()];
+    RowId::encode(&resttap_schema::digest::shake128(&parts))
 }
 
 /// The `_dlt_id` of the nested row at `idx` of `table` under the row `parent_id`: 10 bytes of the

@@ -11,6 +11,9 @@ fn cfg(wd: WriteDisposition) -> NormalizerConfig {
         load_id: Arc::from("1700000000.1"),
         batch_rows: 10_000,
         hints: vec![],
+        row_ids: RowIds::Random,
+        validity: None,
+        contract: Default::default(),
     }
 }
 
@@ -460,4 +463,68 @@ fn keys_that_normalize_alike_or_name_system_columns_are_settled_as_dlt_does() {
     let l1 = by_table(&batches, "forums__l_1");
     assert_eq!(ints(&l1, "value"), [Some(3)]);
     assert_eq!(texts(&l1, "_dlt_parent_id"), [ids[5].clone()]);
+}
+
+fn texts(b: &TableBatch, col: &str) -> Vec<String> {
+    let i = b.columns.iter().position(|c| c.name == col).unwrap_or_else(|| panic!("no column {col}"));
+    let a = b.batch.column(i).as_string::<i32>();
+    (0..a.len()).map(|r| a.value(r).to_string()).collect()
+}
+
+/// dlt 1.31's ids on the same record (run on DuckDB): upsert's root id is the key's hash,
+/// scd2's the record's, and nested ids hash the parent's with dlt's digest.
+#[test]
+fn deterministic_ids_equal_dlts() {
+    let record = json!({"id": 5, "title": "mobile app 🚀 (rev 1)", "body": null, "status": "open", "vote_count": 12,
+        "score": 12.5, "is_public": true, "created_at": "2024-01-03T10:00:00Z",
+        "updated_at": "2024-01-04T10:00:00.000123+00:00", "creator": {"external_user_id": 7, "name": "Zoë Müller"},
+        "categories": [{"id": 1, "name": "dark mode"}, {"id": 2, "name": "naïve café filter"}], "tags": ["a", "b"]});
+    let mut upsert = Normalizer::new(
+        NormalizerConfig { table: "suggestions".into(), row_ids: RowIds::KeyHash, ..cfg(WriteDisposition::Merge) },
+        &Schema::default(),
+    );
+    upsert.push(&record, &mut Vec::new()).unwrap();
+    let out = upsert.finish();
+    assert_eq!(texts(&by_table(&out, "suggestions"), "_dlt_id"), ["k2m2W4pvOwjKag"]);
+    let cats = by_table(&out, "suggestions__categories");
+    assert_eq!(texts(&cats, "_dlt_id"), ["wriK7HaU7anlIw", "e47dX1QOpCwqJw"]);
+    assert_eq!(texts(&cats, "_dlt_root_id"), ["k2m2W4pvOwjKag", "k2m2W4pvOwjKag"]);
+    assert_eq!(texts(&by_table(&out, "suggestions__tags"), "_dlt_id"), ["7ppZ+PU+IAjJkw", "H8eJdlJkt/hugA"]);
+
+    let validity = Validity {
+        from_column: "_dlt_valid_from".into(),
+        to_column: "_dlt_valid_to".into(),
+        from: 1_000_000,
+        to: None,
+    };
+    let hints = vec![ColumnHint {
+        name: "score".into(),
+        data_type: Some(DataType::Double),
+        nullable: None,
+        primary_key: false,
+    }];
+    let mut scd2 = Normalizer::new(
+        NormalizerConfig {
+            table: "suggestions".into(),
+            row_ids: RowIds::RowHash,
+            validity: Some(validity),
+            hints,
+            ..cfg(WriteDisposition::Merge)
+        },
+        &Schema::default(),
+    );
+    scd2.push(&record, &mut Vec::new()).unwrap();
+    let out = scd2.finish();
+    let root = by_table(&out, "suggestions");
+    assert_eq!(texts(&root, "_dlt_id"), ["T+qU5gyFPS4Yww"]);
+    // hinted columns, then the validity columns, then the data's, then dlt's (as dlt orders them)
+    let order: Vec<&str> = root.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(&order[..4], ["score", "_dlt_valid_from", "_dlt_valid_to", "id"]);
+    assert_eq!(&order[order.len() - 2..], ["_dlt_load_id", "_dlt_id"]);
+    let from = root.batch.column(1).as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    assert_eq!((from.value(0), root.batch.column(2).is_null(0)), (1_000_000, true));
+    let cats = by_table(&out, "suggestions__categories");
+    assert_eq!(texts(&cats, "_dlt_id"), ["IV89Pii2DyE+Lg", "u/GULtvhXpgDGw"]);
+    assert!(cats.columns.iter().all(|c| c.name != "_dlt_root_id"), "scd2's nested tables have no root key");
+    assert_eq!(texts(&by_table(&out, "suggestions__tags"), "_dlt_id"), ["9RAcetfe7ng/fg", "x4KFaro+BLqu0A"]);
 }

@@ -520,62 +520,19 @@ impl Postgres {
         let tables: Vec<&Table> = resource_tables(&plan.schema, root).collect();
         let existed = |t: &str| self.existing_at_begin.contains_key(t);
         let ctx = |what: &str| format!("{what} for resource {} (table {}.{root})", res.resource, self.dataset);
-        let (id, root_id) = (ident(cols::ID), ident(cols::ROOT_ID));
-        let mut dropped = HashMap::new();
         if res.write_disposition == WriteDisposition::Replace {
             let old: Vec<String> = tables.iter().filter(|t| existed(&t.name)).map(|t| self.q(&t.name)).collect();
             if !old.is_empty() {
                 self.exec(&format!("TRUNCATE {}", old.join(", ")), &ctx("replacing rows"))?;
             }
         }
-        let Some(root_target) = self.written.get(root) else { return Ok(dropped) };
-        if res.write_disposition != WriteDisposition::Merge || res.primary_key.is_empty() {
-            return Ok(dropped);
+        if res.write_disposition != WriteDisposition::Merge || !self.written.contains_key(root) {
+            return Ok(HashMap::new());
         }
-        let pk = res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
         let known_unique =
             res.keys_unique && plan.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
-        if !known_unique {
-            // the last of a load's rows with one key wins: the highest ctid, as written
-            let r = &root_target.qualified;
-            let losers = format!(
-                "SELECT {id} FROM (SELECT {id}, row_number() OVER (PARTITION BY {pk} ORDER BY ctid DESC) AS n FROM {r}) d WHERE n > 1"
-            );
-            let dups = self.count(&format!("SELECT count(*) FROM ({losers}) x"), &ctx("looking for duplicate keys"))?;
-            if dups > 0 {
-                for t in tables.iter().skip(1) {
-                    if let Some(target) = self.written.get(&t.name) {
-                        let sql = format!("DELETE FROM {} WHERE {root_id} IN ({losers})", target.qualified);
-                        let n =
-                            self.exec(&sql, &ctx(&format!("dropping nested rows of duplicates from {}", t.name)))?;
-                        dropped.insert(t.name.clone(), n);
-                    }
-                }
-                let n =
-                    self.exec(&format!("DELETE FROM {r} WHERE {id} IN ({losers})"), &ctx("collapsing duplicate keys"))?;
-                dropped.insert(root.to_string(), n);
-            }
-        }
-        if existed(root) {
-            // older rows with a key this load brings go, nested rows first (found through their
-            // root rows); primary keys are never null (the normalizer refuses such records)
-            let (d, s) = (self.q(root), &root_target.qualified);
-            let keys = res
-                .primary_key
-                .iter()
-                .map(|k| format!("d.{k} = s.{k}", k = ident(k)))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            for t in tables.iter().skip(1).filter(|t| existed(&t.name)) {
-                let sql = format!(
-                    "DELETE FROM {} WHERE {root_id} IN (SELECT d.{id} FROM {d} d JOIN {s} s ON {keys})",
-                    self.q(&t.name)
-                );
-                self.exec(&sql, &ctx("deleting nested rows of replaced records"))?;
-            }
-            self.exec(&format!("DELETE FROM {d} d USING {s} s WHERE {keys}"), &ctx("deleting replaced records"))?;
-        }
-        Ok(dropped)
+        let steps = resttap_load::merge::plan(res, &tables, &Sides { db: self }, known_unique, &plan.load_id);
+        resttap_load::merge::execute(&steps, self)
     }
 
     fn commit_inner(&mut self, plan: &LoadPlan) -> Result<CommitReport, LoadError> {
@@ -660,7 +617,9 @@ impl Postgres {
                     self.exec(&sql, &format!("rebuilding the unique index of {}.{table}", self.dataset))?;
                 }
                 drop_staging.push(target.qualified.clone());
-            } else if target.columns.iter().any(|c| dlt::unique_column(table, &c.name)) {
+            } else if target.columns.iter().any(|c| dlt::unique_column(table, &c.name))
+                && !dlt::versioned_root(plan, table)
+            {
                 let sql = format!("ALTER TABLE {} ADD UNIQUE ({})", target.qualified, ident(cols::ID));
                 self.batch(&sql, &format!("indexing {}.{table}", self.dataset))?;
             }
@@ -800,6 +759,52 @@ fn block_on<F: Future>(rt: &Handle, f: F) -> F::Output {
 
 /// `"name" type [UNIQUE] [NOT NULL]`, as dlt writes a column (`_dlt_id` unique: with `table`
 /// empty, the index comes later).
+/// The two sides of a PostgreSQL load: the rows a table held when the load began are in the
+/// dataset's table; the load's rows of a table that existed are in its staging table until the
+/// commit moves them in, and those of a table the load created are in that table.
+struct Sides<'a> {
+    db: &'a Postgres,
+}
+
+impl resttap_load::merge::Rows for Sides<'_> {
+    fn old(&self, table: &str) -> Option<String> {
+        self.db.existing_at_begin.contains_key(table).then(|| self.db.q(table))
+    }
+
+    fn new(&self, table: &str) -> Option<String> {
+        let t = self.db.written.get(table)?;
+        Some(format!("(SELECT *, ctid AS {} FROM {})", resttap_load::merge::POSITION, t.qualified))
+    }
+
+    fn target(&self, table: &str, side: resttap_load::merge::Side) -> Option<resttap_load::merge::Target> {
+        use resttap_load::merge::{Side, Target};
+        match side {
+            Side::Old => self.old(table).map(|table| Target { table, filter: None }),
+            Side::New => self.db.written.get(table).map(|t| Target { table: t.qualified.clone(), filter: None }),
+        }
+    }
+
+    fn position(&self) -> &'static str {
+        "ctid"
+    }
+}
+
+impl resttap_load::merge::Sql for Postgres {
+    fn run(&self, sql: &str, context: &str) -> Result<u64, LoadError> {
+        self.exec(sql, context)
+    }
+
+    fn count(&self, sql: &str, context: &str) -> Result<u64, LoadError> {
+        Postgres::count(self, sql, context)
+    }
+
+    fn sample(&self, sql: &str, context: &str) -> Result<Option<String>, LoadError> {
+        let row =
+            self.block(self.client.query_opt(sql, &[])).map_err(werr(format!("{context} ({})", self.location)))?;
+        Ok(row.map(|r| r.get::<_, String>(0)))
+    }
+}
+
 fn column_def(table: &str, name: &str, sql_type: &str, nullable: bool) -> String {
     let unique = if !table.is_empty() && dlt::unique_column(table, name) { " UNIQUE" } else { "" };
     format!("{} {sql_type}{unique}{}", ident(name), if nullable { "" } else { " NOT NULL" })

@@ -41,6 +41,12 @@ impl Harness for Pg {
 
 resttap_load::contract_tests!(harness());
 
+mod strategies {
+    use super::*;
+
+    resttap_load::contract_tests!(@strategies harness());
+}
+
 #[test]
 fn a_second_connection_for_loading_is_refused_while_the_first_holds_the_dataset() {
     let h = harness();

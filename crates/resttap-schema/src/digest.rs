@@ -17,6 +17,18 @@ pub fn digest128(parts: &[&[u8]], len: usize) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(&out[..len])
 }
 
+/// The first `N` bytes of the shake-128 digest of the text made of `parts` (the bytes
+/// [`digest128`] encodes).
+pub fn shake128<const N: usize>(parts: &[&[u8]]) -> [u8; N] {
+    let mut h = tiny_keccak::Shake::v128();
+    for part in parts {
+        h.update(part);
+    }
+    let mut out = [0u8; N];
+    h.squeeze(&mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

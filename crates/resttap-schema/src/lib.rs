@@ -1,7 +1,9 @@
 //! The table schema model resttap shares with dlt: data types, tables and columns, dlt's naming
 //! convention (`snake_case`, `__` between nested names) and dlt's system columns.
 
+pub mod contract;
 pub mod digest;
+pub mod merge;
 pub mod naming;
 pub mod timestamp;
 

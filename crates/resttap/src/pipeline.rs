@@ -12,6 +12,7 @@ use resttap_extract::{Context, Counters, ExtractError, Extractor, Json, Node, in
 use resttap_http::{Client, HttpError};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
+use resttap_schema::merge::MergeStrategy;
 use resttap_schema::naming::{normalize_identifier, normalize_table_name};
 use resttap_schema::{DataType, Schema, WriteDisposition};
 use resttap_state::IncrementalState;
@@ -65,6 +66,9 @@ pub enum RunError {
     Load(#[from] LoadError),
     #[error("cannot set up the HTTP client: {0}")]
     Client(#[from] HttpError),
+    /// The destination cannot do what the configuration asks of a resource.
+    #[error("resource `{resource}`: {message}")]
+    Unsupported { resource: String, message: String },
     #[error("interrupted")]
     Interrupted,
     #[error("internal error: {0}")]
@@ -101,6 +105,47 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Auto-detections made (paginator or data selector), one line each.
     pub detections: Vec<String>,
+}
+
+/// Refuses a merge the destination cannot run, and warns of hints the strategy ignores (as dlt
+/// does), before any request.
+fn check_merge(r: &Resource, destination: &crate::destinations::DestinationSpec) -> Result<(), RunError> {
+    let m = &r.merge;
+    let ignored = |hint: &str| {
+        tracing::warn!(
+            "resource `{}`: `{hint}` has no effect under merge strategy {}, as in dlt",
+            r.name,
+            m.strategy.name()
+        )
+    };
+    match m.strategy {
+        MergeStrategy::Scd2(_) => {
+            if m.hard_delete.is_some() {
+                ignored("hard_delete");
+            }
+            if m.dedup_sort.is_some() {
+                ignored("dedup_sort");
+            }
+        }
+        MergeStrategy::Upsert | MergeStrategy::InsertOnly if !m.merge_key.is_empty() => ignored("merge_key"),
+        _ => {}
+    }
+    if matches!(destination, crate::destinations::DestinationSpec::Lake(_)) {
+        let plain = m.strategy == MergeStrategy::DeleteInsert
+            && m.merge_key.is_empty()
+            && m.hard_delete.is_none()
+            && m.dedup_sort.is_none();
+        if !plain {
+            return Err(RunError::Unsupported {
+                resource: r.name.clone(),
+                message: format!(
+                    "the filesystem destination merges Delta tables by primary key only (strategy delete-insert without merge_key, hard_delete or dedup_sort); merge strategy {} and these hints run on DuckDB and PostgreSQL",
+                    m.strategy.name()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// dlt's load id: Unix time in seconds with a fraction.
@@ -263,6 +308,7 @@ async fn run_resource(
     if wd == WriteDisposition::Merge && primary_key.is_empty() && res.selected {
         tracing::warn!(resource = %res.name, "write_disposition merge without primary_key: rows are appended, as dlt does");
     }
+    let (row_ids, validity) = resttap_load::merge::row_ids(&res.merge, wd == WriteDisposition::Merge, &load_id);
     let normalizer = res.selected.then(|| {
         Normalizer::new(
             NormalizerConfig {
@@ -273,10 +319,16 @@ async fn run_resource(
                 load_id,
                 batch_rows,
                 hints: column_hints(&res),
+                row_ids,
+                validity,
+                contract: res.contract,
             },
             &existing,
         )
     });
+    if let Some(e) = normalizer.as_ref().and_then(Normalizer::refuses_root) {
+        return Err(RunError::Normalize { resource: res.name.clone(), source: e });
+    }
     let steps = match &res.processing_steps {
         Some(s) => resttap_config::steps::compile(s)
             .map_err(|e| RunError::Internal(format!("processing_steps{}: {}", e.key, e.message)))?,
@@ -362,6 +414,7 @@ async fn run_resource(
             primary_key,
             keys_unique: sink.normalizer.as_ref().is_some_and(Normalizer::keys_rising),
             table_format: res.table_format.unwrap_or_default(),
+            merge: res.merge.clone(),
         }),
         schema: sink.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
         detections,
@@ -398,9 +451,11 @@ fn borrowed_ok(res: &Resource, config: &Config, sink: &Sink, extractor: &Extract
     !texts.into_iter().chain(stop).any(|t| t.contains(first_key.as_str()))
 }
 
-/// The `columns` hints of a resource, with normalized names.
+/// The `columns` hints of a resource, with normalized names; a merge key's columns must have
+/// values, as dlt's `merge_key` hint makes them `nullable: false`.
 fn column_hints(res: &Resource) -> Vec<resttap_normalize::ColumnHint> {
-    res.columns
+    let mut hints: Vec<resttap_normalize::ColumnHint> = res
+        .columns
         .iter()
         .flatten()
         .map(|(name, h)| resttap_normalize::ColumnHint {
@@ -417,7 +472,21 @@ fn column_hints(res: &Resource) -> Vec<resttap_normalize::ColumnHint> {
             nullable: h.nullable,
             primary_key: h.primary_key == Some(true),
         })
-        .collect()
+        .collect();
+    if res.write_disposition == WriteDisposition::Merge {
+        for k in &res.merge.merge_key {
+            match hints.iter_mut().find(|h| h.name == *k) {
+                Some(h) => h.nullable = Some(false),
+                None => hints.push(resttap_normalize::ColumnHint {
+                    name: k.clone(),
+                    data_type: None,
+                    nullable: Some(false),
+                    primary_key: false,
+                }),
+            }
+        }
+    }
+    hints
 }
 
 /// Runs `config` into the destination. `progress` receives the counters of each resource
@@ -492,6 +561,9 @@ pub async fn run(
                 r.name
             );
             r.write_disposition = WriteDisposition::Append;
+        }
+        if r.write_disposition == WriteDisposition::Merge && r.selected {
+            check_merge(r, &opts.destination)?;
         }
     }
     let shared: Vec<ResourceProgress> = active

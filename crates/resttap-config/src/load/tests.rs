@@ -359,3 +359,86 @@ fn column_hints_keep_their_order_in_every_format() {
         assert_eq!(names, ["zeta", "alpha"], "{format:?}");
     }
 }
+
+#[test]
+fn merge_strategies_and_their_hints_are_parsed_once() {
+    use crate::model::{MergeStrategy, SortOrder};
+    let base = "client:\n  base_url: http://x\nresource_defaults:\n  primary_key: id\nresources:\n  - name: a\n    endpoint: v1/a\n";
+    let with = |extra: &str| format!("{base}{extra}");
+    let c = load(&with("    write_disposition: {disposition: merge, strategy: upsert}\n"), Format::Yaml).unwrap();
+    assert_eq!(c.api.resources[0].merge.strategy, MergeStrategy::Upsert);
+    let c = load(&with("    write_disposition: merge\n"), Format::Yaml).unwrap();
+    assert_eq!(c.api.resources[0].merge.strategy, MergeStrategy::DeleteInsert);
+    let scd2 = "    write_disposition:\n      disposition: merge\n      strategy: scd2\n      validity_column_names: [Valid From, valid_to]\n      active_record_timestamp: '9999-12-31'\n      boundary_timestamp: '2024-01-01T10:00:00+02:00'\n      row_version_column_name: Row Hash\n";
+    let c = load(&with(scd2), Format::Yaml).unwrap();
+    let MergeStrategy::Scd2(s) = &c.api.resources[0].merge.strategy else { panic!("scd2") };
+    assert_eq!((s.valid_from.as_str(), s.valid_to.as_str()), ("valid_from", "valid_to"));
+    assert_eq!(s.active_record_timestamp, Some(253_402_214_400_000_000));
+    assert_eq!(s.boundary_timestamp, Some(1_704_096_000_000_000));
+    assert_eq!(s.row_version_column.as_deref(), Some("row_hash"));
+    // hints: merge key from the resource and the columns, one hard_delete, one dedup_sort
+    let hints = "    write_disposition: merge\n    merge_key: Forum Id\n    columns:\n      region: {merge_key: true}\n      deleted: {hard_delete: true}\n      updatedAt: {dedup_sort: asc}\n";
+    let m = load(&with(hints), Format::Yaml).unwrap().api.resources[0].merge.clone();
+    assert_eq!(m.merge_key, vec!["forum_id", "region"]);
+    assert_eq!(m.hard_delete.as_deref(), Some("deleted"));
+    assert_eq!(m.dedup_sort, Some(("updated_at".to_string(), SortOrder::Asc)));
+
+    // what is refused, and where
+    let (key, message, suggestion) = invalid(&with("    write_disposition: {disposition: merge, strategy: upsrt}\n"));
+    assert_eq!(key, "resources[0].write_disposition.strategy");
+    assert!(message.contains("unknown merge strategy `upsrt`"), "{message}");
+    assert_eq!(suggestion.as_deref(), Some("upsert"));
+    let (_, message, _) = invalid(&with("    write_disposition: {disposition: merge, strategy: cdc}\n"));
+    assert!(message.contains("not supported by resttap yet"), "{message}");
+    let (key, message, _) = invalid(&with(
+        "    write_disposition: {disposition: merge, strategy: upsert, validity_column_names: [a, b]}\n",
+    ));
+    assert_eq!(key, "resources[0].write_disposition.validity_column_names");
+    assert!(message.contains("option of strategy `scd2`"), "{message}");
+    let (key, _, _) = invalid(&with("    write_disposition: {disposition: append, strategy: scd2}\n"));
+    assert_eq!(key, "resources[0].write_disposition");
+    let (key, _, _) =
+        invalid(&with("    write_disposition: {disposition: merge, strategy: scd2, validity_column_names: [a]}\n"));
+    assert_eq!(key, "resources[0].write_disposition.validity_column_names");
+    let (key, _, _) =
+        invalid(&with("    write_disposition: {disposition: merge, strategy: scd2, boundary_timestamp: yesterday}\n"));
+    assert_eq!(key, "resources[0].write_disposition.boundary_timestamp");
+    let (key, message, _) = invalid(&with(
+        "    write_disposition: merge\n    columns:\n      a: {hard_delete: true}\n      b: {hard_delete: true}\n",
+    ));
+    assert_eq!(key, "resources[0].columns");
+    assert!(message.contains("`a` and `b`"), "{message}");
+    let no_key = "client:\n  base_url: http://x\nresources:\n  - name: a\n    endpoint: v1/a\n    write_disposition: {disposition: merge, strategy: insert-only}\n";
+    let (key, message, _) = invalid(no_key);
+    assert_eq!(key, "resources[0].primary_key");
+    assert!(message.contains("needs a primary key"), "{message}");
+    let (_, message, _) = invalid(&with(
+        "    write_disposition: {disposition: merge, strategy: delete-insert, source_filter: 'x > 1'}\n",
+    ));
+    assert!(message.contains("not supported by resttap yet"), "{message}");
+}
+
+#[test]
+fn schema_contracts_are_parsed_once() {
+    use crate::model::{ContractMode, SchemaContract};
+    let base = "client:\n  base_url: http://x\nresource_defaults:\n  schema_contract: {columns: discard_row}\nresources:\n  - name: a\n    endpoint: v1/a\n";
+    let c = load(base, Format::Yaml).unwrap();
+    let want = SchemaContract { columns: ContractMode::DiscardRow, ..SchemaContract::default() };
+    assert_eq!(c.api.resources[0].contract, want);
+    // a resource's contract replaces the default's whole, as in dlt
+    let c = load(&format!("{base}    schema_contract: {{tables: freeze}}\n"), Format::Yaml).unwrap();
+    assert_eq!(
+        c.api.resources[0].contract,
+        SchemaContract { tables: ContractMode::Freeze, ..SchemaContract::default() }
+    );
+    let c = load(&format!("{base}    schema_contract: freeze\n"), Format::Yaml).unwrap();
+    assert_eq!(c.api.resources[0].contract, SchemaContract::all(ContractMode::Freeze));
+    let (key, message, suggestion) = invalid(&format!("{base}    schema_contract: {{columns: frezee}}\n"));
+    assert_eq!(key, "resources[0].schema_contract.columns");
+    assert!(message.contains("evolve, freeze, discard_row, discard_value"), "{message}");
+    assert_eq!(suggestion.as_deref(), Some("freeze"));
+    let (key, _, suggestion) = invalid(&format!("{base}    schema_contract: {{column: freeze}}\n"));
+    assert_eq!((key.as_str(), suggestion.as_deref()), ("resources[0].schema_contract.column", Some("columns")));
+    let (key, _, _) = invalid(&format!("{base}    schema_contract: [freeze]\n"));
+    assert_eq!(key, "resources[0].schema_contract");
+}

@@ -3,7 +3,7 @@
 //! Independent readers of a lake for the tests: delta-rs's Python package (`deltalake`),
 //! pyarrow and DuckDB in a virtualenv under the build directory (created on first use, pinned
 //! versions, as bench/run.py does for dlt), through `crates/resttap-lake/tests/read_lake.py`;
-//! dlt 1.31 itself (`dlt_lake.py`);
+//! dlt 1.31 itself (`tests/dlt_run.py`);
 //! and an S3-compatible server (moto's) on loopback that the tests start themselves.
 
 use std::path::{Path, PathBuf};
@@ -71,20 +71,21 @@ fn script() -> PathBuf {
     lake_test_file("read_lake.py")
 }
 
-/// dlt 1.31 loading `config` from the API at `base_url` into the lake `bucket_url` as pipeline
-/// `name` (`dlt_lake.py`).
-pub fn dlt_load(config: &Path, base_url: &str, token: &str, bucket_url: &str, pipelines_dir: &Path, name: &str) {
+/// dlt 1.31 loading `config` from the API at `base_url` into `destination` (a bucket URL,
+/// `duckdb:PATH` or `postgres:URL`) as pipeline `name` (`tests/dlt_run.py`).
+pub fn dlt_load(config: &Path, base_url: &str, token: &str, destination: &str, pipelines_dir: &Path, name: &str) {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
     let out = Command::new(dlt_python())
-        .arg(lake_test_file("dlt_lake.py"))
+        .arg(Path::new(&dir).join("tests/dlt_run.py"))
         .arg(config)
-        .args([base_url, token, bucket_url])
+        .args([base_url, token, destination])
         .arg(pipelines_dir)
         .arg(name)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "dlt_lake.py failed:\n{}\n{}",
+        "dlt_run.py failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
