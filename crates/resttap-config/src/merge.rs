@@ -3,7 +3,7 @@
 //! column hints, into a [`MergeSpec`].
 
 use resttap_schema::merge::{MergeSpec, MergeStrategy, Scd2, SortOrder};
-use resttap_schema::naming::normalize_identifier;
+use resttap_schema::naming::normalize_path;
 use resttap_schema::timestamp::parse_timestamp;
 use serde_json::Value;
 
@@ -93,9 +93,9 @@ pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<MergeSpec,
     let hinted = |pick: fn(&crate::model::ColumnHint) -> bool| -> Vec<String> {
         res.columns.iter().flatten().filter(|(_, h)| pick(h)).map(|(c, _)| c.clone()).collect()
     };
-    let mut merge_key: Vec<String> = res.merge_key.iter().map(|k| normalize_identifier(k)).collect();
+    let mut merge_key: Vec<String> = res.merge_key.iter().map(|k| normalize_path(k)).collect();
     for c in hinted(|h| h.merge_key == Some(true)) {
-        let c = normalize_identifier(&c);
+        let c = normalize_path(&c);
         if !merge_key.contains(&c) {
             merge_key.push(c);
         }
@@ -106,7 +106,7 @@ pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<MergeSpec,
     let one = |what: &str, cols: Vec<String>| -> Result<Option<String>, ConfigError> {
         match cols.as_slice() {
             [] => Ok(None),
-            [c] => Ok(Some(normalize_identifier(c))),
+            [c] => Ok(Some(normalize_path(c))),
             [a, b, ..] => Err(ctx.invalid(
                 &format!("{key}.columns"),
                 format!("`{what}` is set on two columns, `{a}` and `{b}`; a table can have one"),
@@ -119,7 +119,7 @@ pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<MergeSpec,
             .columns
             .iter()
             .flatten()
-            .find_map(|(name, h)| (normalize_identifier(name) == c).then_some(h.dedup_sort))
+            .find_map(|(name, h)| (normalize_path(name) == c).then_some(h.dedup_sort))
             .flatten()
             .unwrap_or(SortOrder::Desc);
         (c, order)
@@ -155,8 +155,8 @@ fn scd2(ctx: &Ctx, wd_key: &str, options: &serde_json::Map<String, Value>) -> Re
         };
         match (names.as_slice(), v.as_array().map(Vec::len)) {
             ([from, to], Some(2)) => {
-                s.valid_from = normalize_identifier(from);
-                s.valid_to = normalize_identifier(to);
+                s.valid_from = normalize_path(from);
+                s.valid_to = normalize_path(to);
                 if s.valid_from == s.valid_to {
                     return Err(ctx.invalid(&k, "needs two different column names"));
                 }
@@ -168,7 +168,7 @@ fn scd2(ctx: &Ctx, wd_key: &str, options: &serde_json::Map<String, Value>) -> Re
     s.boundary_timestamp = timestamp(ctx, &format!("{wd_key}.boundary_timestamp"), options)?;
     if let Some(v) = options.get("row_version_column_name") {
         match v.as_str().filter(|n| !n.trim().is_empty()) {
-            Some(n) => s.row_version_column = Some(normalize_identifier(n)),
+            Some(n) => s.row_version_column = Some(normalize_path(n)),
             None => return Err(ctx.invalid(&format!("{wd_key}.row_version_column_name"), "must be a column name")),
         }
     }

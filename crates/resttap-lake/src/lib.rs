@@ -458,6 +458,7 @@ impl Lake {
         root: &str,
         pk: &[String],
         keys_unique: bool,
+        upsert: bool,
         steps: &mut HashMap<String, DeltaStep>,
         delete: &mut Vec<String>,
     ) -> Result<(), LoadError> {
@@ -514,6 +515,14 @@ impl Lake {
                     }
                 }
             }
+        }
+        if upsert && !dropped_new.is_empty() {
+            // the copies share their `_dlt_id` (the key's hash): which rows belong to the last
+            // one cannot be told from the files
+            return Err(LoadError::Data {
+                context: ctx,
+                message: "the load brought a primary key twice, which merge strategy upsert on the filesystem destination cannot resolve (the copies have the same `_dlt_id`); use strategy delete-insert for this resource, or have the API return each record once".into(),
+            });
         }
         // existing files holding the load's keys: rewritten without them (a file whose key range
         // misses the load's is not read)
@@ -1000,6 +1009,7 @@ impl Lake {
                     &res.root_table.clone(),
                     &res.primary_key,
                     res.keys_unique,
+                    res.merge.strategy == resttap_schema::merge::MergeStrategy::Upsert,
                     &mut steps,
                     &mut delete,
                 )?;

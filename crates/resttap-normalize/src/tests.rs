@@ -528,3 +528,115 @@ fn deterministic_ids_equal_dlts() {
     assert!(cats.columns.iter().all(|c| c.name != "_dlt_root_id"), "scd2's nested tables have no root key");
     assert_eq!(texts(&by_table(&out, "suggestions__tags"), "_dlt_id"), ["9RAcetfe7ng/fg", "x4KFaro+BLqu0A"]);
 }
+
+/// The schema a first load of `records` (all evolving) leaves, as the destination reports it.
+fn loaded(records: &[Value]) -> Schema {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    for r in records {
+        n.push(r, &mut Vec::new()).unwrap();
+    }
+    n.schema().clone()
+}
+
+/// A second load of `records` under `contract`: its batches, or the error.
+fn under(contract: SchemaContract, existing: &Schema, records: &[Value]) -> Result<Vec<TableBatch>, NormalizeError> {
+    let mut n = Normalizer::new(NormalizerConfig { contract, ..cfg(WriteDisposition::Merge) }, existing);
+    if let Some(e) = n.refuses_root() {
+        return Err(e);
+    }
+    for r in records {
+        n.push(r, &mut Vec::new())?;
+    }
+    Ok(n.finish())
+}
+
+fn ids(batches: &[TableBatch], table: &str) -> Vec<String> {
+    let Some(b) = batches.iter().find(|b| b.table == table) else { return Vec::new() };
+    let i = b.columns.iter().position(|c| c.name == "id").unwrap();
+    let a = b.batch.column(i).as_primitive::<arrow::datatypes::Int64Type>();
+    (0..a.len()).map(|r| if a.is_null(r) { "∅".into() } else { a.value(r).to_string() }).collect()
+}
+
+fn column_names(batches: &[TableBatch], table: &str) -> Vec<String> {
+    batches.iter().filter(|b| b.table == table).flat_map(|b| b.columns.iter().map(|c| c.name.clone())).collect()
+}
+
+/// dlt 1.31's contract semantics (checked on DuckDB): what counts as new, and what each mode
+/// keeps and drops.
+#[test]
+fn schema_contracts_freeze_or_discard_what_is_new() {
+    use ContractMode::*;
+    let first = json!({"id": 1, "title": "x", "score": 1.5, "creator": {"id": 7}, "labels": [{"id": 1, "name": "n"}]});
+    let existing = loaded(&[first.clone()]);
+    let columns = |mode| SchemaContract { columns: mode, ..SchemaContract::default() };
+    let data_type = |mode| SchemaContract { data_type: mode, ..SchemaContract::default() };
+    let tables = |mode| SchemaContract { tables: mode, ..SchemaContract::default() };
+    let extra = [
+        json!({"id": 2, "title": "plain"}),
+        json!({"id": 3, "extra": "new", "labels": [{"id": 30}]}),
+        json!({"id": 4, "extra": null}),
+        json!({"id": 5}),
+    ];
+
+    // a new column: freeze names the table, the column and the record's key
+    let err = under(columns(Freeze), &existing, &extra).unwrap_err();
+    let NormalizeError::Frozen { entity, table, column, detail } = &err else { panic!("{err:?}") };
+    assert_eq!((*entity, table.as_str(), column.as_deref()), ("columns", "forums", Some("extra")));
+    assert!(detail.contains("id=3") && detail.contains("`extra`"), "{detail}");
+    // discard_row: the record goes with its nested rows, and so do later records with the key,
+    // even null; discard_value: only the value
+    let out = under(columns(DiscardRow), &existing, &extra).unwrap();
+    assert_eq!(ids(&out, "forums"), ["2", "5"]);
+    assert!(ids(&out, "forums__labels").is_empty());
+    let out = under(columns(DiscardValue), &existing, &extra).unwrap();
+    assert_eq!(ids(&out, "forums"), ["2", "3", "4", "5"]);
+    assert!(!column_names(&out, "forums").contains(&"extra".to_string()));
+    assert_eq!(ids(&out, "forums__labels"), ["30"]);
+    // a flattened key of a nested object is a column too; a column hinted with a type is not new
+    let err = under(columns(Freeze), &existing, &[json!({"id": 6, "creator": {"name": "Zoë"}})]).unwrap_err();
+    assert!(matches!(&err, NormalizeError::Frozen { column: Some(c), .. } if c == "creator__name"), "{err:?}");
+
+    // a value that would make a variant column
+    let variant = [json!({"id": 7, "score": "high"}), json!({"id": 8, "score": 4})];
+    let err = under(data_type(Freeze), &existing, &variant).unwrap_err();
+    assert!(
+        matches!(&err, NormalizeError::Frozen { entity: "data_type", column: Some(c), .. } if c == "score__v_text"),
+        "{err:?}"
+    );
+    assert_eq!(ids(&under(data_type(DiscardRow), &existing, &variant).unwrap(), "forums"), ["8"]);
+    let out = under(data_type(DiscardValue), &existing, &variant).unwrap();
+    assert_eq!(ids(&out, "forums"), ["7", "8"]);
+    assert!(!column_names(&out, "forums").contains(&"score__v_text".to_string()));
+    // columns do not stop variants, nor data types new columns
+    assert!(under(columns(Freeze), &existing, &variant).is_ok());
+    assert!(under(data_type(Freeze), &existing, &extra).is_ok());
+
+    // a new nested table: freeze fails; discard drops its rows, the parent stays
+    let nested = [json!({"id": 9, "suggestions": [{"sid": 1, "tags": ["t"]}], "labels": [{"id": 90}]})];
+    let err = under(tables(Freeze), &existing, &nested).unwrap_err();
+    assert!(
+        matches!(&err, NormalizeError::Frozen { entity: "tables", table, .. } if table == "forums__suggestions"),
+        "{err:?}"
+    );
+    let out = under(tables(DiscardValue), &existing, &nested).unwrap();
+    assert_eq!(ids(&out, "forums"), ["9"]);
+    assert_eq!(ids(&out, "forums__labels"), ["90"]);
+    assert!(out.iter().all(|b| !b.table.starts_with("forums__suggestions")));
+
+    // a first load: the root table is new (tables: freeze refuses it, discard drops it), and
+    // it may take any columns; a new nested table only in the row that creates it
+    let err = under(tables(Freeze), &Schema::default(), &[first.clone()]).unwrap_err();
+    assert!(matches!(&err, NormalizeError::Frozen { entity: "tables", table, .. } if table == "forums"), "{err:?}");
+    assert!(under(tables(DiscardRow), &Schema::default(), &[first.clone()]).unwrap().is_empty());
+    let frozen = SchemaContract { columns: Freeze, data_type: Freeze, ..SchemaContract::default() };
+    assert_eq!(
+        ids(&under(frozen, &Schema::default(), &[first.clone(), json!({"id": 2, "more": 1})]).unwrap(), "forums"),
+        ["1", "2"]
+    );
+    let labels = json!({"id": 1, "labels": [{"id": 1, "name": "n"}, {"id": 2, "name": "m", "color": "red"}]});
+    let err = under(frozen, &Schema::default(), &[labels]).unwrap_err();
+    assert!(
+        matches!(&err, NormalizeError::Frozen { table, column: Some(c), .. } if table == "forums__labels" && c == "color"),
+        "{err:?}"
+    );
+}

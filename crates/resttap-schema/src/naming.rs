@@ -97,16 +97,31 @@ pub fn make_path<S: AsRef<str>>(parts: &[S]) -> String {
     parts.iter().map(AsRef::as_ref).filter(|p| !p.trim().is_empty()).collect::<Vec<_>>().join(PATH_SEPARATOR)
 }
 
-/// Normalizes a table name given by the user (each `__`-separated part on its own).
-pub fn normalize_table_name(name: &str) -> String {
+/// Normalizes a path given by the user, each `__`-separated part on its own (dlt's
+/// `normalize_path`): a table name, or a column name from the configuration (`primary_key`,
+/// `columns` hints), which may name a flattened column such as `creator__id`.
+pub fn normalize_path(name: &str) -> String {
     let parts: Vec<String> =
         name.split(PATH_SEPARATOR).filter(|p| !p.trim().is_empty()).map(normalize_identifier).collect();
     make_path(&parts)
 }
 
+/// Normalizes a table name given by the user ([`normalize_path`]).
+pub fn normalize_table_name(name: &str) -> String {
+    normalize_path(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_keep_their_separators() {
+        // a hint or key naming a flattened column, as dlt's normalize_path reads it
+        assert_eq!(normalize_path("custom_fields__industry"), "custom_fields__industry");
+        assert_eq!(normalize_path("creator__externalId"), "creator__external_id");
+        assert_eq!(normalize_identifier("custom_fields__industry"), "custom_fields_industry");
+    }
 
     #[test]
     fn matches_dlt_snake_case() {

@@ -13,7 +13,7 @@ use resttap_http::{Client, HttpError};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
 use resttap_schema::merge::MergeStrategy;
-use resttap_schema::naming::{normalize_identifier, normalize_table_name};
+use resttap_schema::naming::{normalize_identifier, normalize_path, normalize_table_name};
 use resttap_schema::{DataType, Schema, WriteDisposition};
 use resttap_state::IncrementalState;
 use serde_json::Value;
@@ -131,15 +131,15 @@ fn check_merge(r: &Resource, destination: &crate::destinations::DestinationSpec)
         _ => {}
     }
     if matches!(destination, crate::destinations::DestinationSpec::Lake(_)) {
-        let plain = m.strategy == MergeStrategy::DeleteInsert
+        let by_key = matches!(m.strategy, MergeStrategy::DeleteInsert | MergeStrategy::Upsert)
             && m.merge_key.is_empty()
             && m.hard_delete.is_none()
             && m.dedup_sort.is_none();
-        if !plain {
+        if !by_key {
             return Err(RunError::Unsupported {
                 resource: r.name.clone(),
                 message: format!(
-                    "the filesystem destination merges Delta tables by primary key only (strategy delete-insert without merge_key, hard_delete or dedup_sort); merge strategy {} and these hints run on DuckDB and PostgreSQL",
+                    "the filesystem destination merges Delta tables by primary key (strategies delete-insert and upsert, without merge_key, hard_delete or dedup_sort); merge strategy {} and these hints run on DuckDB and PostgreSQL",
                     m.strategy.name()
                 ),
             });
@@ -297,9 +297,9 @@ async fn run_resource(
     children: Vec<mpsc::Sender<Value>>,
 ) -> Result<ResourceOutcome, RunError> {
     let table = normalize_table_name(res.table());
-    let mut primary_key: Vec<String> = res.primary_key.iter().map(|k| normalize_identifier(k)).collect();
+    let mut primary_key: Vec<String> = res.primary_key.iter().map(|k| normalize_path(k)).collect();
     for (col, hint) in res.columns.iter().flatten() {
-        let col = normalize_identifier(col);
+        let col = normalize_path(col);
         if hint.primary_key == Some(true) && !primary_key.contains(&col) {
             primary_key.push(col);
         }
@@ -459,7 +459,7 @@ fn column_hints(res: &Resource) -> Vec<resttap_normalize::ColumnHint> {
         .iter()
         .flatten()
         .map(|(name, h)| resttap_normalize::ColumnHint {
-            name: normalize_identifier(name),
+            name: normalize_path(name),
             data_type: h.data_type.as_deref().map(|t| match t {
                 "text" => DataType::Text,
                 "bigint" => DataType::Bigint,

@@ -74,21 +74,33 @@ fn script() -> PathBuf {
 /// dlt 1.31 loading `config` from the API at `base_url` into `destination` (a bucket URL,
 /// `duckdb:PATH` or `postgres:URL`) as pipeline `name` (`tests/dlt_run.py`).
 pub fn dlt_load(config: &Path, base_url: &str, token: &str, destination: &str, pipelines_dir: &Path, name: &str) {
-    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
-    let out = Command::new(dlt_python())
-        .arg(Path::new(&dir).join("tests/dlt_run.py"))
-        .arg(config)
-        .args([base_url, token, destination])
-        .arg(pipelines_dir)
-        .arg(name)
-        .output()
-        .unwrap();
+    let out = dlt_run(config, base_url, token, destination, pipelines_dir, name);
     assert!(
         out.status.success(),
         "dlt_run.py failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// [`dlt_load`], which may fail: its output.
+pub fn dlt_run(
+    config: &Path,
+    base_url: &str,
+    token: &str,
+    destination: &str,
+    pipelines_dir: &Path,
+    name: &str,
+) -> std::process::Output {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    Command::new(dlt_python())
+        .arg(Path::new(&dir).join("tests/dlt_run.py"))
+        .arg(config)
+        .args([base_url, token, destination])
+        .arg(pipelines_dir)
+        .arg(name)
+        .output()
+        .unwrap()
 }
 
 /// Runs each of `sqls` over the dataset at `url` (`file:///...` or `s3://...`); the first

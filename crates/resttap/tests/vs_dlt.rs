@@ -1,0 +1,286 @@
+//! dlt's merge strategies and schema contracts end to end, against dlt 1.31 itself: the same
+//! configuration loads the same mock API, revision after revision (records changed, added,
+//! deleted and restored, a value that no longer fits its column), once with dlt and once with
+//! resttap, each into its own DuckDB file; the datasets must have the same tables, columns and
+//! types, the same rows and the same `_dlt_id`s wherever dlt derives them (upsert, insert-only,
+//! scd2), scd2 versions current and retired in the same loads, and a frozen contract must fail
+//! both runs and leave both datasets as they were.
+
+mod common;
+
+use common::lake::{dlt_load, dlt_run};
+use common::*;
+
+const CONFIG: &str = r#"
+client:
+  base_url: http://127.0.0.1:1
+  auth: {type: bearer, token: "{secrets.api_key}"}
+  paginator: {type: cursor, cursor_param: cursor, cursor_path: pagination.cursor}
+resource_defaults:
+  primary_key: id
+  write_disposition: merge
+resources:
+  - name: suggestions
+    write_disposition: {disposition: merge, strategy: upsert}
+    endpoint: {path: /v1/suggestions, data_selector: suggestions}
+  - name: forums
+    write_disposition: {disposition: merge, strategy: scd2}
+    endpoint: {path: /v1/forums, data_selector: forums}
+  - name: features
+    write_disposition: {disposition: merge, strategy: insert-only}
+    endpoint: {path: /v1/features, data_selector: features}
+  - name: external_users
+    write_disposition:
+      disposition: merge
+      strategy: scd2
+      validity_column_names: [valid_from, valid_to]
+      active_record_timestamp: '9999-12-31'
+    merge_key: account_id
+    endpoint: {path: /v1/external_users, data_selector: external_users}
+  - name: feedback_records
+    columns:
+      deleted: {data_type: bool, hard_delete: true}
+    endpoint: {path: /v1/feedback_records, data_selector: feedback_records}
+"#;
+
+/// Tables whose root ids are random in both (delete-insert): compared without their ids.
+const RANDOM_IDS: [&str; 2] = ["feedback_records", "feedback_records__labels"];
+
+fn strings(c: &duckdb::Connection, sql: &str) -> Vec<String> {
+    let mut st = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    st.query_map([], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect()
+}
+
+fn tables(c: &duckdb::Connection) -> Vec<String> {
+    strings(
+        c,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 't_dataset' AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY 1",
+    )
+}
+
+/// The table's columns with their types and nullability, in order.
+fn columns(c: &duckdb::Connection, table: &str) -> Vec<String> {
+    strings(
+        c,
+        &format!(
+            "SELECT column_name || ' ' || data_type || ' ' || is_nullable FROM information_schema.columns WHERE table_schema = 't_dataset' AND table_name = '{table}' ORDER BY ordinal_position"
+        ),
+    )
+}
+
+/// Every row as text, without what differs between two runs by design (load ids; the
+/// validity timestamps, which are the loads' times; random ids), sorted.
+fn rows(c: &duckdb::Connection, table: &str, random_ids: bool) -> Vec<String> {
+    let mut skip = vec!["_dlt_load_id", "_dlt_valid_from", "_dlt_valid_to", "valid_from", "valid_to"];
+    if random_ids {
+        skip.extend(["_dlt_id", "_dlt_root_id", "_dlt_parent_id"]);
+    }
+    let cols: Vec<String> = columns(c, table)
+        .into_iter()
+        .map(|c| c.split(' ').next().unwrap().to_string())
+        .filter(|c| !skip.contains(&c.as_str()))
+        .map(|c| format!("coalesce(CAST(\"{c}\" AS VARCHAR), '∅')"))
+        .collect();
+    strings(c, &format!("SELECT {} FROM t_dataset.\"{table}\" ORDER BY 1", cols.join(" || '|' || ")))
+}
+
+/// Each version of an scd2 table: its id, and the loads (1, 2, ...) it became current and
+/// stopped being current in (0: current). A load's number is the rank of its boundary among
+/// the versions' start times.
+fn versions(c: &duckdb::Connection, table: &str, from: &str, to: &str, active: &str) -> Vec<String> {
+    strings(
+        c,
+        &format!(
+            "SELECT x._dlt_id || ' ' || CAST((SELECT count(DISTINCT f.{from}) FROM t_dataset.{table} f WHERE f.{from} <= x.{from}) AS VARCHAR) || ' ' || \
+             CASE WHEN {active} THEN '0' ELSE CAST((SELECT count(DISTINCT f.{from}) FROM t_dataset.{table} f WHERE f.{from} <= x.{to}) AS VARCHAR) END \
+             FROM t_dataset.{table} x ORDER BY 1"
+        ),
+    )
+}
+
+/// The same tables, columns and rows; `derived_ids`: tables whose `_dlt_id`s dlt derives from
+/// the data (the others' are random, and are left out).
+fn compare_tables(
+    dlt: &duckdb::Connection,
+    ours: &duckdb::Connection,
+    after: &str,
+    derived_ids: &dyn Fn(&str) -> bool,
+) {
+    let names = tables(dlt);
+    assert_eq!(tables(ours), names, "tables after {after}");
+    for t in &names {
+        assert_eq!(columns(ours, t), columns(dlt, t), "columns of {t} after {after}");
+        let random = !derived_ids(t);
+        assert_eq!(rows(ours, t, random), rows(dlt, t, random), "rows of {t} after {after}");
+    }
+}
+
+/// Tables of the default strategy: random ids.
+fn random(_: &str) -> bool {
+    false
+}
+
+fn compare(dlt: &duckdb::Connection, ours: &duckdb::Connection, after: &str) {
+    compare_tables(dlt, ours, after, &|t| !RANDOM_IDS.contains(&t));
+    let forums = |c| versions(c, "forums", "_dlt_valid_from", "_dlt_valid_to", "x._dlt_valid_to IS NULL");
+    assert_eq!(forums(ours), forums(dlt), "forums' versions after {after}");
+    let users = |c| {
+        versions(c, "external_users", "valid_from", "valid_to", "x.valid_to = TIMESTAMPTZ '9999-12-31 00:00:00+00'")
+    };
+    assert_eq!(users(ours), users(dlt), "external_users' versions after {after}");
+}
+
+/// Loads revisions 0, 1 and 2 of a mock with `mock_args` with both tools, comparing after each.
+fn same_as_dlt(mock_args: &[&str]) -> (duckdb::Connection, duckdb::Connection) {
+    let mock = Mock::start(mock_args);
+    let s = Scratch::new();
+    let config = s.write("strategies.yaml", CONFIG);
+    let (dlt_db, our_db) = (s.path("dlt.duckdb"), s.db());
+    for rev in 0..3 {
+        mock.set_revision(rev);
+        let dest = format!("duckdb:{}", dlt_db.display());
+        dlt_load(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t");
+        assert_ok(&run(&config, &mock, &our_db, TOKEN, &[]));
+        compare(&open(&dlt_db), &open(&our_db), &format!("revision {rev}"));
+    }
+    (open(&dlt_db), open(&our_db))
+}
+
+#[test]
+fn records_deleted_and_restored_as_dlt_loads_them() {
+    // every revision deletes about a third of the records (leaves them out of the listings),
+    // and brings the ones the one before deleted back
+    let (dlt, ours) = same_as_dlt(&["--records", "60", "--page-size", "10", "--deletes", "3"]);
+    // the test saw what it is about: versions retired, and a retired version current again
+    let retired = "SELECT count(*) FROM t_dataset.forums WHERE _dlt_valid_to IS NOT NULL";
+    assert!(count(&ours, retired) >= 2, "{}", count(&ours, retired));
+    let again = "SELECT count(*) FROM (SELECT _dlt_id FROM t_dataset.forums GROUP BY _dlt_id HAVING count(*) > 1)";
+    assert!(count(&ours, again) >= 1, "a version that came back has its old id twice");
+    let users = "SELECT count(*) FROM t_dataset.external_users WHERE valid_to <> TIMESTAMPTZ '9999-12-31 00:00:00+00'";
+    assert!(count(&ours, users) >= 1);
+    assert_eq!(
+        count(&ours, "SELECT count(*) FROM t_dataset._dlt_loads"),
+        count(&dlt, "SELECT count(*) FROM t_dataset._dlt_loads")
+    );
+}
+
+#[test]
+fn records_flagged_deleted_as_dlt_loads_them() {
+    // deleted records are listed with `"deleted": true`: hard_delete removes them
+    let (_dlt, ours) =
+        same_as_dlt(&["--records", "60", "--page-size", "10", "--deletes", "4", "--delete-style", "flag"]);
+    assert_eq!(count(&ours, "SELECT count(*) FROM t_dataset.feedback_records WHERE deleted"), 0);
+    assert!(
+        count(&ours, "SELECT count(*) FROM t_dataset.suggestions WHERE deleted") >= 1,
+        "upsert keeps the flag as data"
+    );
+}
+
+const CONTRACT: &str = r#"
+client:
+  base_url: http://127.0.0.1:1
+  auth: {type: bearer, token: "{secrets.api_key}"}
+  paginator: {type: cursor, cursor_param: cursor, cursor_path: pagination.cursor}
+resource_defaults:
+  primary_key: id
+  write_disposition: merge
+  schema_contract: {data_type: MODE}
+resources:
+  - name: external_accounts
+    endpoint: {path: /v1/external_accounts, data_selector: external_accounts}
+  - name: forums
+    schema_contract: {tables: evolve}
+    endpoint: {path: /v1/forums, data_selector: forums}
+"#;
+
+/// Revision 0, then revision 2 (where account 3's `employee_count` becomes `"1k+"`, which no
+/// longer fits its bigint column), with both tools under `data_type: MODE`.
+fn variant_under(mode: &str) -> (Scratch, bool, bool) {
+    let mock = Mock::start(&["--records", "60", "--page-size", "10"]);
+    let s = Scratch::new();
+    let config = s.write("contract.yaml", &CONTRACT.replace("MODE", mode));
+    let (dlt_db, our_db) = (s.path("dlt.duckdb"), s.db());
+    let dest = format!("duckdb:{}", dlt_db.display());
+    dlt_load(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t");
+    assert_ok(&run(&config, &mock, &our_db, TOKEN, &[]));
+    mock.set_revision(2);
+    let dlt_ok = dlt_run(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t").status.success();
+    let ours = run(&config, &mock, &our_db, TOKEN, &[]);
+    if !ours.status.success() {
+        let (_, err) = text(&ours);
+        assert!(err.contains("employee_count__v_text") && err.contains("id=3") && err.contains("data_type"), "{err}");
+    }
+    (s, dlt_ok, ours.status.success())
+}
+
+#[test]
+fn a_frozen_data_type_fails_both_and_changes_nothing() {
+    let (s, dlt_ok, ours_ok) = variant_under("freeze");
+    assert!(!dlt_ok && !ours_ok, "dlt {dlt_ok}, resttap {ours_ok}");
+    let (dlt, ours) = (open(&s.path("dlt.duckdb")), open(&s.db()));
+    compare_tables(&dlt, &ours, "the refused load", &random);
+    // the other resource's rows did not land either
+    assert_eq!(count(&ours, "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
+    assert_eq!(count(&ours, "SELECT count(*) FROM t_dataset.forums"), 6);
+}
+
+#[test]
+fn discarded_rows_and_values_are_those_dlt_discards() {
+    for mode in ["discard_row", "discard_value"] {
+        let (s, dlt_ok, ours_ok) = variant_under(mode);
+        assert!(dlt_ok && ours_ok, "{mode}: dlt {dlt_ok}, resttap {ours_ok}");
+        let (dlt, ours) = (open(&s.path("dlt.duckdb")), open(&s.db()));
+        compare_tables(&dlt, &ours, mode, &random);
+        let three =
+            count(&ours, "SELECT count(*) FROM t_dataset.external_accounts WHERE id = 3 AND employee_count IS NULL");
+        assert_eq!(three, i64::from(mode == "discard_value"), "{mode}");
+    }
+}
+
+#[test]
+fn a_frozen_table_refuses_a_first_load_as_dlt_does() {
+    let mock = Mock::start(&["--records", "60", "--page-size", "10"]);
+    let s = Scratch::new();
+    let config = s.write("contract.yaml", &CONTRACT.replace("{data_type: MODE}", "freeze"));
+    let dest = format!("duckdb:{}", s.path("dlt.duckdb").display());
+    assert!(!dlt_run(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t").status.success());
+    let out = run(&config, &mock, &s.db(), TOKEN, &[]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("freezes `tables`") && err.contains("external_accounts"), "{err}");
+    assert!(
+        !s.db().exists()
+            || count(
+                &open(&s.db()),
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 't_dataset' AND table_name = 'external_accounts'"
+            ) == 0
+    );
+}
+
+/// The shipped example that declares the seed's schema: the same tables and columns as dlt
+/// makes of it, and its contract stops both at the API change of revision 2 (an account's
+/// `employee_count` becomes text), the dataset untouched.
+#[test]
+fn the_typed_seed_example_loads_as_dlt_and_catches_an_api_change() {
+    let mock = Mock::start(&["--records", "60", "--page-size", "10"]);
+    let s = Scratch::new();
+    let config = repo_root().join("examples/analytics-api-typed.yaml");
+    let (dlt_db, our_db) = (s.path("dlt.duckdb"), s.db());
+    let dest = format!("duckdb:{}", dlt_db.display());
+    dlt_load(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t");
+    assert_ok(&run(&config, &mock, &our_db, TOKEN, &[]));
+    compare_tables(&open(&dlt_db), &open(&our_db), "revision 0", &random);
+    let hinted = columns(&open(&our_db), "forums");
+    assert_eq!(hinted[..2], ["id BIGINT NO", "name VARCHAR YES"]);
+    assert!(
+        hinted.contains(&"archived_at TIMESTAMP WITH TIME ZONE YES".to_string()),
+        "a hinted column exists though always null"
+    );
+    mock.set_revision(2);
+    assert!(!dlt_run(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t").status.success());
+    let out = run(&config, &mock, &our_db, TOKEN, &[]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("external_accounts") && err.contains("employee_count") && err.contains("id=3"), "{err}");
+    compare_tables(&open(&dlt_db), &open(&our_db), "the refused load", &random);
+    assert_eq!(count(&open(&our_db), "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
+}
