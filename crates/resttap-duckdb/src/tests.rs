@@ -113,7 +113,7 @@ fn load_raw(db: &mut DuckDb, load_id: &str, record: Value, primary_key: &str) ->
         return Err(e);
     }
     let resources = vec![into_items("items", WriteDisposition::Merge, primary_key, false)];
-    let state = PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() };
+    let state = PipelineState { version: 1, ..PipelineState::new("p") };
     db.commit(&LoadPlan { state: Some(state), ..plan(load_id, n.schema().clone(), resources) })
 }
 

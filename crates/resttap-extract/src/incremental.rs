@@ -113,9 +113,16 @@ pub fn py_json(v: &Value) -> String {
     out
 }
 
-/// dlt's `digest128(text)` (its default length, 15 bytes).
+/// dlt's `digest128(text)` (its default length, 15 bytes): how dlt before 1.29 (and resttap
+/// before it followed) hashed boundary records, 20 characters; still recognized.
 fn digest(text: &str) -> String {
     resttap_schema::digest::digest128(&[text.as_bytes()], 15)
+}
+
+/// dlt 1.31's `digest_dedup_value`: shake-128 of the key as orjson writes it (sorted keys), 9
+/// bytes, base64 without padding: 12 characters.
+fn dedup_hash(key: &Value) -> String {
+    resttap_schema::digest::digest128(&[&resttap_json::canonical::to_sorted_vec(key)], 9)
 }
 
 /// The incremental filter of one resource for one run.
@@ -129,6 +136,8 @@ pub struct Incremental {
     start: Option<Value>,
     prior: IncrementalState,
     seen_at_start: HashSet<String>,
+    /// Some of `seen_at_start` are in the legacy form (20 characters).
+    legacy_hashes: bool,
     new_last: Option<Value>,
     new_hashes: Vec<String>,
 }
@@ -169,6 +178,7 @@ impl Incremental {
             primary_key: primary_key.to_vec(),
             start,
             prior,
+            legacy_hashes: seen_at_start.iter().any(|h| h.len() == 20),
             seen_at_start,
             new_last: None,
             new_hashes: Vec::new(),
@@ -199,13 +209,26 @@ impl Incremental {
     }
 
     fn hash<N: Node>(&self, record: &N) -> String {
-        let key: Value = match self.primary_key.as_slice() {
+        dedup_hash(&self.dedup_key(record))
+    }
+
+    /// Whether the record is one the last run loaded at the start value (its hash in either
+    /// dlt's current form or the legacy one).
+    fn seen<N: Node>(&self, record: &N) -> bool {
+        let key = self.dedup_key(record);
+        self.seen_at_start.contains(&dedup_hash(&key))
+            || (self.legacy_hashes && self.seen_at_start.contains(&digest(&py_json(&key))))
+    }
+
+    /// What dlt hashes of a record: its primary key's value (a list of them for several), or
+    /// the whole record without a key.
+    fn dedup_key<N: Node>(&self, record: &N) -> Value {
+        match self.primary_key.as_slice() {
             [] => record.to_value(),
             // a record without its key is hashed whole, as before
             [one] => record.get(one).map_or_else(|| record.to_value(), Node::to_value),
             many => Value::Array(many.iter().map(|k| record.get(k).map_or(Value::Null, Node::to_value)).collect()),
-        };
-        digest(&py_json(&key))
+        }
     }
 
     /// The record's cursor value, if it has one that is not null.
@@ -247,9 +270,7 @@ impl Incremental {
             match self.newer(&value, start) {
                 Ordering::Less => return Ok(false),
                 Ordering::Equal if self.cfg.range_start == RangeBound::Open => return Ok(false),
-                Ordering::Equal
-                    if !self.seen_at_start.is_empty() && self.seen_at_start.contains(&self.hash(record)) =>
-                {
+                Ordering::Equal if !self.seen_at_start.is_empty() && self.seen(record) => {
                     return Ok(false);
                 }
                 _ => {}
@@ -341,6 +362,22 @@ mod tests {
     }
 
     #[test]
+    fn boundary_hashes_of_dlt_and_of_older_runs_are_recognized() {
+        let at = "2024-03-01T00:00:00Z";
+        // dlt 1.31's hash of id 3, and the 20-character one of dlt before 1.29 (and older resttap)
+        for hash in ["Cn/dwi436vBb", "Cn/dwi436vBbdERZ9hKf"] {
+            let stored =
+                IncrementalState { initial_value: None, last_value: Some(json!(at)), unique_hashes: vec![hash.into()] };
+            let mut next = Incremental::new(&cfg(json!({})), Some(&stored), &["id".into()]);
+            assert!(!next.keep(&rec(3, at)).unwrap(), "{hash}: loaded by the run before");
+            assert!(next.keep(&rec(4, at)).unwrap());
+        }
+        let mut first = Incremental::new(&cfg(json!({})), None, &["id".into()]);
+        first.keep(&rec(3, at)).unwrap();
+        assert_eq!(first.state().unwrap().unique_hashes, ["Cn/dwi436vBb"], "stored as dlt 1.31 stores it");
+    }
+
+    #[test]
     fn lag_end_value_open_ranges_and_numbers() {
         let stored = IncrementalState {
             initial_value: None,
@@ -393,6 +430,13 @@ mod tests {
         assert_eq!(py_json(&json!({"b": 1, "a": [true, null, "é"]})), r#"{"a": [true, null, "\u00e9"], "b": 1}"#);
         // python: dlt.common.utils.digest128(json.dumps(5, sort_keys=True))
         assert_eq!(digest("5"), DLT_DIGEST_OF_5);
+        // dlt 1.31's dedup hashes (digest_dedup_value)
+        assert_eq!(dedup_hash(&json!(3)), "Cn/dwi436vBb");
+        assert_eq!(dedup_hash(&json!(5)), "tIXXf9wiHssy");
+        assert_eq!(dedup_hash(&json!("abc")), "Q7izEiCRBJq3");
+        assert_eq!(dedup_hash(&json!([1, "a"])), "ndvRJS8rm8iA");
+        let row = json!({"id": 3, "updated_at": "2024-01-03T00:00:00Z", "name": "c", "tags": []});
+        assert_eq!(dedup_hash(&row), "s1+RliPZOZsH");
     }
 
     const DLT_DIGEST_OF_5: &str = "tIXXf9wiHssyAgHEzQnu";

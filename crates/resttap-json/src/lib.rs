@@ -8,6 +8,8 @@
 //! uses [`Json`] where nothing but the normalizer looks at the records (no incremental cursor,
 //! processing steps or child resources).
 
+pub mod canonical;
+
 use std::fmt;
 
 pub use bumpalo::Bump;

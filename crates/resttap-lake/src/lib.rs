@@ -644,7 +644,9 @@ impl Lake {
         });
         let Some(newest) = names.last() else { return Ok(None) };
         let text = self.read_text(&format!("{}/{newest}", dlt::VERSION))?;
-        Ok(system::schema_of(&text).and_then(|s| serde_json::from_str::<Schema>(&s).ok()))
+        // dlt's format (resttap's since it writes dlt's), or the one resttap wrote before
+        Ok(system::schema_of(&text)
+            .and_then(|s| dlt::schema_from_stored(&s).or_else(|| serde_json::from_str::<Schema>(&s).ok())))
     }
 
     /// Every data table: name, columns, rows.

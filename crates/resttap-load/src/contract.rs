@@ -354,7 +354,7 @@ pub fn a_failed_load_changes_nothing(h: &mut dyn Harness) {
     d.stage_all(&mut out.into_iter()).unwrap();
     let bad =
         ResourceLoad { primary_key: vec!["no_such_key".into()], ..into_items_as(WriteDisposition::Merge, false, f) };
-    let state = PipelineState { pipeline_name: "p".into(), version: 1, resources: Default::default() };
+    let state = PipelineState { version: 1, ..PipelineState::new("p") };
     let err = d.commit(&plan(&id, n.schema().clone(), vec![bad], Some(state))).unwrap_err();
     assert!(err.to_string().contains("no_such_key") && err.to_string().contains("items"), "{err}");
     unchanged(h);

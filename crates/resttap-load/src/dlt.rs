@@ -107,17 +107,205 @@ pub fn staging_dataset(dataset: &str) -> String {
     format!("{dataset}_staging")
 }
 
-/// A stable hash of a schema, for `_dlt_loads.schema_version_hash` and `_dlt_version`: the
-/// SHA3-256 of its JSON, in base64.
-pub fn schema_version_hash(schema: &Schema) -> (String, String) {
+/// What dlt 1.31 wrote for its own tables and settings (a rest_api pipeline on DuckDB): the
+/// system tables' entries, `settings` and the normalizer's name are copied from it, so that
+/// they are dlt's to the byte.
+const DLT_SCHEMA: &str = include_str!("dlt_schema_run1.json");
+
+/// The load's schema in dlt's stored-schema format (engine 11), as `_dlt_version.schema` holds
+/// it, so that dlt can attach to the dataset (`pipeline.sync_destination()`) and read its
+/// tables: dlt's system tables, then each table with its columns (`data_type`, `nullable`,
+/// `primary_key`, the merge hints, dlt's system column hints), write disposition, merge
+/// strategy and parent; `normalizers` with the root key propagation of merge tables.
+/// Returns the JSON and dlt's version hash of it ([`dlt_schema_hash`]).
+pub fn stored_schema(plan: &crate::LoadPlan) -> (String, String) {
+    use resttap_schema::merge::MergeStrategy;
+    use serde_json::{Map, Value, json};
+    let template: Value = serde_json::from_str(DLT_SCHEMA).expect("the template is JSON");
+    let system = |name: &str| template["tables"][name].clone();
+    let mut tables = Map::new();
+    for name in [VERSION, LOADS] {
+        tables.insert(name.into(), system(name));
+    }
+    let mut propagation = Map::new();
+    let resource_of = |table: &Table| -> Option<&crate::ResourceLoad> {
+        let mut root = table;
+        while let Some(p) = root.parent.as_deref().and_then(|p| plan.schema.table(p)) {
+            root = p;
+        }
+        plan.resources.iter().find(|r| r.root_table == root.name)
+    };
+    for t in &plan.schema.tables {
+        let res = resource_of(t);
+        let merging = res.is_some_and(|r| r.write_disposition == resttap_schema::WriteDisposition::Merge);
+        let strategy = res.filter(|_| merging).map(|r| &r.merge.strategy);
+        let scd2 = match strategy {
+            Some(MergeStrategy::Scd2(s)) => Some(s),
+            _ => None,
+        };
+        let mut columns = Map::new();
+        for c in &t.columns {
+            let mut col = Map::new();
+            col.insert("name".into(), c.name.clone().into());
+            col.insert("data_type".into(), c.data_type.dlt_name().into());
+            col.insert("nullable".into(), c.nullable.into());
+            let mut hint = |k: &str, v: Value| {
+                col.insert(k.into(), v);
+            };
+            if c.primary_key {
+                hint("primary_key", true.into());
+            }
+            match c.name.as_str() {
+                resttap_schema::cols::ID
+                    if t.parent.is_none() && scd2.is_some_and(|s| s.row_version_column.is_none()) =>
+                {
+                    hint("x-row-version", true.into());
+                    hint("unique", false.into());
+                    hint("row_key", false.into());
+                }
+                resttap_schema::cols::ID => {
+                    hint("unique", true.into());
+                    hint("row_key", true.into());
+                }
+                resttap_schema::cols::ROOT_ID if t.parent.is_some() => hint("root_key", true.into()),
+                resttap_schema::cols::PARENT_ID if t.parent.is_some() => hint("parent_key", true.into()),
+                _ => {}
+            }
+            if let (Some(r), None) = (res.filter(|_| merging), &t.parent) {
+                let m = &r.merge;
+                if m.merge_key.contains(&c.name) {
+                    hint("merge_key", true.into());
+                }
+                if m.hard_delete.as_deref() == Some(c.name.as_str()) {
+                    hint("hard_delete", true.into());
+                }
+                if let Some((col_name, order)) = &m.dedup_sort
+                    && *col_name == c.name
+                {
+                    hint("dedup_sort", serde_json::to_value(order).expect("serializable"));
+                }
+                if let Some(s) = scd2 {
+                    if c.name == s.valid_from {
+                        hint("x-valid-from", true.into());
+                    }
+                    if c.name == s.valid_to {
+                        hint("x-valid-to", true.into());
+                        let active = s.active_record_timestamp.map(resttap_schema::timestamp::format_timestamp);
+                        hint("x-active-record-timestamp", active.map_or(Value::Null, Value::from));
+                    }
+                    if s.row_version_column.as_deref() == Some(c.name.as_str()) {
+                        hint("x-row-version", true.into());
+                    }
+                }
+            }
+            columns.insert(c.name.clone(), Value::Object(col));
+        }
+        let mut table = Map::new();
+        table.insert("name".into(), t.name.clone().into());
+        table.insert("columns".into(), Value::Object(columns));
+        match &t.parent {
+            Some(p) => {
+                table.insert("parent".into(), p.clone().into());
+            }
+            None => {
+                let wd = res.map_or(resttap_schema::WriteDisposition::Append, |r| r.write_disposition);
+                table.insert("write_disposition".into(), serde_json::to_value(wd).expect("serializable"));
+                table.insert("resource".into(), res.map_or(t.name.clone(), |r| r.resource.clone()).into());
+                if let Some(s) = strategy.filter(|s| **s != MergeStrategy::DeleteInsert) {
+                    table.insert("x-merge-strategy".into(), s.name().into());
+                }
+                if merging && scd2.is_none() {
+                    propagation
+                        .insert(t.name.clone(), json!({ resttap_schema::cols::ID: resttap_schema::cols::ROOT_ID }));
+                }
+            }
+        }
+        table.insert("x-normalizer".into(), json!({"seen-data": true}));
+        tables.insert(t.name.clone(), Value::Object(table));
+    }
+    if plan.state.is_some() {
+        tables.insert(PIPELINE_STATE.into(), system(PIPELINE_STATE));
+    }
+    let mut normalizers = template["normalizers"].clone();
+    match propagation.is_empty() {
+        true => {
+            normalizers["json"].as_object_mut().expect("an object").remove("config");
+        }
+        false => normalizers["json"]["config"] = json!({"propagation": {"tables": propagation}}),
+    }
+    let mut schema = Map::new();
+    schema.insert("version".into(), 1.into());
+    schema.insert("version_hash".into(), "".into());
+    schema.insert("engine_version".into(), SCHEMA_ENGINE_VERSION.into());
+    schema.insert("name".into(), plan.schema_name.clone().into());
+    schema.insert("tables".into(), Value::Object(tables));
+    schema.insert("settings".into(), template["settings"].clone());
+    schema.insert("normalizers".into(), normalizers);
+    schema.insert("previous_hashes".into(), json!([]));
+    let mut schema = Value::Object(schema);
+    let hash = dlt_schema_hash(&schema);
+    schema["version_hash"] = hash.clone().into();
+    (hash, serde_json::to_string(&schema).expect("a schema serializes"))
+}
+
+/// dlt's `generate_version_hash` of a stored schema: SHA3-256 of its sorted compact JSON
+/// (orjson's) without `version`, `version_hash`, `imported_version_hash` and
+/// `previous_hashes`, then of each table's name (sorted) followed by its columns' names in
+/// their order; padded base64.
+pub fn dlt_schema_hash(schema: &serde_json::Value) -> String {
     use base64::Engine;
     use tiny_keccak::Hasher;
-    let json = serde_json::to_string(schema).expect("a schema serializes");
+    let skip = |k: &str| matches!(k, "version" | "version_hash" | "imported_version_hash" | "previous_hashes");
+    let mut buf = Vec::new();
+    resttap_json::canonical::write_sorted_without(schema, &skip, &mut buf);
     let mut h = tiny_keccak::Sha3::v256();
-    h.update(json.as_bytes());
+    h.update(&buf);
+    if let Some(tables) = schema.get("tables").and_then(|t| t.as_object()) {
+        let mut names: Vec<&String> = tables.keys().collect();
+        names.sort();
+        for name in names {
+            h.update(name.as_bytes());
+            if let Some(columns) = tables[name].get("columns").and_then(|c| c.as_object()) {
+                for c in columns.keys() {
+                    h.update(c.as_bytes());
+                }
+            }
+        }
+    }
     let mut out = [0u8; 32];
     h.finalize(&mut out);
-    (base64::engine::general_purpose::STANDARD.encode(out), json)
+    base64::engine::general_purpose::STANDARD.encode(out)
+}
+
+/// The tables and columns of a stored schema in dlt's format (what dlt or resttap wrote to
+/// `_dlt_version`), system tables left out; columns of types resttap does not have are left
+/// out too. `None` when it is not such a schema.
+pub fn schema_from_stored(text: &str) -> Option<Schema> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let tables = v.get("tables")?.as_object()?;
+    let mut schema = Schema::default();
+    for (name, t) in tables {
+        if name.starts_with("_dlt_") {
+            continue;
+        }
+        let parent = t.get("parent").and_then(|p| p.as_str()).map(String::from);
+        let mut table = Table::new(name.clone(), parent);
+        for (cname, c) in t.get("columns")?.as_object()? {
+            let dtype = c.get("data_type").and_then(|d| serde_json::from_value::<DataType>(d.clone()).ok());
+            let Some(data_type) = dtype else { continue };
+            table.add_column(Column {
+                name: cname.clone(),
+                data_type,
+                nullable: c.get("nullable").and_then(|n| n.as_bool()).unwrap_or(true),
+                primary_key: c.get("primary_key").and_then(|n| n.as_bool()).unwrap_or(false),
+            });
+        }
+        schema.tables.push(table);
+    }
+    // parents before children, as the schema's users expect
+    let order = |t: &Table| t.name.matches("__").count();
+    schema.tables.sort_by_key(order);
+    Some(schema)
 }
 
 /// The `_dlt_loads` row of a completed load.
@@ -179,7 +367,7 @@ pub struct SystemRows {
 impl SystemRows {
     /// The rows for `plan`.
     pub fn for_plan(plan: &crate::LoadPlan) -> Self {
-        let (hash, schema) = schema_version_hash(&plan.schema);
+        let (hash, schema) = stored_schema(plan);
         SystemRows {
             load: LoadRow {
                 load_id: plan.load_id.clone(),
@@ -320,13 +508,18 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_follows_the_schema() {
-        let mut s = Schema::default();
-        let (h1, _) = schema_version_hash(&s);
-        s.tables.push(Table::new("t", None));
-        let (h2, json) = schema_version_hash(&s);
-        assert_ne!(h1, h2);
-        assert_eq!(h2.len(), 44);
-        assert!(json.contains("\"t\""));
+    fn the_schema_hash_is_dlts() {
+        // dlt 1.31's stored schema of a rest_api pipeline, and the hash dlt gave it
+        let v: serde_json::Value = serde_json::from_str(DLT_SCHEMA).unwrap();
+        assert_eq!(dlt_schema_hash(&v), "bVfUdt9e338ezhrrmFFwr91Ok1IA4qMulDRiEKJC3JM=");
+        assert_eq!(dlt_schema_hash(&v), v["version_hash"].as_str().unwrap());
+        let back = schema_from_stored(DLT_SCHEMA).unwrap();
+        let items = back.table("items").unwrap();
+        assert_eq!(
+            items.column("id").map(|c| (c.data_type, c.nullable, c.primary_key)),
+            Some((DataType::Bigint, false, true))
+        );
+        assert_eq!(back.table("items__tags").unwrap().parent.as_deref(), Some("items"));
+        assert!(back.table("_dlt_loads").is_none());
     }
 }

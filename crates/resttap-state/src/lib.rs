@@ -41,6 +41,8 @@ pub struct ResourceState {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PipelineState {
     pub pipeline_name: String,
+    /// The dataset the state belongs to (dlt's `dataset_name`, which dlt needs to attach).
+    pub dataset_name: String,
     /// Increases by one with every change.
     pub version: u64,
     pub resources: BTreeMap<String, ResourceState>,
@@ -54,24 +56,36 @@ pub struct StateError(String);
 impl PipelineState {
     /// An empty state for `pipeline_name`.
     pub fn new(pipeline_name: &str) -> Self {
-        PipelineState { pipeline_name: pipeline_name.into(), version: 0, resources: BTreeMap::new() }
+        PipelineState {
+            pipeline_name: pipeline_name.into(),
+            dataset_name: String::new(),
+            version: 0,
+            resources: BTreeMap::new(),
+        }
     }
 
     /// The state as dlt lays it out.
     pub fn to_json(&self) -> Value {
         let resources: serde_json::Map<String, Value> =
             self.resources.iter().map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("serializable"))).collect();
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "_state_version": self.version,
             "_state_engine_version": ENGINE_VERSION,
             "pipeline_name": self.pipeline_name,
+            "dataset_name": self.dataset_name,
+            "default_schema_name": SOURCE,
+            "schema_names": [SOURCE],
             "sources": { SOURCE: { "resources": resources } },
-        })
+        });
+        let hash = version_hash(&v);
+        v.as_object_mut().expect("object").insert("_version_hash".into(), hash.into());
+        v
     }
 
     /// Reads the layout written by [`PipelineState::to_json`] (or by dlt).
     pub fn from_json(v: &Value) -> Result<Self, StateError> {
         let pipeline_name = v.get("pipeline_name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let dataset_name = v.get("dataset_name").and_then(Value::as_str).unwrap_or_default().to_string();
         let version = v.get("_state_version").and_then(Value::as_u64).unwrap_or(0);
         let mut resources = BTreeMap::new();
         if let Some(Value::Object(m)) = v.pointer(&format!("/sources/{SOURCE}/resources")) {
@@ -81,7 +95,7 @@ impl PipelineState {
                 resources.insert(k.clone(), rs);
             }
         }
-        Ok(PipelineState { pipeline_name, version, resources })
+        Ok(PipelineState { pipeline_name, dataset_name, version, resources })
     }
 
     /// dlt's `compress_state`: JSON, zlib, base64.
@@ -109,13 +123,23 @@ impl PipelineState {
 
     /// A hash of the content, for `_dlt_pipeline_state.version_hash`: changes when the state does.
     pub fn content_hash(&self) -> String {
-        let mut v = self.to_json();
-        v.as_object_mut().expect("object").remove("_state_version");
-        let bytes = serde_json::to_vec(&v).expect("serializable");
-        // FNV-1a 64: enough to tell states apart, no extra dependency
-        let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-        format!("{h:016x}")
+        version_hash(&self.to_json())
     }
+}
+
+/// dlt's state `_version_hash` (`generate_state_version_hash`): SHA3-256 of the state's sorted
+/// compact JSON (orjson's) without `_local`, `_state_version`, `_state_engine_version` and
+/// `_version_hash`, in padded base64.
+pub fn version_hash(state: &Value) -> String {
+    use tiny_keccak::Hasher;
+    let mut buf = Vec::new();
+    let skip = |k: &str| matches!(k, "_local" | "_state_version" | "_state_engine_version" | "_version_hash");
+    resttap_json::canonical::write_sorted_without(state, &skip, &mut buf);
+    let mut h = tiny_keccak::Sha3::v256();
+    h.update(&buf);
+    let mut out = [0u8; 32];
+    h.finalize(&mut out);
+    base64::engine::general_purpose::STANDARD.encode(out)
 }
 
 #[cfg(test)]
@@ -147,5 +171,19 @@ mod tests {
         assert_eq!(s.content_hash(), before, "the version is not content");
         s.resources.clear();
         assert_ne!(s.content_hash(), before);
+    }
+
+    #[test]
+    fn version_hash_is_dlts() {
+        // what dlt 1.31 wrote for a first incremental run, with its `_version_hash`
+        let state: Value = serde_json::from_str(include_str!("dlt_state_run1.json")).unwrap();
+        assert_eq!(version_hash(&state), state["_version_hash"].as_str().unwrap());
+        let ours = PipelineState::from_json(&state).unwrap();
+        assert_eq!((ours.dataset_name.as_str(), ours.version), ("t_dataset", 1));
+        let json = ours.to_json();
+        for key in ["_version_hash", "dataset_name", "schema_names", "default_schema_name", "pipeline_name"] {
+            assert!(json.get(key).is_some(), "dlt needs `{key}` to attach");
+        }
+        assert_eq!(json["_version_hash"], ours.content_hash().as_str());
     }
 }

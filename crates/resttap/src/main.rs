@@ -223,6 +223,7 @@ fn state_command(
         None => state.resources.clear(),
     }
     state.version += 1;
+    state.dataset_name = dataset.to_string();
     db.save_state(&state).map_err(|e| e.to_string())?;
     Ok(format!(
         "reset the state of {} (version {}); the next run starts from initial_value\n",

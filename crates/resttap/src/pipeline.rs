@@ -512,7 +512,8 @@ pub async fn run(
     let opening = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
         let mut d = spec.open(&dataset, Purpose::Write(scope))?;
         let existing = d.existing_schema()?;
-        let state = d.load_state(&pipeline_name)?.unwrap_or_else(|| PipelineState::new(&pipeline_name));
+        let mut state = d.load_state(&pipeline_name)?.unwrap_or_else(|| PipelineState::new(&pipeline_name));
+        state.dataset_name = dataset.clone();
         d.begin(&lid)?;
         Ok((d, existing, state))
     });

@@ -313,3 +313,30 @@ fn resttap_continues_a_lake_dlt_loaded_from_dlts_state() {
     assert_eq!(after[0], ["2"], "dlt's load and resttap's");
     assert!(after[1] == ["1"] || after[1] == ["2"], "{after:?}");
 }
+
+/// The other way: dlt 1.31, with no local pipeline state, attaches to a lake resttap loaded
+/// (its `_dlt_pipeline_state/` and `_dlt_version/` files) and continues from resttap's position.
+#[test]
+fn dlt_continues_a_lake_resttap_loaded_from_resttaps_state() {
+    let s = Scratch::new();
+    let mock = Mock::start(&["--records", "200"]);
+    let incremental = repo_root().join("examples/analytics-api-incremental.yaml");
+    let dest = format!("file://{}", s.path("lake").display());
+    assert_ok(&run_lake(&incremental, &mock, &dest, s.dir.path()));
+    let n = resttap_mock::data::record_count("suggestions", 200, 0, 2);
+    mock.set_revision(1);
+    let requests = mock.requests();
+    lake::dlt_load(&incremental, &mock.url, TOKEN, &dest, &s.path("fresh-pipelines"), "t");
+    assert_eq!(mock.requests() - requests, 6, "one page per resource: resumed from resttap's stored position");
+    let url = format!("{dest}/t_dataset");
+    let after = lake::query(
+        &url,
+        &[],
+        &["SELECT count(*) FROM t_dataset._dlt_loads", "SELECT count(*) FROM t_dataset.suggestions"],
+    );
+    assert_eq!(after[0], ["2"], "resttap's load and dlt's");
+    // plain Parquet appends (dlt's too): the changed and added records once more, no more
+    let changed = (1..=n).filter(|id| resttap_mock::data::changed_in(*id, 1)).count() as u64;
+    let grown = resttap_mock::data::record_count("suggestions", 200, 1, 2) - n;
+    assert_eq!(after[1], [(n + changed + grown).to_string()]);
+}
