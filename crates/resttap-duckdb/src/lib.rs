@@ -508,7 +508,7 @@ struct Sides<'a> {
 }
 
 impl resttap_load::merge::Rows for Sides<'_> {
-    fn old(&self, table: &str) -> Option<String> {
+    fn older(&self, table: &str) -> Option<String> {
         let q = self.db.q(table);
         self.db.existing_at_begin.contains_key(table).then(|| match self.db.watermarks.get(table) {
             Some(w) => format!("(SELECT * FROM {q} WHERE rowid <= {w})"),
@@ -516,7 +516,7 @@ impl resttap_load::merge::Rows for Sides<'_> {
         })
     }
 
-    fn new(&self, table: &str) -> Option<String> {
+    fn loaded(&self, table: &str) -> Option<String> {
         let q = self.db.q(table);
         let pos = resttap_load::merge::POSITION;
         self.db.written.contains_key(table).then(|| match self.db.watermarks.get(table) {

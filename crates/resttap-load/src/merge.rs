@@ -94,18 +94,18 @@ pub struct Target {
 pub trait Rows {
     /// A `FROM` item with the rows of `table` the dataset held when the load began, or `None`
     /// when the dataset had no such table.
-    fn old(&self, table: &str) -> Option<String>;
+    fn older(&self, table: &str) -> Option<String>;
     /// A `FROM` item with this load's rows of `table`, with their position in the order they
     /// were written as column [`POSITION`], or `None` when the load wrote none.
-    fn new(&self, table: &str) -> Option<String>;
+    fn loaded(&self, table: &str) -> Option<String>;
     /// The target of a statement on `side`'s rows of `table` (`None`: it has none).
     fn target(&self, table: &str, side: Side) -> Option<Target>;
     /// The expression for a row's position in a target (`rowid`, `ctid`), comparable with
-    /// [`POSITION`] of [`Rows::new`].
+    /// [`POSITION`] of [`Rows::loaded`].
     fn position(&self) -> &'static str;
 }
 
-/// The column of [`Rows::new`] that holds a row's position.
+/// The column of [`Rows::loaded`] that holds a row's position.
 pub const POSITION: &str = "_resttap_pos";
 
 /// One statement of a merge.
@@ -125,7 +125,7 @@ pub enum Step {
 /// `known_unique`: the load brought no primary key twice (the normalizer saw the keys rise).
 pub fn plan(res: &ResourceLoad, tables: &[&Table], rows: &dyn Rows, known_unique: bool, load_id: &str) -> Vec<Step> {
     let Some(root) = tables.first() else { return Vec::new() };
-    let Some(new_root) = rows.new(&root.name) else { return Vec::new() };
+    let Some(new_root) = rows.loaded(&root.name) else { return Vec::new() };
     let m = Merge { res, root, tables, rows, new_root, load_time: crate::dlt::load_time_micros(load_id) };
     match &res.merge.strategy {
         MergeStrategy::Scd2(s) => m.scd2(s),
@@ -222,7 +222,7 @@ impl Merge<'_> {
             // the copies' nested rows share their ids: which belong to the winner is unknowable
             let duplicated = format!("SELECT {id} FROM {n} s GROUP BY {id} HAVING count(*) > 1");
             for t in self.nested() {
-                if let Some(nt) = self.rows.new(&t.name) {
+                if let Some(nt) = self.rows.loaded(&t.name) {
                     steps.push(Step::FailIf {
                         sample: format!(
                             "SELECT DISTINCT {} FROM {n} s WHERE s.{id} IN ({duplicated}) AND s.{id} IN (SELECT {root_id} FROM {nt} x) LIMIT 1",
@@ -254,7 +254,7 @@ impl Merge<'_> {
 
     /// Older rows whose primary key, or merge key, the load brings go, with their nested rows.
     fn delete_older(&self, pk: &[String], merge_key: &[String]) -> Vec<Step> {
-        let Some(old_root) = self.rows.old(&self.root.name) else { return Vec::new() };
+        let Some(old_root) = self.rows.older(&self.root.name) else { return Vec::new() };
         let n = &self.new_root;
         let matches: Vec<String> = [pk, merge_key]
             .into_iter()
@@ -269,7 +269,7 @@ impl Merge<'_> {
 
     /// insert-only: the load's records whose key the table holds are dropped.
     fn drop_known(&self) -> Vec<Step> {
-        let Some(old_root) = self.rows.old(&self.root.name) else { return Vec::new() };
+        let Some(old_root) = self.rows.older(&self.root.name) else { return Vec::new() };
         let cond = format!("EXISTS (SELECT 1 FROM {old_root} o WHERE {})", equal(&self.res.primary_key, "o", "d"));
         let ids = format!("SELECT d.{} FROM {} d WHERE {cond}", ident(cols::ID), self.new_root);
         self.delete_with_nested(Side::New, &ids, &cond, "dropping records the table holds")
@@ -315,7 +315,7 @@ impl Merge<'_> {
             self.ctx("collapsing repeated versions"),
         ));
         dedup.extend(self.nested().filter_map(|t| {
-            let nt = self.rows.new(&t.name)?;
+            let nt = self.rows.loaded(&t.name)?;
             let losers = format!(
                 "SELECT {POSITION} FROM (SELECT {POSITION}, row_number() OVER (PARTITION BY {id} ORDER BY {POSITION} DESC) AS _resttap_rank FROM {nt} s) r WHERE _resttap_rank > 1"
             );
@@ -327,7 +327,7 @@ impl Merge<'_> {
             context: self.ctx("looking for repeated versions"),
             steps: dedup,
         });
-        if let Some(old_root) = self.rows.old(&self.root.name) {
+        if let Some(old_root) = self.rows.older(&self.root.name) {
             // current versions the load does not bring are retired
             if let Some(t) = self.rows.target(&self.root.name, Side::Old) {
                 let filter = t.filter.map(|f| format!("{f} AND ")).unwrap_or_default();
@@ -353,7 +353,7 @@ impl Merge<'_> {
         }
         let parent_id = ident(cols::PARENT_ID);
         for t in self.nested() {
-            if let Some(old) = self.rows.old(&t.name) {
+            if let Some(old) = self.rows.older(&t.name) {
                 // nested rows are inserted once per id: a version that comes back shares them
                 let cond = format!("EXISTS (SELECT 1 FROM {old} o WHERE o.{id} = d.{id})");
                 steps.extend(self.delete(
@@ -367,7 +367,7 @@ impl Merge<'_> {
                 // random ids: the nested rows of versions not inserted are left without a parent
                 let parent = t.parent.as_deref().unwrap_or(&self.root.name);
                 let mut found = Vec::new();
-                for rel in [self.rows.new(parent), self.rows.old(parent)].into_iter().flatten() {
+                for rel in [self.rows.loaded(parent), self.rows.older(parent)].into_iter().flatten() {
                     found.push(format!("NOT EXISTS (SELECT 1 FROM {rel} p WHERE p.{id} = d.{parent_id})"));
                 }
                 if !found.is_empty() {

@@ -567,7 +567,7 @@ fn column_names(batches: &[TableBatch], table: &str) -> Vec<String> {
 fn schema_contracts_freeze_or_discard_what_is_new() {
     use ContractMode::*;
     let first = json!({"id": 1, "title": "x", "score": 1.5, "creator": {"id": 7}, "labels": [{"id": 1, "name": "n"}]});
-    let existing = loaded(&[first.clone()]);
+    let existing = loaded(std::slice::from_ref(&first));
     let columns = |mode| SchemaContract { columns: mode, ..SchemaContract::default() };
     let data_type = |mode| SchemaContract { data_type: mode, ..SchemaContract::default() };
     let tables = |mode| SchemaContract { tables: mode, ..SchemaContract::default() };
@@ -625,9 +625,9 @@ fn schema_contracts_freeze_or_discard_what_is_new() {
 
     // a first load: the root table is new (tables: freeze refuses it, discard drops it), and
     // it may take any columns; a new nested table only in the row that creates it
-    let err = under(tables(Freeze), &Schema::default(), &[first.clone()]).unwrap_err();
+    let err = under(tables(Freeze), &Schema::default(), std::slice::from_ref(&first)).unwrap_err();
     assert!(matches!(&err, NormalizeError::Frozen { entity: "tables", table, .. } if table == "forums"), "{err:?}");
-    assert!(under(tables(DiscardRow), &Schema::default(), &[first.clone()]).unwrap().is_empty());
+    assert!(under(tables(DiscardRow), &Schema::default(), std::slice::from_ref(&first)).unwrap().is_empty());
     let frozen = SchemaContract { columns: Freeze, data_type: Freeze, ..SchemaContract::default() };
     assert_eq!(
         ids(&under(frozen, &Schema::default(), &[first.clone(), json!({"id": 2, "more": 1})]).unwrap(), "forums"),

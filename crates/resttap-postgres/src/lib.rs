@@ -767,11 +767,11 @@ struct Sides<'a> {
 }
 
 impl resttap_load::merge::Rows for Sides<'_> {
-    fn old(&self, table: &str) -> Option<String> {
+    fn older(&self, table: &str) -> Option<String> {
         self.db.existing_at_begin.contains_key(table).then(|| self.db.q(table))
     }
 
-    fn new(&self, table: &str) -> Option<String> {
+    fn loaded(&self, table: &str) -> Option<String> {
         let t = self.db.written.get(table)?;
         Some(format!("(SELECT *, ctid AS {} FROM {})", resttap_load::merge::POSITION, t.qualified))
     }
@@ -779,7 +779,7 @@ impl resttap_load::merge::Rows for Sides<'_> {
     fn target(&self, table: &str, side: resttap_load::merge::Side) -> Option<resttap_load::merge::Target> {
         use resttap_load::merge::{Side, Target};
         match side {
-            Side::Old => self.old(table).map(|table| Target { table, filter: None }),
+            Side::Old => self.older(table).map(|table| Target { table, filter: None }),
             Side::New => self.db.written.get(table).map(|t| Target { table: t.qualified.clone(), filter: None }),
         }
     }

@@ -107,12 +107,16 @@ fn a_second_run_of_the_same_data_records_no_new_schema_version() {
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_version"), 1);
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 2);
     assert_eq!(count(&c, "SELECT count(DISTINCT schema_version_hash) FROM t_dataset._dlt_loads"), 1);
-    // the stored schema still knows the key
-    let schema: String = c.query_row("SELECT schema FROM t_dataset._dlt_version", [], |r| r.get(0)).unwrap();
+    // the stored schema is dlt's (engine 11) and knows the key; its hash is dlt's
+    let (schema, hash): (String, String) = c
+        .query_row("SELECT schema, version_hash FROM t_dataset._dlt_version", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
-    let forums = schema["tables"].as_array().unwrap().iter().find(|t| t["name"] == "forums").unwrap();
-    let id = forums["columns"].as_array().unwrap().iter().find(|c| c["name"] == "id").unwrap();
-    assert_eq!(id["primary_key"], true, "{id}");
+    assert_eq!((schema["engine_version"].as_i64(), schema["version_hash"].as_str()), (Some(11), Some(hash.as_str())));
+    let id = &schema["tables"]["forums"]["columns"]["id"];
+    assert_eq!((id["primary_key"].as_bool(), id["data_type"].as_str()), (Some(true), Some("bigint")), "{id}");
+    assert_eq!(schema["tables"]["forums__tags"]["parent"], "forums");
+    assert_eq!(schema["tables"]["forums"]["write_disposition"], "merge");
 }
 
 #[test]
