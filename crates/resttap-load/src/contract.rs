@@ -457,26 +457,13 @@ pub fn upsert_keeps_ids_and_replaces_nested_rows(h: &mut dyn Harness) {
     assert_eq!(one(h, "SELECT _dlt_id FROM ds.items WHERE id = 5"), "k2m2W4pvOwjKag");
     assert_eq!(one(h, "SELECT _dlt_id FROM ds.items WHERE id = 6"), "GVkOEPGs6KtYtg");
     assert_eq!(one(h, "SELECT _dlt_load_id FROM ds.items WHERE id = 6"), second.load_id);
+    let tag = |value: &str, root: &str, idx: usize| {
+        format!("{value}:{}:{root}", resttap_normalize::dlt_nested_id(root, "items__tags", idx).as_str())
+    };
+    let (five, six) = ("k2m2W4pvOwjKag", "GVkOEPGs6KtYtg");
     assert_eq!(
         h.rows("SELECT value || ':' || _dlt_id || ':' || _dlt_root_id FROM ds.items__tags ORDER BY value"),
-        [
-            format!(
-                "x:{}:k2m2W4pvOwjKag",
-                resttap_normalize::dlt_nested_id("k2m2W4pvOwjKag", "items__tags", 0).as_str()
-            ),
-            format!(
-                "y:{}:k2m2W4pvOwjKag",
-                resttap_normalize::dlt_nested_id("k2m2W4pvOwjKag", "items__tags", 1).as_str()
-            ),
-            format!(
-                "z2:{}:GVkOEPGs6KtYtg",
-                resttap_normalize::dlt_nested_id("GVkOEPGs6KtYtg", "items__tags", 0).as_str()
-            ),
-            format!(
-                "z3:{}:GVkOEPGs6KtYtg",
-                resttap_normalize::dlt_nested_id("GVkOEPGs6KtYtg", "items__tags", 1).as_str()
-            ),
-        ]
+        [tag("x", five, 0), tag("y", five, 1), tag("z2", six, 0), tag("z3", six, 1)]
     );
     let loads = count(h, "_dlt_loads");
     let err =

@@ -340,3 +340,27 @@ fn dlt_continues_a_lake_resttap_loaded_from_resttaps_state() {
     let grown = resttap_mock::data::record_count("suggestions", 200, 1, 2) - n;
     assert_eq!(after[1], [(n + changed + grown).to_string()]);
 }
+
+/// What Delta tables cannot merge here (scd2, insert-only, the merge hints) is refused before
+/// any request, naming the resource and where it runs; nothing is written.
+#[test]
+fn a_merge_the_lake_cannot_run_is_refused_before_anything_is_written() {
+    let s = Scratch::new();
+    let mock = Mock::start(&["--records", "100"]);
+    let yaml = std::fs::read_to_string(seed_config()).unwrap().replacen(
+        "  write_disposition: merge\n",
+        "  write_disposition: {disposition: merge, strategy: scd2}\n  table_format: delta\n",
+        1,
+    );
+    let config = s.write("scd2.yaml", &yaml);
+    let dest = format!("file://{}", s.path("lake").display());
+    let out = run_lake(&config, &mock, &dest, s.dir.path());
+    let (_, err) = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("resource `forums`") && err.contains("scd2") && err.contains("DuckDB and PostgreSQL"),
+        "{err}"
+    );
+    assert_eq!(mock.requests(), 0, "refused before any request");
+    assert!(!s.path("lake/t_dataset/forums").exists());
+}

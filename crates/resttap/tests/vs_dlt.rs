@@ -11,7 +11,8 @@ mod common;
 use common::lake::{dlt_load, dlt_run};
 use common::*;
 
-const CONFIG: &str = r#"
+/// The client and defaults of every configuration here.
+const HEAD: &str = r#"
 client:
   base_url: http://127.0.0.1:1
   auth: {type: bearer, token: "{secrets.api_key}"}
@@ -19,6 +20,10 @@ client:
 resource_defaults:
   primary_key: id
   write_disposition: merge
+"#;
+
+/// The resources of the strategies' comparison (after [`HEAD`]).
+const CONFIG: &str = r#"
 resources:
   - name: suggestions
     write_disposition: {disposition: merge, strategy: upsert}
@@ -134,7 +139,7 @@ fn compare(dlt: &duckdb::Connection, ours: &duckdb::Connection, after: &str) {
 fn same_as_dlt(mock_args: &[&str]) -> (duckdb::Connection, duckdb::Connection) {
     let mock = Mock::start(mock_args);
     let s = Scratch::new();
-    let config = s.write("strategies.yaml", CONFIG);
+    let config = s.write("strategies.yaml", &format!("{HEAD}{CONFIG}"));
     let (dlt_db, our_db) = (s.path("dlt.duckdb"), s.db());
     for rev in 0..3 {
         mock.set_revision(rev);
@@ -176,14 +181,8 @@ fn records_flagged_deleted_as_dlt_loads_them() {
     );
 }
 
+/// The contract's comparison (after [`HEAD`]).
 const CONTRACT: &str = r#"
-client:
-  base_url: http://127.0.0.1:1
-  auth: {type: bearer, token: "{secrets.api_key}"}
-  paginator: {type: cursor, cursor_param: cursor, cursor_path: pagination.cursor}
-resource_defaults:
-  primary_key: id
-  write_disposition: merge
   schema_contract: {data_type: MODE}
 resources:
   - name: external_accounts
@@ -198,7 +197,7 @@ resources:
 fn variant_under(mode: &str) -> (Scratch, bool, bool) {
     let mock = Mock::start(&["--records", "60", "--page-size", "10"]);
     let s = Scratch::new();
-    let config = s.write("contract.yaml", &CONTRACT.replace("MODE", mode));
+    let config = s.write("contract.yaml", &format!("{HEAD}{}", CONTRACT.replace("MODE", mode)));
     let (dlt_db, our_db) = (s.path("dlt.duckdb"), s.db());
     let dest = format!("duckdb:{}", dlt_db.display());
     dlt_load(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t");
@@ -241,7 +240,7 @@ fn discarded_rows_and_values_are_those_dlt_discards() {
 fn a_frozen_table_refuses_a_first_load_as_dlt_does() {
     let mock = Mock::start(&["--records", "60", "--page-size", "10"]);
     let s = Scratch::new();
-    let config = s.write("contract.yaml", &CONTRACT.replace("{data_type: MODE}", "freeze"));
+    let config = s.write("contract.yaml", &format!("{HEAD}{}", CONTRACT.replace("{data_type: MODE}", "freeze")));
     let dest = format!("duckdb:{}", s.path("dlt.duckdb").display());
     assert!(!dlt_run(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t").status.success());
     let out = run(&config, &mock, &s.db(), TOKEN, &[]);
