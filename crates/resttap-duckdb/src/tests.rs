@@ -21,6 +21,7 @@ fn into_items(resource: &str, wd: WriteDisposition, primary_key: &str, keys_uniq
         keys_unique,
         table_format: Default::default(),
         merge: Default::default(),
+        contract: Default::default(),
     }
 }
 

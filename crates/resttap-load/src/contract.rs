@@ -72,6 +72,7 @@ fn into_items_as(wd: WriteDisposition, keys_unique: bool, table_format: TableFor
         primary_key: vec!["id".into()],
         keys_unique,
         merge: Default::default(),
+        contract: Default::default(),
     }
 }
 

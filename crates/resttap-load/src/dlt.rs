@@ -214,6 +214,11 @@ pub fn stored_schema(plan: &crate::LoadPlan) -> (String, String) {
                 if let Some(s) = strategy.filter(|s| **s != MergeStrategy::DeleteInsert) {
                     table.insert("x-merge-strategy".into(), s.name().into());
                 }
+                if let Some(c) = res.map(|r| r.contract).filter(|c| !c.evolves()) {
+                    // dlt's expanded form (its `schema_contract` table hint)
+                    let contract = json!({"tables": c.tables.name(), "columns": c.columns.name(), "data_type": c.data_type.name()});
+                    table.insert("schema_contract".into(), contract);
+                }
                 if merging && scd2.is_none() {
                     propagation
                         .insert(t.name.clone(), json!({ resttap_schema::cols::ID: resttap_schema::cols::ROOT_ID }));

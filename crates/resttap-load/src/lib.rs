@@ -78,6 +78,9 @@ pub struct ResourceLoad {
     pub table_format: TableFormat,
     /// The merge strategy and its hints (for `merge`).
     pub merge: MergeSpec,
+    /// The schema contract the load was made under (written to the stored schema, where dlt
+    /// reads it when it attaches).
+    pub contract: resttap_schema::contract::SchemaContract,
 }
 
 /// Everything [`Destination::commit`] needs.

@@ -415,6 +415,7 @@ async fn run_resource(
             keys_unique: sink.normalizer.as_ref().is_some_and(Normalizer::keys_rising),
             table_format: res.table_format.unwrap_or_default(),
             merge: res.merge.clone(),
+            contract: res.contract,
         }),
         schema: sink.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
         detections,

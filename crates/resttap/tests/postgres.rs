@@ -440,3 +440,39 @@ fn runs_of_disjoint_resources_load_side_by_side_and_an_overlapping_one_is_refuse
     }
     assert_eq!(st["_state_version"], 2, "{st}");
 }
+
+/// The switch both ways on PostgreSQL: resttap loads revision 0 of the incremental seed; dlt
+/// 1.31 with no local state attaches (resttap's `_dlt_version` and `_dlt_pipeline_state`),
+/// loads revision 1 from resttap's position; resttap loads revision 2 from dlt's. Every record
+/// once; each run only what changed.
+#[test]
+fn dlt_continues_what_resttap_loaded_and_resttap_what_dlt_loaded() {
+    let server = pg::server();
+    let db = server.new_db();
+    let url = server.url(&db);
+    let mock = Mock::start(&["--records", "200", "--page-size", "50"]);
+    let s = Scratch::new();
+    let config = repo_root().join("examples/analytics-api-incremental.yaml");
+    let resttap = || run_to_command(&config, &mock, &url, s.dir.path(), TOKEN).output().unwrap();
+    let rows = |sql: &str| server.psql(&db, sql).trim().to_string();
+    let check = |rev: u64, who: &str| {
+        let last = rows("SELECT load_id FROM t_dataset._dlt_loads ORDER BY load_id DESC LIMIT 1");
+        for t in ["forums", "suggestions", "feedback_records"] {
+            let want = resttap_mock::data::record_count(t, 200, rev, 2);
+            let got = rows(&format!("SELECT count(*) || ' ' || count(DISTINCT id) FROM t_dataset.{t}"));
+            assert_eq!(got, format!("{want} {want}"), "{t} after {who} loaded revision {rev}");
+            let this: u64 =
+                rows(&format!("SELECT count(*) FROM t_dataset.{t} WHERE _dlt_load_id = '{last}'")).parse().unwrap();
+            assert!(rev == 0 || (this > 0 && this * 2 < want), "{t}: {who}'s load wrote {this} of {want} rows");
+        }
+    };
+    assert_ok(&resttap());
+    check(0, "resttap");
+    mock.set_revision(1);
+    common::lake::dlt_load(&config, &mock.url, TOKEN, &format!("postgres:{url}"), &s.path("fresh-pipelines"), "t");
+    check(1, "dlt");
+    mock.set_revision(2);
+    assert_ok(&resttap());
+    check(2, "resttap");
+    assert_eq!(rows("SELECT count(*) FROM t_dataset._dlt_loads"), "3");
+}

@@ -282,6 +282,19 @@ fn the_typed_seed_example_loads_as_dlt_and_catches_an_api_change() {
     assert!(err.contains("external_accounts") && err.contains("employee_count") && err.contains("id=3"), "{err}");
     compare_tables(&open(&dlt_db), &open(&our_db), "the refused load", &random);
     assert_eq!(count(&open(&our_db), "SELECT count(*) FROM t_dataset._dlt_loads"), 1);
+    // the contract is in the stored schema, as dlt keeps it, and dlt takes that schema
+    let schema: String = open(&our_db)
+        .query_row("SELECT schema FROM t_dataset._dlt_version ORDER BY inserted_at DESC LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    assert_eq!(
+        schema["tables"]["forums"]["schema_contract"],
+        serde_json::json!({"tables": "evolve", "columns": "freeze", "data_type": "freeze"})
+    );
+    mock.set_revision(0);
+    let ours = format!("duckdb:{}", our_db.display());
+    dlt_load(&config, &mock.url, TOKEN, &ours, &s.path("attaching-pipelines"), "t");
+    assert_eq!(count(&open(&our_db), "SELECT count(*) FROM t_dataset._dlt_loads"), 2, "dlt attached and loaded");
 }
 
 fn root_counts(c: &duckdb::Connection, load_id: &str) -> Vec<(String, i64, i64, i64)> {
