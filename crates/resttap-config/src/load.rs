@@ -396,7 +396,7 @@ fn expand_resource(ctx: &Ctx, key: &str, r: &mut Map<String, Value>) -> Result<(
         let disposition = wd.remove("disposition").unwrap_or(Value::Null);
         r.insert("write_disposition".into(), disposition);
         if !wd.is_empty() {
-            // the strategy and its options, parsed by `resolve_merge`
+            // the strategy and its options, parsed by `merge::resolve`
             r.insert("merge_options".into(), Value::Object(wd));
         }
     }

@@ -90,12 +90,12 @@ pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<MergeSpec,
         _ => MergeStrategy::DeleteInsert,
     };
 
-    let hinted = |pick: fn(&crate::model::ColumnHint) -> bool| -> Vec<String> {
-        res.columns.iter().flatten().filter(|(_, h)| pick(h)).map(|(c, _)| c.clone()).collect()
+    let hinted = |pick: fn(&crate::model::ColumnHint) -> bool| -> Vec<&(String, crate::model::ColumnHint)> {
+        res.columns.iter().flatten().filter(|(_, h)| pick(h)).collect()
     };
     let mut merge_key: Vec<String> = res.merge_key.iter().map(|k| normalize_path(k)).collect();
-    for c in hinted(|h| h.merge_key == Some(true)) {
-        let c = normalize_path(&c);
+    for (c, _) in hinted(|h| h.merge_key == Some(true)) {
+        let c = normalize_path(c);
         if !merge_key.contains(&c) {
             merge_key.push(c);
         }
@@ -103,27 +103,18 @@ pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<MergeSpec,
     if res.merge_key.iter().any(|k| k.trim().is_empty()) {
         return Err(ctx.invalid(&format!("{key}.merge_key"), "column names must not be empty"));
     }
-    let one = |what: &str, cols: Vec<String>| -> Result<Option<String>, ConfigError> {
-        match cols.as_slice() {
-            [] => Ok(None),
-            [c] => Ok(Some(normalize_path(c))),
-            [a, b, ..] => Err(ctx.invalid(
-                &format!("{key}.columns"),
-                format!("`{what}` is set on two columns, `{a}` and `{b}`; a table can have one"),
-            )),
-        }
+    // the one column with a hint, as (normalized name, its hint)
+    let one = |what: &str, cols: Vec<&(String, crate::model::ColumnHint)>| match cols.as_slice() {
+        [] => Ok(None),
+        [(c, h)] => Ok(Some((normalize_path(c), h.clone()))),
+        [(a, _), (b, _), ..] => Err(ctx.invalid(
+            &format!("{key}.columns"),
+            format!("`{what}` is set on two columns, `{a}` and `{b}`; a table can have one"),
+        )),
     };
-    let hard_delete = one("hard_delete", hinted(|h| h.hard_delete == Some(true)))?;
-    let dedup_sort = one("dedup_sort", hinted(|h| h.dedup_sort.is_some()))?.map(|c| {
-        let order = res
-            .columns
-            .iter()
-            .flatten()
-            .find_map(|(name, h)| (normalize_path(name) == c).then_some(h.dedup_sort))
-            .flatten()
-            .unwrap_or(SortOrder::Desc);
-        (c, order)
-    });
+    let hard_delete = one("hard_delete", hinted(|h| h.hard_delete == Some(true)))?.map(|(c, _)| c);
+    let dedup_sort = one("dedup_sort", hinted(|h| h.dedup_sort.is_some()))?
+        .map(|(c, h)| (c, h.dedup_sort.unwrap_or(SortOrder::Desc)));
     let has_primary_key =
         !res.primary_key.is_empty() || res.columns.iter().flatten().any(|(_, h)| h.primary_key == Some(true));
     if res.write_disposition == WriteDisposition::Merge && strategy.needs_primary_key() && !has_primary_key {

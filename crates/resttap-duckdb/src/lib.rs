@@ -105,15 +105,8 @@ pub const WRITE_BUFFER_ROW_GROUPS: u32 = 1;
 /// serial tail (loader's tail after the last batch 66-72 -> 0 ms; peak RSS -3 MB).
 pub const FLUSH_ROWS: usize = 4096;
 
-/// Quotes an identifier for DuckDB.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A string literal for DuckDB's SQL: `'it''s'`.
-pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
+/// Identifiers and literals as both SQL destinations write them.
+pub use resttap_load::sql::{ident, literal};
 
 /// The DuckDB type of a dlt type (as dlt's DuckDB destination maps it).
 pub fn sql_type(t: DataType) -> &'static str {
@@ -366,16 +359,12 @@ impl DuckDb {
                 self.timed(&sql, &ctx(&format!("replacing rows of {}", t.name)))?;
             }
         }
-        let mut dropped: HashMap<String, u64> = HashMap::new();
-        if res.write_disposition == WriteDisposition::Merge && wrote(root) {
-            // Did this load bring a key twice? Not when the resource's keys only rose and no
-            // other resource of the load wrote its table.
-            let known_unique = res.keys_unique
-                && plan.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
-            let rows = Sides { db: self };
-            let steps = resttap_load::merge::plan(res, &tables, &rows, known_unique, &plan.load_id);
-            dropped = resttap_load::merge::execute(&steps, self)?;
-        }
+        let dropped = if res.write_disposition == WriteDisposition::Merge && wrote(root) {
+            let steps = resttap_load::merge::plan(res, plan, &tables, &Sides { db: self });
+            resttap_load::merge::execute(&steps, self)?
+        } else {
+            HashMap::new()
+        };
         Ok(tables
             .iter()
             .filter(|t| wrote(&t.name))

@@ -31,6 +31,7 @@
 
 pub mod dlt;
 pub mod merge;
+pub mod sql;
 
 #[cfg(feature = "contract")]
 pub mod contract;

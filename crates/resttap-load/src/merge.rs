@@ -37,7 +37,8 @@ use resttap_normalize::{RowIds, Validity};
 use resttap_schema::merge::{MergeSpec, MergeStrategy, SortOrder};
 use resttap_schema::{DataType, Table, cols};
 
-use crate::{LoadError, ResourceLoad};
+use crate::sql::{ident, literal, timestamp_literal};
+use crate::{LoadError, LoadPlan, ResourceLoad};
 
 /// How the normalizer makes root ids, and scd2's validity values, for a resource merging with
 /// `spec` in load `load_id` (`merging`: its write disposition is `merge`).
@@ -58,21 +59,6 @@ pub fn row_ids(spec: &MergeSpec, merging: bool, load_id: &str) -> (RowIds, Optio
     }
 }
 
-/// Quotes an identifier (DuckDB and PostgreSQL quote alike).
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A string literal: `'it''s'`.
-pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
-
-/// A `timestamp with time zone` literal for `micros` since the epoch.
-pub fn timestamp_literal(micros: i64) -> String {
-    format!("CAST({} AS TIMESTAMP WITH TIME ZONE)", literal(&resttap_schema::timestamp::format_timestamp(micros)))
-}
-
 /// Which rows of a table a statement deletes or updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -88,6 +74,16 @@ pub enum Side {
 pub struct Target {
     pub table: String,
     pub filter: Option<String>,
+}
+
+impl Target {
+    /// The `WHERE` condition picking this side's rows that match `cond`.
+    fn matching(&self, cond: &str) -> String {
+        match &self.filter {
+            Some(f) => format!("{f} AND {cond}"),
+            None => cond.to_string(),
+        }
+    }
 }
 
 /// Where a destination keeps a load's rows and the dataset's older rows.
@@ -120,13 +116,16 @@ pub enum Step {
     FailIf { sample: String, context: String, message: String },
 }
 
-/// The statements that apply `res`'s merge to `tables` (its root table first, then its nested
-/// tables, parents before children, as the load's schema lists them) in load `load_id`.
-/// `known_unique`: the load brought no primary key twice (the normalizer saw the keys rise).
-pub fn plan(res: &ResourceLoad, tables: &[&Table], rows: &dyn Rows, known_unique: bool, load_id: &str) -> Vec<Step> {
+/// The statements that apply `res`'s merge, in load `load`, to `tables` (its root table first,
+/// then its nested tables, parents before children, as the load's schema lists them).
+pub fn plan(res: &ResourceLoad, load: &LoadPlan, tables: &[&Table], rows: &dyn Rows) -> Vec<Step> {
     let Some(root) = tables.first() else { return Vec::new() };
     let Some(new_root) = rows.loaded(&root.name) else { return Vec::new() };
-    let m = Merge { res, root, tables, rows, new_root, load_time: crate::dlt::load_time_micros(load_id) };
+    // no key came twice when the resource's keys only rose (the normalizer saw them) and no
+    // other resource of the load wrote its table
+    let known_unique =
+        res.keys_unique && load.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
+    let m = Merge { res, root, tables, rows, new_root, load_time: crate::dlt::load_time_micros(&load.load_id) };
     match &res.merge.strategy {
         MergeStrategy::Scd2(s) => m.scd2(s),
         strategy => {
@@ -176,9 +175,27 @@ impl Merge<'_> {
     /// `DELETE` of `side`'s rows of `table` matching `cond` (over alias `d`).
     fn delete(&self, table: &str, side: Side, cond: &str, context: String) -> Option<Step> {
         let t = self.rows.target(table, side)?;
-        let filter = t.filter.map(|f| format!("{f} AND ")).unwrap_or_default();
         let dropped = (side == Side::New).then(|| table.to_string());
-        Some(Step::Run { sql: format!("DELETE FROM {} AS d WHERE {filter}{cond}", t.table), context, dropped })
+        Some(Step::Run { sql: format!("DELETE FROM {} AS d WHERE {}", t.table, t.matching(cond)), context, dropped })
+    }
+
+    /// `SELECT {pick}` of the rows of the load's relation `rel` that are not the first of their
+    /// `partition` in `order`.
+    fn losers(rel: &str, pick: &str, partition: &str, order: &str) -> String {
+        format!(
+            "SELECT {pick} FROM (SELECT {POSITION}, {id}, row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS _resttap_rank FROM {rel} s) r WHERE _resttap_rank > 1",
+            id = ident(cols::ID)
+        )
+    }
+
+    /// Deletes the load's rows of `table` at the positions `losers` selects.
+    fn delete_at(&self, table: &str, losers: &str, context: String) -> Option<Step> {
+        self.delete(table, Side::New, &format!("d.{} IN ({losers})", self.rows.position()), context)
+    }
+
+    /// `SELECT count(*)` of the groups of `key` with more than one of the load's rows in `rel`.
+    fn repeated(rel: &str, key: &str) -> String {
+        format!("SELECT count(*) FROM (SELECT 1 FROM {rel} s GROUP BY {key} HAVING count(*) > 1) c")
     }
 
     /// Deletes the nested rows (found by `_dlt_root_id`) of the root rows `ids` selects, on
@@ -198,13 +215,13 @@ impl Merge<'_> {
 
     /// The order in which a key's copies compete: `dedup_sort` (nulls last), then the last
     /// written first.
-    fn rank(&self, alias_pos: &str) -> String {
+    fn rank(&self) -> String {
         let sort = match &self.res.merge.dedup_sort {
             Some((c, SortOrder::Desc)) if self.root.column(c).is_some() => format!("{} DESC NULLS LAST, ", ident(c)),
             Some((c, SortOrder::Asc)) if self.root.column(c).is_some() => format!("{} ASC NULLS LAST, ", ident(c)),
             _ => String::new(),
         };
-        format!("{sort}{alias_pos} DESC")
+        format!("{sort}{POSITION} DESC")
     }
 
     /// The load's records with one primary key come down to one.
@@ -212,11 +229,7 @@ impl Merge<'_> {
         let pk = self.res.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ");
         let (id, root_id) = (ident(cols::ID), ident(cols::ROOT_ID));
         let n = &self.new_root;
-        let ranked = format!(
-            "SELECT {POSITION}, {id}, row_number() OVER (PARTITION BY {pk} ORDER BY {}) AS _resttap_rank FROM {n} s",
-            self.rank(POSITION)
-        );
-        let losers = format!("SELECT {POSITION} FROM ({ranked}) r WHERE _resttap_rank > 1");
+        let losers = |pick: &str| Self::losers(n, pick, &pk, &self.rank());
         let mut steps = Vec::new();
         if deterministic_ids {
             // the copies' nested rows share their ids: which belong to the winner is unknowable
@@ -239,17 +252,15 @@ impl Merge<'_> {
                 }
             }
         } else {
-            let loser_ids = format!("SELECT {id} FROM ({ranked}) r WHERE _resttap_rank > 1");
+            let loser_ids = losers(&id);
             for t in self.nested() {
                 let cond = format!("d.{root_id} IN ({loser_ids})");
                 let what = self.ctx(&format!("dropping nested rows of duplicates from {}", t.name));
                 steps.extend(self.delete(&t.name, Side::New, &cond, what));
             }
         }
-        let cond = format!("d.{} IN ({losers})", self.rows.position());
-        steps.extend(self.delete(&self.root.name, Side::New, &cond, self.ctx("collapsing duplicate keys")));
-        let count = format!("SELECT count(*) FROM (SELECT 1 FROM {n} s GROUP BY {pk} HAVING count(*) > 1) c");
-        vec![Step::When { count, context: self.ctx("looking for duplicate keys"), steps }]
+        steps.extend(self.delete_at(&self.root.name, &losers(POSITION), self.ctx("collapsing duplicate keys")));
+        vec![Step::When { count: Self::repeated(n, &pk), context: self.ctx("looking for duplicate keys"), steps }]
     }
 
     /// Older rows whose primary key, or merge key, the load brings go, with their nested rows.
@@ -304,33 +315,22 @@ impl Merge<'_> {
         let mut steps = Vec::new();
         // the same version twice in the load: one stays (under the row hash the copies and
         // their nested rows are the same)
-        let losers = format!(
-            "SELECT {POSITION} FROM (SELECT {POSITION}, row_number() OVER (PARTITION BY {key} ORDER BY {POSITION} DESC) AS _resttap_rank FROM {n} s) r WHERE _resttap_rank > 1"
-        );
+        let last_first = format!("{POSITION} DESC");
         let mut dedup = Vec::new();
-        dedup.extend(self.delete(
-            &self.root.name,
-            Side::New,
-            &format!("d.{} IN ({losers})", self.rows.position()),
-            self.ctx("collapsing repeated versions"),
-        ));
+        let losers = Self::losers(n, POSITION, &key, &last_first);
+        dedup.extend(self.delete_at(&self.root.name, &losers, self.ctx("collapsing repeated versions")));
         dedup.extend(self.nested().filter_map(|t| {
-            let nt = self.rows.loaded(&t.name)?;
-            let losers = format!(
-                "SELECT {POSITION} FROM (SELECT {POSITION}, row_number() OVER (PARTITION BY {id} ORDER BY {POSITION} DESC) AS _resttap_rank FROM {nt} s) r WHERE _resttap_rank > 1"
-            );
-            let cond = format!("d.{} IN ({losers})", self.rows.position());
-            self.delete(&t.name, Side::New, &cond, self.ctx(&format!("collapsing repeated nested rows in {}", t.name)))
+            let losers = Self::losers(&self.rows.loaded(&t.name)?, POSITION, &id, &last_first);
+            self.delete_at(&t.name, &losers, self.ctx(&format!("collapsing repeated nested rows in {}", t.name)))
         }));
         steps.push(Step::When {
-            count: format!("SELECT count(*) FROM (SELECT 1 FROM {n} s GROUP BY {key} HAVING count(*) > 1) c"),
+            count: Self::repeated(n, &key),
             context: self.ctx("looking for repeated versions"),
             steps: dedup,
         });
         if let Some(old_root) = self.rows.older(&self.root.name) {
             // current versions the load does not bring are retired
             if let Some(t) = self.rows.target(&self.root.name, Side::Old) {
-                let filter = t.filter.map(|f| format!("{f} AND ")).unwrap_or_default();
                 let scope = if self.res.merge.merge_key.is_empty() {
                     String::new()
                 } else {
@@ -339,9 +339,12 @@ impl Merge<'_> {
                 let boundary = timestamp_literal(s.boundary_timestamp.unwrap_or(self.load_time));
                 steps.push(Step::Run {
                     sql: format!(
-                        "UPDATE {} AS d SET {vt} = {boundary} WHERE {filter}{} AND NOT EXISTS (SELECT 1 FROM {n} s WHERE s.{key} = d.{key}){scope}",
+                        "UPDATE {} AS d SET {vt} = {boundary} WHERE {}",
                         t.table,
-                        active("d")
+                        t.matching(&format!(
+                            "{} AND NOT EXISTS (SELECT 1 FROM {n} s WHERE s.{key} = d.{key}){scope}",
+                            active("d")
+                        ))
                     ),
                     context: self.ctx("retiring versions"),
                     dropped: None,

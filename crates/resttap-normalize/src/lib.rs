@@ -5,8 +5,12 @@
 //!   `<table>__<field>` (lists of scalars in a `value` column) with `_dlt_parent_id`,
 //!   `_dlt_list_idx` and `_dlt_id`, plus `_dlt_root_id` under `merge`. Root rows get
 //!   `_dlt_load_id` and `_dlt_id`. Columns appear in dlt's order.
-//! - `_dlt_id` of a root row is random (10 bytes, base64), as in dlt; of a nested row, a hash of
-//!   `"{parent_id}_{table}_{index}"` (see [`nested_id`]).
+//! - `_dlt_id` of a root row is random (10 bytes, base64), or dlt's hash of the key (upsert,
+//!   insert-only) or of the record (scd2: [`hash`], [`RowIds`]); of a nested row, a hash of
+//!   `"{parent_id}_{table}_{index}"` ([`dlt_nested_id`] under deterministic roots, else
+//!   [`nested_id`]).
+//! - A `schema_contract` is applied to every row before it is written
+//!   ([`NormalizerConfig::contract`]).
 //! - Types come from JSON: integers `bigint`, floats `double`, booleans `bool`, ISO 8601
 //!   date-time strings `timestamp`, other strings `text`. A column is created by its first
 //!   non-null value. A later value that cannot be coerced to the column's type goes to a variant
@@ -286,6 +290,22 @@ enum Cell<'a> {
     Date(i32),
 }
 
+/// The variant column (name and type) a value of column `col` goes to when it does not fit the
+/// column's type, as dlt names it: `<col>__v_<type>` (a date-time string there stays text).
+fn variant_for<N: Node>(col: &str, value: &N) -> (String, DataType) {
+    let vt = match natural_type(value) {
+        DataType::Timestamp => DataType::Text,
+        t => t,
+    };
+    (format!("{col}{PATH_SEPARATOR}v_{}", vt.dlt_name()), vt)
+}
+
+/// Whether `table` is new to `schema` as dlt counts it for schema contracts: not there, or
+/// without a column yet.
+fn is_new(schema: &Schema, table: &str) -> bool {
+    schema.table(table).is_none_or(|t| t.columns.is_empty())
+}
+
 /// The type a value has on its own (with dlt's `iso_timestamp` detection for strings).
 fn natural_type<N: Node>(v: &N) -> DataType {
     match v.kind() {
@@ -559,7 +579,7 @@ impl Normalizer {
             n.validity_nodes = Some((n.child(0, &v.from_column), n.child(0, &v.to_column)));
         }
         n.policed = !n.cfg.contract.evolves();
-        n.root_new = existing.table(&n.cfg.table).is_none_or(|t| t.columns.is_empty());
+        n.root_new = is_new(existing, &n.cfg.table);
         n
     }
 
@@ -607,9 +627,7 @@ impl Normalizer {
             let verdict = match t.and_then(|t| t.column(&col)) {
                 Some(c) if coerce(c.data_type, v).is_some() => None,
                 Some(c) => {
-                    let vt = natural_type(v);
-                    let vt = if vt == DataType::Timestamp { DataType::Text } else { vt };
-                    let variant = format!("{col}{PATH_SEPARATOR}v_{}", vt.dlt_name());
+                    let (variant, _) = variant_for(&col, v);
                     match t.and_then(|t| t.column(&variant)) {
                         Some(vc) if coerce(vc.data_type, v).is_some() => None,
                         _ => Some(("data_type", contract.data_type, variant, Some(c.data_type))),
@@ -875,9 +893,7 @@ impl Normalizer {
         let (col_name, dtype, is_base) = match table.column(col).map(|c| c.data_type) {
             Some(t) if coerce(t, value).is_some() => (col.to_string(), t, true),
             Some(_) => {
-                let vt = natural_type(value);
-                let vt = if vt == DataType::Timestamp { DataType::Text } else { vt };
-                let variant = format!("{col}{PATH_SEPARATOR}v_{}", vt.dlt_name());
+                let (variant, vt) = variant_for(col, value);
                 match table.column(&variant).map(|c| c.data_type) {
                     Some(t) if coerce(t, value).is_some() => (variant, t, false),
                     Some(_) => return, // dlt fails here; resttap keeps the rest of the row
@@ -1074,8 +1090,7 @@ impl Normalizer {
             None => {
                 let parent_table = self.bufs[parent].name.clone();
                 let table: Arc<str> = Arc::from(format!("{parent_table}{PATH_SEPARATOR}{}", self.names[node].full));
-                let new = self.schema.table(&table).is_none_or(|t| t.columns.is_empty());
-                if self.policed && new && !items.is_empty() {
+                if self.policed && !items.is_empty() && is_new(&self.schema, &table) {
                     match self.cfg.contract.tables {
                         ContractMode::Evolve => {}
                         ContractMode::Freeze => {
@@ -1111,11 +1126,8 @@ impl Normalizer {
                     let overwritten = if root_id.is_some() { &[self.sys.root_id][..] } else { &[] };
                     let made = [self.sys.parent_id, self.sys.list_idx];
                     own_id = self.settle_system_keys(&mut fields, overwritten, &made);
-                    if self.policed {
-                        let first_row = self.schema.table(&table).is_none_or(|t| t.columns.is_empty());
-                        if !self.police(&table, &mut fields, first_row)? {
-                            continue;
-                        }
+                    if self.policed && !self.police(&table, &mut fields, is_new(&self.schema, &table))? {
+                        continue;
                     }
                     for (node, v) in &fields {
                         self.put(bi, *node, *v, false);
@@ -1123,19 +1135,17 @@ impl Normalizer {
                 }
                 // a list in a list: dlt wraps it as {"list": [...]}, one table deeper
                 Kind::Arr(a) => child_lists.push((self.sys.list, a)),
-                _ => {
+                _ if self.policed => {
                     let mut value = vec![(self.sys.value, item)];
-                    if self.policed {
-                        let first_row = self.schema.table(&table).is_none_or(|t| t.columns.is_empty());
-                        if !self.police(&table, &mut value, first_row)? {
-                            continue;
-                        }
+                    if !self.police(&table, &mut value, is_new(&self.schema, &table))? {
+                        continue;
                     }
                     // a value the contract discarded leaves the row without it, as in dlt
                     if !value.is_empty() {
                         self.put(bi, self.sys.value, item, false)
                     }
                 }
+                _ => self.put(bi, self.sys.value, item, false),
             }
             if let Some(r) = root_id {
                 self.put_sys(bi, self.sys.root_id, Cell::Str(r));
@@ -1195,13 +1205,12 @@ pub fn dlt_nested_id(parent_id: &str, table: &str, idx: usize) -> RowId {
 /// XXH3-128 hash of `"{parent_id}_{table}_{idx}"`, base64 without padding, as long as dlt's ids
 /// and in the same alphabet.
 ///
-/// dlt hashes the same text with shake-128 (`digest128`). That only tells apart datasets whose
-/// root ids are deterministic (dlt's `key_hash` and `row_hash` roots, for the `upsert`, `scd2`,
-/// `insert-only` and `cdc` merge strategies, which resttap does not run): under `append`,
-/// `replace` and merge's `delete-insert` every root id is random, so no nested id can equal
-/// dlt's whatever the hash, and what holds is what dlt's ids give: unique, and the same for the
-/// same parent, table and position. Shake-128 cost 13-17% of the extraction workers' CPU; a
-/// strategy with deterministic roots must bring it back (`resttap_schema::digest::digest128`).
+/// dlt hashes the same text with shake-128 (`digest128`, [`dlt_nested_id`]). That only tells
+/// apart datasets whose root ids are deterministic (upsert, insert-only, scd2, which use
+/// [`dlt_nested_id`]): under `append`, `replace` and merge's `delete-insert` every root id is
+/// random, so no nested id can equal dlt's whatever the hash, and what holds is what dlt's ids
+/// give: unique, and the same for the same parent, table and position. Shake-128 cost 13-17% of
+/// the extraction workers' CPU.
 pub fn nested_id(parent_id: &str, table: &str, idx: usize) -> RowId {
     // the text on the stack when it fits (ids are 14 characters; table names are short)
     let mut digits = itoa::Buffer::new();

@@ -66,15 +66,8 @@ pub const COMMIT_WORK_MEM: &str = "64MB";
 /// up: long enough for the server to end the session of a run killed a moment ago.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Quotes an identifier.
-pub fn ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A string literal: `'it''s'`.
-pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
+/// Identifiers and literals as both SQL destinations write them.
+pub use resttap_load::sql::{ident, literal};
 
 /// The PostgreSQL type of a dlt type, as dlt's postgres destination maps it.
 pub fn sql_type(t: DataType) -> &'static str {
@@ -529,9 +522,7 @@ impl Postgres {
         if res.write_disposition != WriteDisposition::Merge || !self.written.contains_key(root) {
             return Ok(HashMap::new());
         }
-        let known_unique =
-            res.keys_unique && plan.resources.iter().filter(|other| other.root_table == res.root_table).count() == 1;
-        let steps = resttap_load::merge::plan(res, &tables, &Sides { db: self }, known_unique, &plan.load_id);
+        let steps = resttap_load::merge::plan(res, plan, &tables, &Sides { db: self });
         resttap_load::merge::execute(&steps, self)
     }
 
@@ -757,8 +748,6 @@ fn block_on<F: Future>(rt: &Handle, f: F) -> F::Output {
     rt.block_on(f)
 }
 
-/// `"name" type [UNIQUE] [NOT NULL]`, as dlt writes a column (`_dlt_id` unique: with `table`
-/// empty, the index comes later).
 /// The two sides of a PostgreSQL load: the rows a table held when the load began are in the
 /// dataset's table; the load's rows of a table that existed are in its staging table until the
 /// commit moves them in, and those of a table the load created are in that table.
@@ -805,6 +794,8 @@ impl resttap_load::merge::Sql for Postgres {
     }
 }
 
+/// `"name" type [UNIQUE] [NOT NULL]`, as dlt writes a column (`_dlt_id` unique: with `table`
+/// empty, the index comes later).
 fn column_def(table: &str, name: &str, sql_type: &str, nullable: bool) -> String {
     let unique = if !table.is_empty() && dlt::unique_column(table, name) { " UNIQUE" } else { "" };
     format!("{} {sql_type}{unique}{}", ident(name), if nullable { "" } else { " NOT NULL" })

@@ -123,7 +123,8 @@ impl PipelineState {
 
     /// A hash of the content, for `_dlt_pipeline_state.version_hash`: changes when the state does.
     pub fn content_hash(&self) -> String {
-        version_hash(&self.to_json())
+        // dlt's `_version_hash`, which `to_json` computes
+        self.to_json()["_version_hash"].as_str().expect("to_json sets it").to_string()
     }
 }
 
