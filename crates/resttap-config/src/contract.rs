@@ -12,7 +12,7 @@ use crate::model::Resource;
 const ENTITIES: [&str; 3] = ["tables", "columns", "data_type"];
 
 /// Parses the contract of resource `res` (at `key`, e.g. `resources[2]`).
-pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<SchemaContract, ConfigError> {
+pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<Option<SchemaContract>, ConfigError> {
     let key = format!("{key}.schema_contract");
     let mode = |k: &str, v: &Value| -> Result<ContractMode, ConfigError> {
         let name = v.as_str().unwrap_or_default();
@@ -24,8 +24,8 @@ pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<SchemaCont
         })
     };
     match &res.schema_contract {
-        None | Some(Value::Null) => Ok(SchemaContract::default()),
-        Some(v @ Value::String(_)) => Ok(SchemaContract::all(mode(&key, v)?)),
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::String(_)) => Ok(Some(SchemaContract::all(mode(&key, v)?))),
         Some(Value::Object(m)) => {
             let mut c = SchemaContract::default();
             for (k, v) in m {
@@ -44,7 +44,7 @@ pub(crate) fn resolve(ctx: &Ctx, key: &str, res: &Resource) -> Result<SchemaCont
                 };
                 *slot = mode(&format!("{key}.{k}"), v)?;
             }
-            Ok(c)
+            Ok(Some(c))
         }
         Some(_) => Err(ctx.invalid(&key, "must be a mode (evolve, freeze, discard_row, discard_value) or a mapping of tables, columns and data_type to modes")),
     }

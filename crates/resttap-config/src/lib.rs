@@ -14,6 +14,7 @@
 //! resttap extensions: `client.retry` ([`RetryConfig`]), `client.timeout`, and
 //! `stop_condition` on paginators (see `resttap-expr`).
 
+mod columns;
 mod contract;
 mod error;
 mod load;

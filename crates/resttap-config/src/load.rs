@@ -123,6 +123,7 @@ pub fn load_str(
     for (i, res) in api.resources.iter_mut().enumerate() {
         res.merge = crate::merge::resolve(&ctx, &format!("resources[{i}]"), res)?;
         res.contract = crate::contract::resolve(&ctx, &format!("resources[{i}]"), res)?;
+        crate::columns::resolve(&ctx, &format!("resources[{i}]"), res)?;
     }
     validate(&ctx, &api, &secrets)?;
     Ok(Config { path: path.to_path_buf(), api, secrets })
@@ -793,10 +794,6 @@ fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// dlt's data types a `columns` hint can name, and the ones resttap stores.
-const HINT_TYPES: [&str; 8] = ["text", "bigint", "double", "bool", "timestamp", "json", "complex", "date"];
-const HINT_TYPES_LATER: [&str; 5] = ["decimal", "wei", "binary", "time", "bigint_unsigned"];
-
 fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), ConfigError> {
     let base = render(&api.client.base_url, secrets);
     match url::Url::parse(base.expose()) {
@@ -882,24 +879,6 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
         if ep.data.is_some() && ep.json.is_some() {
             return Err(ctx.invalid(&format!("{key}.endpoint"), "set either `json` or `data`, not both"));
         }
-        for (col, hint) in res.columns.iter().flatten() {
-            if let Some(t) = &hint.data_type {
-                if HINT_TYPES_LATER.contains(&t.as_str()) {
-                    return Err(ctx.invalid(
-                        &format!("{key}.columns.{col}.data_type"),
-                        format!("`{t}` is not supported by resttap yet (supported: {})", HINT_TYPES.join(", ")),
-                    ));
-                }
-                if !HINT_TYPES.contains(&t.as_str()) {
-                    return Err(ConfigError::Invalid {
-                        path: ctx.path.to_path_buf(),
-                        key: format!("{key}.columns.{col}.data_type"),
-                        message: format!("unknown data type `{t}` (expected one of: {})", HINT_TYPES.join(", ")),
-                        suggestion: suggest(t, HINT_TYPES),
-                    });
-                }
-            }
-        }
         if let Some(steps) = &res.processing_steps {
             crate::steps::compile(steps)
                 .map_err(|e| ctx.invalid(&format!("{key}.processing_steps{}", e.key), e.message))?;
@@ -938,12 +917,8 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 return Err(ctx.invalid(&format!("{k}.status_code"), "must be an HTTP status such as 404"));
             }
         }
-        let unsupported: [(&str, bool); 2] =
-            [("nested_hints", res.nested_hints.is_some()), ("parent_table_name", res.parent_table_name.is_some())];
-        for (k, present) in unsupported {
-            if present {
-                return Err(ctx.invalid(&format!("{key}.{k}"), "is not supported by resttap yet"));
-            }
+        if res.parent_table_name.is_some() {
+            return Err(ctx.invalid(&format!("{key}.parent_table_name"), "is not supported by resttap yet"));
         }
         if res.primary_key.iter().any(|k| k.trim().is_empty()) {
             return Err(ctx.invalid(&format!("{key}.primary_key"), "column names must not be empty"));

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 pub use resttap_schema::contract::{ContractMode, SchemaContract};
 pub use resttap_schema::merge::{MergeSpec, MergeStrategy, Scd2, SortOrder};
-pub use resttap_schema::{TableFormat, WriteDisposition};
+pub use resttap_schema::{DataType, Precision, TableFormat, WriteDisposition};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -506,8 +506,21 @@ impl ResponseAction {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnHint {
+    /// The column's name again, as dlt's column schemas carry it (dlt needs it in
+    /// `nested_hints`); when given it must be the key's.
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub data_type: Option<String>,
+    /// A decimal's digits in all (dlt's default: 38).
+    #[serde(default)]
+    pub precision: Option<u16>,
+    /// A decimal's digits after the point (dlt's default: 9).
+    #[serde(default)]
+    pub scale: Option<u16>,
+    /// `data_type` with `precision` and `scale`, parsed by the loader.
+    #[serde(skip)]
+    pub typed: Option<DataType>,
     #[serde(default)]
     pub nullable: Option<bool>,
     #[serde(default)]
@@ -572,16 +585,19 @@ pub struct Resource {
     /// `schema_contract` as written; the loader parses it into [`Resource::contract`].
     #[serde(default)]
     pub schema_contract: Option<Value>,
-    /// The schema contract, expanded; set by the loader.
+    /// The schema contract, expanded; set by the loader. `None`: the resource declares none,
+    /// and the one the dataset stores for its table applies (dlt's contracts outlive the
+    /// configuration that set them), else everything evolves.
     #[serde(skip)]
-    pub contract: SchemaContract,
+    pub contract: Option<SchemaContract>,
     /// dlt's `table_format`: `delta` makes a lake's tables Delta tables (`native`: plain
     /// Parquet); other destinations have one format and ignore it, as dlt's SQL destinations do.
     #[serde(default)]
     pub table_format: Option<TableFormat>,
-    /// Not supported yet (rejected).
-    #[serde(default)]
-    pub nested_hints: Option<Value>,
+    /// Hints for nested tables, by their path below the resource's table (`tags`,
+    /// `author__roles`), in the order written.
+    #[serde(default, deserialize_with = "ordered_nested")]
+    pub nested_hints: Option<Vec<(String, NestedHints)>>,
     /// Not supported yet (rejected).
     #[serde(default)]
     pub parent_table_name: Option<Value>,
@@ -590,29 +606,66 @@ pub struct Resource {
     pub parent: Option<String>,
 }
 
+/// dlt's hints for one nested table (`nested_hints`): resttap takes `columns`; the others dlt
+/// has are refused by the loader as not supported yet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NestedHints {
+    #[serde(default, deserialize_with = "ordered_hints")]
+    pub columns: Option<Vec<(String, ColumnHint)>>,
+    #[serde(default)]
+    pub primary_key: Option<Value>,
+    #[serde(default)]
+    pub merge_key: Option<Value>,
+    #[serde(default)]
+    pub write_disposition: Option<Value>,
+    #[serde(default)]
+    pub schema_contract: Option<Value>,
+    #[serde(default)]
+    pub parent_table_name: Option<Value>,
+    #[serde(default)]
+    pub table_format: Option<Value>,
+    #[serde(default)]
+    pub file_format: Option<Value>,
+    #[serde(default)]
+    pub references: Option<Value>,
+}
+
 fn yes() -> bool {
     true
 }
 
 fn ordered_hints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, ColumnHint)>>, D::Error> {
-    struct Hints;
-    impl<'de> serde::de::Visitor<'de> for Hints {
-        type Value = Option<Vec<(String, ColumnHint)>>;
+    ordered(d, "a mapping of column names to hints")
+}
+
+fn ordered_nested<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<(String, NestedHints)>>, D::Error> {
+    ordered(d, "a mapping of nested table paths to their hints")
+}
+
+/// A mapping's entries as a list, in the order written.
+fn ordered<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    expecting: &'static str,
+) -> Result<Option<Vec<(String, T)>>, D::Error> {
+    struct Entries<T>(&'static str, std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Entries<T> {
+        type Value = Option<Vec<(String, T)>>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a mapping of column names to hints")
+            f.write_str(self.0)
         }
         fn visit_unit<E>(self) -> Result<Self::Value, E> {
             Ok(None)
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
-            while let Some((k, v)) = map.next_entry::<String, ColumnHint>()? {
+            while let Some((k, v)) = map.next_entry::<String, T>()? {
                 out.push((k, v));
             }
             Ok(Some(out))
         }
     }
-    d.deserialize_any(Hints)
+    d.deserialize_any(Entries(expecting, std::marker::PhantomData))
 }
 
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

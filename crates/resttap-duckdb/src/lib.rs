@@ -20,7 +20,7 @@ use resttap_load::dlt::{self, SystemRows};
 pub use resttap_load::{ColumnInfo, TableInfo};
 use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
 use resttap_normalize::TableBatch;
-use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
+use resttap_schema::{Column, DataType, Precision, Schema, Table, WriteDisposition, cols};
 
 mod floor;
 mod scan;
@@ -108,19 +108,31 @@ pub const FLUSH_ROWS: usize = 4096;
 /// Identifiers and literals as both SQL destinations write them.
 pub use resttap_load::sql::{ident, literal};
 
+/// dlt's wei precision on DuckDB (its widest decimal).
+const WEI: (u16, u16) = (38, 0);
+
 /// The DuckDB type of a dlt type (as dlt's DuckDB destination maps it).
-pub fn sql_type(t: DataType) -> &'static str {
+pub fn sql_type(t: DataType) -> String {
     match t {
-        DataType::Text => "VARCHAR",
-        DataType::Bigint => "BIGINT",
-        DataType::Double => "DOUBLE",
-        DataType::Bool => "BOOLEAN",
-        DataType::Timestamp => "TIMESTAMP WITH TIME ZONE",
-        DataType::Json => "JSON",
-        DataType::Date => "DATE",
+        DataType::Text => "VARCHAR".into(),
+        DataType::Bigint => "BIGINT".into(),
+        DataType::Double => "DOUBLE".into(),
+        DataType::Bool => "BOOLEAN".into(),
+        DataType::Timestamp => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::Json => "JSON".into(),
+        DataType::Date => "DATE".into(),
+        DataType::Decimal(p) => {
+            let (precision, scale) = p.or(Precision::DEFAULT);
+            format!("DECIMAL({precision},{scale})")
+        }
+        DataType::Wei => format!("DECIMAL({},{})", WEI.0, WEI.1),
+        DataType::Binary => "BLOB".into(),
+        DataType::Time => "TIME".into(),
     }
 }
 
+/// The dlt type of a DuckDB column type, as dlt reads it back: a decimal of dlt's default
+/// precision is a plain `decimal`, one of its wei precision `wei`.
 fn from_sql_type(t: &str) -> Option<DataType> {
     Some(match t {
         "VARCHAR" => DataType::Text,
@@ -130,7 +142,16 @@ fn from_sql_type(t: &str) -> Option<DataType> {
         "TIMESTAMP WITH TIME ZONE" => DataType::Timestamp,
         "JSON" => DataType::Json,
         "DATE" => DataType::Date,
-        _ => return None,
+        "BLOB" => DataType::Binary,
+        "TIME" => DataType::Time,
+        _ => {
+            let (precision, scale) = resttap_load::sql::decimal_args(t.strip_prefix("DECIMAL")?)?;
+            match (precision, scale) {
+                WEI => DataType::Wei,
+                Precision::DEFAULT => DataType::Decimal(Precision::default()),
+                (p, s) => DataType::Decimal(Precision { precision: Some(p), scale: Some(s) }),
+            }
+        }
     })
 }
 
@@ -659,6 +680,30 @@ impl Destination for DuckDb {
             })
             .collect();
         Ok(dlt::schema_from_listing(listing))
+    }
+
+    fn stored_schema(&mut self) -> Result<Option<String>, LoadError> {
+        if !self.dataset_exists()? {
+            return Ok(None);
+        }
+        let exists = self.count(
+            &format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                literal(&self.dataset),
+                literal(dlt::VERSION)
+            ),
+            "reading _dlt_version",
+        )?;
+        if exists == 0 {
+            return Ok(None);
+        }
+        let sql =
+            format!("SELECT schema FROM {} ORDER BY inserted_at DESC, version DESC LIMIT 1", self.q(dlt::VERSION));
+        match self.conn.query_row(&sql, [], |r| r.get::<_, String>(0)) {
+            Ok(s) => Ok(Some(s)),
+            Err(duckdb::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(werr("reading _dlt_version")(e)),
+        }
     }
 
     fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {

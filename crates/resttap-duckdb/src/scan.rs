@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Date32Type, Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{Date32Type, Float64Type, Int64Type, Time64MicrosecondType, TimestampMicrosecondType};
 use duckdb::core::{DataChunkHandle, FlatVector, LogicalTypeHandle, LogicalTypeId};
 use duckdb::ffi::duckdb_string_t;
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
@@ -69,8 +69,11 @@ impl Staged {
 
 fn logical_type(t: DataType) -> LogicalTypeHandle {
     LogicalTypeHandle::from(match t {
-        // JSON columns take VARCHAR (DuckDB casts, as it did for the appender)
-        DataType::Text | DataType::Json => LogicalTypeId::Varchar,
+        // JSON columns take VARCHAR (DuckDB casts, as it did for the appender); decimals too:
+        // their exact text, which DuckDB's cast rounds to the column's scale
+        DataType::Text | DataType::Json | DataType::Decimal(_) | DataType::Wei => LogicalTypeId::Varchar,
+        DataType::Binary => LogicalTypeId::Blob,
+        DataType::Time => LogicalTypeId::Time,
         DataType::Bigint => LogicalTypeId::Bigint,
         DataType::Double => LogicalTypeId::Double,
         DataType::Bool => LogicalTypeId::Boolean,
@@ -141,31 +144,16 @@ impl VTab for BatchScan {
 fn write_column(out: &mut FlatVector<'_>, column: &dyn Array, t: DataType) -> Result<(), String> {
     let len = column.len();
     match t {
-        DataType::Text | DataType::Json => {
+        DataType::Text | DataType::Json | DataType::Decimal(_) | DataType::Wei => {
             let strings = column.as_string_opt::<i32>().ok_or("a text column is not Utf8")?;
-            let offsets = strings.value_offsets();
-            let values = strings.values().as_ptr();
-            // SAFETY: a VARCHAR vector's data is `len` (<= its capacity) `string_t`s; each one
-            // written here is a whole value: inlined (<= 12 bytes, zero-padded, as DuckDB
-            // compares them) or a length, a 4-byte prefix and a pointer into the Arrow values
-            // buffer, which the bind data keeps alive until the statement ends.
-            let data = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr::<duckdb_string_t>(), len) };
-            for (row, slot) in data.iter_mut().enumerate() {
-                let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
-                let n = to - from;
-                let mut raw = [0u8; 16];
-                raw[..4].copy_from_slice(&(n as u32).to_ne_bytes());
-                // SAFETY: `from..to` lies within the values buffer (Arrow's offsets invariant)
-                let bytes = unsafe { std::slice::from_raw_parts(values.add(from), n) };
-                if n <= 12 {
-                    raw[4..4 + n].copy_from_slice(bytes);
-                } else {
-                    raw[4..8].copy_from_slice(&bytes[..4]);
-                    raw[8..].copy_from_slice(&(bytes.as_ptr() as usize).to_ne_bytes());
-                }
-                // SAFETY: `duckdb_string_t` is 16 bytes of plain data, laid out as written above
-                *slot = unsafe { std::mem::transmute::<[u8; 16], duckdb_string_t>(raw) };
-            }
+            write_bytes(out, strings.value_offsets(), strings.values(), len);
+        }
+        DataType::Binary => {
+            let bytes = column.as_binary_opt::<i32>().ok_or("a binary column is not Binary")?;
+            write_bytes(out, bytes.value_offsets(), bytes.values(), len);
+        }
+        DataType::Time => {
+            copy(out, column.as_primitive_opt::<Time64MicrosecondType>().ok_or("not Time64(Microsecond)")?.values())
         }
         DataType::Bigint => copy(out, column.as_primitive_opt::<Int64Type>().ok_or("not Int64")?.values()),
         DataType::Double => copy(out, column.as_primitive_opt::<Float64Type>().ok_or("not Float64")?.values()),
@@ -190,8 +178,33 @@ fn write_column(out: &mut FlatVector<'_>, column: &dyn Array, t: DataType) -> Re
     Ok(())
 }
 
+/// Writes `len` values, given by Arrow `offsets` into `values`, into a VARCHAR or BLOB vector
+/// (both hold `string_t`s).
+fn write_bytes(out: &mut FlatVector<'_>, offsets: &[i32], values: &[u8], len: usize) {
+    // SAFETY: a VARCHAR or BLOB vector's data is `len` (<= its capacity) `string_t`s; each one
+    // written here is a whole value: inlined (<= 12 bytes, zero-padded, as DuckDB
+    // compares them) or a length, a 4-byte prefix and a pointer into the Arrow values
+    // buffer, which the bind data keeps alive until the statement ends.
+    let data = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr::<duckdb_string_t>(), len) };
+    for (row, slot) in data.iter_mut().enumerate() {
+        let (from, to) = (offsets[row] as usize, offsets[row + 1] as usize);
+        let n = to - from;
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&(n as u32).to_ne_bytes());
+        let bytes = &values[from..to];
+        if n <= 12 {
+            raw[4..4 + n].copy_from_slice(bytes);
+        } else {
+            raw[4..8].copy_from_slice(&bytes[..4]);
+            raw[8..].copy_from_slice(&(bytes.as_ptr() as usize).to_ne_bytes());
+        }
+        // SAFETY: `duckdb_string_t` is 16 bytes of plain data, laid out as written above
+        *slot = unsafe { std::mem::transmute::<[u8; 16], duckdb_string_t>(raw) };
+    }
+}
+
 fn copy<T: Copy>(out: &mut FlatVector<'_>, values: &[T]) {
-    // SAFETY: `T` is the vector's physical type (i64 for BIGINT and TIMESTAMPTZ, f64 for
+    // SAFETY: `T` is the vector's physical type (i64 for BIGINT, TIMESTAMPTZ and TIME, f64 for
     // DOUBLE, i32 for DATE), and `values` has at most VECTOR_ROWS (= its capacity) elements
     unsafe { out.copy(values) }
 }

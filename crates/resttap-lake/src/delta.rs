@@ -48,6 +48,9 @@ fn delta_type(t: DataType) -> DeltaType {
         DataType::Bool => DeltaType::BOOLEAN,
         DataType::Timestamp => DeltaType::TIMESTAMP,
         DataType::Date => DeltaType::DATE,
+        // refused before the load (the lake does not write them yet); as text if one gets here
+        DataType::Decimal(_) | DataType::Wei | DataType::Time => DeltaType::STRING,
+        DataType::Binary => DeltaType::BINARY,
     }
 }
 

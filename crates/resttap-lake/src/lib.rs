@@ -633,8 +633,8 @@ impl Lake {
         Ok(())
     }
 
-    /// The types of the newest stored schema (`_dlt_version`), when resttap wrote it.
-    fn stored_schema(&self) -> Result<Option<Schema>, LoadError> {
+    /// The newest stored schema's text (`_dlt_version`).
+    fn stored_schema_text(&self) -> Result<Option<String>, LoadError> {
         let mut names: Vec<String> = self.list_files(dlt::VERSION)?.into_iter().map(|(n, _)| n).collect();
         names.sort_by(|a, b| {
             let t = |n: &str| {
@@ -644,8 +644,14 @@ impl Lake {
         });
         let Some(newest) = names.last() else { return Ok(None) };
         let text = self.read_text(&format!("{}/{newest}", dlt::VERSION))?;
-        // dlt's format (resttap's since it writes dlt's), or the one resttap wrote before
-        Ok(system::schema_of(&text)
+        Ok(system::schema_of(&text))
+    }
+
+    /// The types of the newest stored schema (`_dlt_version`): dlt's format (resttap's since it
+    /// writes dlt's), or the one resttap wrote before.
+    fn stored_types(&self) -> Result<Option<Schema>, LoadError> {
+        Ok(self
+            .stored_schema_text()?
             .and_then(|s| dlt::schema_from_stored(&s).or_else(|| serde_json::from_str::<Schema>(&s).ok())))
     }
 
@@ -744,7 +750,7 @@ impl Destination for Lake {
     }
 
     fn existing_schema(&mut self) -> Result<Schema, LoadError> {
-        let stored = self.stored_schema()?;
+        let stored = self.stored_types()?;
         let listing = self
             .tables()?
             .into_iter()
@@ -761,6 +767,10 @@ impl Destination for Lake {
             })
             .collect();
         Ok(dlt::schema_from_listing(listing))
+    }
+
+    fn stored_schema(&mut self) -> Result<Option<String>, LoadError> {
+        self.stored_schema_text()
     }
 
     fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {

@@ -53,6 +53,7 @@ pub fn items(wd: WriteDisposition, load_id: &str, batch_rows: usize) -> Normaliz
         load_id: Arc::from(load_id),
         batch_rows,
         hints: vec![],
+        nested_hints: vec![],
         row_ids: resttap_normalize::RowIds::Random,
         validity: None,
         contract: Default::default(),

@@ -4,8 +4,10 @@
 //! from its name. A destination maps these to its own types and statements and keeps nothing of
 //! dlt's protocol to itself.
 
+use resttap_schema::contract::{ContractMode, SchemaContract};
 use resttap_schema::{Column, DataType, Schema, Table};
 use resttap_state::PipelineState;
+use serde_json::Value;
 
 /// The time of load `load_id` in microseconds since the epoch, as dlt reads it (scd2's
 /// boundary: `pendulum.from_timestamp(float(load_id))`, the fraction's microseconds rounded
@@ -148,6 +150,14 @@ pub fn stored_schema(plan: &crate::LoadPlan) -> (String, String) {
             let mut col = Map::new();
             col.insert("name".into(), c.name.clone().into());
             col.insert("data_type".into(), c.data_type.dlt_name().into());
+            // as hinted: dlt keeps a decimal's precision and scale beside its type
+            let p = c.data_type.precision();
+            if let Some(n) = p.precision {
+                col.insert("precision".into(), n.into());
+            }
+            if let Some(n) = p.scale {
+                col.insert("scale".into(), n.into());
+            }
             col.insert("nullable".into(), c.nullable.into());
             let mut hint = |k: &str, v: Value| {
                 col.insert(k.into(), v);
@@ -296,7 +306,9 @@ pub fn schema_from_stored(text: &str) -> Option<Schema> {
         let parent = t.get("parent").and_then(|p| p.as_str()).map(String::from);
         let mut table = Table::new(name.clone(), parent);
         for (cname, c) in t.get("columns")?.as_object()? {
-            let dtype = c.get("data_type").and_then(|d| serde_json::from_value::<DataType>(d.clone()).ok());
+            let number = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).and_then(|n| u16::try_from(n).ok());
+            let precision = resttap_schema::Precision { precision: number("precision"), scale: number("scale") };
+            let dtype = c.get("data_type").and_then(|d| d.as_str()).and_then(|d| DataType::from_dlt(d, precision));
             let Some(data_type) = dtype else { continue };
             table.add_column(Column {
                 name: cname.clone(),
@@ -309,6 +321,33 @@ pub fn schema_from_stored(text: &str) -> Option<Schema> {
     }
     // in the stored order: dlt (and resttap) add a nested table after its parent
     Some(schema)
+}
+
+/// The `schema_contract` each root table has in a stored schema (dlt's table hint: a mode, or
+/// some of `tables`, `columns`, `data_type`), for the resources that declare none.
+pub fn stored_contracts(text: &str) -> Vec<(String, SchemaContract)> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else { return Vec::new() };
+    let mode = |v: &Value| v.as_str().and_then(ContractMode::parse);
+    let mut out = Vec::new();
+    for (name, t) in v.get("tables").and_then(Value::as_object).into_iter().flatten() {
+        let contract = match t.get("schema_contract") {
+            Some(Value::String(_)) => t.get("schema_contract").and_then(mode).map(SchemaContract::all),
+            Some(Value::Object(m)) => {
+                let get = |k: &str| m.get(k).map_or(Some(ContractMode::Evolve), mode);
+                match (get("tables"), get("columns"), get("data_type")) {
+                    (Some(tables), Some(columns), Some(data_type)) => {
+                        Some(SchemaContract { tables, columns, data_type })
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some(c) = contract {
+            out.push((name.clone(), c));
+        }
+    }
+    out
 }
 
 /// The `_dlt_loads` row of a completed load.

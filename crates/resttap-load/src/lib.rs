@@ -172,6 +172,11 @@ pub trait Destination: Send {
     /// that the normalizer keeps column types and sends changed types to variant columns.
     fn existing_schema(&mut self) -> Result<Schema, LoadError>;
 
+    /// The newest schema the dataset records in `_dlt_version` (dlt's stored-schema JSON,
+    /// written by dlt or by resttap), `None` before the first load. What it says that the
+    /// tables cannot (a table's `schema_contract`) outlives the configuration that said it.
+    fn stored_schema(&mut self) -> Result<Option<String>, LoadError>;
+
     /// The pipeline's state as the last successful load left it (`None` before the first).
     fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError>;
 

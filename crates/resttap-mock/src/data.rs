@@ -231,6 +231,36 @@ pub fn record_with(resource: &str, id: u64, revision: u64, added: Option<u64>) -
     }
 }
 
+/// `GET /typed/payments`: six records whose values need the hint types JSON has no literal
+/// for (decimals as strings and floats, wei amounts, bytes in base64 and hex, times of day),
+/// with values on the rounding edges and, in record 4, values that fit none of them (dlt puts
+/// those in variant columns). Revision 1 and later change record 2.
+pub fn payments(revision: u64) -> Value {
+    let amounts = ["1.005", "-1.015", "2.5", "n/a", "12.3456789012", "100"];
+    let fees = [0.1, 12.345, 2.0, 0.125, 1e-7, 3.0];
+    let wei = ["1000000000000000000000", "0", "123456789012345678901234567890", "0x1f", "5", "7.5"];
+    let receipts = ["aGVsbG8=", "", "AAEC/w==", "not base64!", "0x68656c6c6f", "d29ybGQ="];
+    let dues = ["09:30:00+02:00", "23:59:59.999999", "00:00", "2024-01-01T09:30:00Z", "12:34:56Z", "07:15:30.5"];
+    let records: Vec<Value> = (0..6)
+        .map(|i| {
+            let id = i as u64 + 1;
+            let changed = revision >= 1 && id == 2;
+            json!({
+                "id": id,
+                "updated_at": ts(if changed { 3000 } else { 1000 + id }, 0),
+                "amount": if changed { "7.777" } else { amounts[i] },
+                "fee": fees[i],
+                "count": id * 10,
+                "balance_wei": wei[i],
+                "receipt": receipts[i],
+                "due": dues[i],
+                "lines": (0..(id % 3)).map(|j| json!({"sku": format!("sku-{id}-{j}"), "qty": format!("{}", j + 1), "price": format!("{id}.{j}05")})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "payments": records, "pagination": { "cursor": null } })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -452,6 +452,23 @@ fn router(shared: Arc<Shared>) -> Router {
                 )
             }),
         )
+        .route(
+            "/typed/payments",
+            get(|State(s): State<Arc<Shared>>| async move {
+                axum::Json(crate::data::payments(s.revision.load(Ordering::Relaxed)))
+            }),
+        )
+        // a body that says it is gzip and is not: a valid gzip header, then bytes that do not
+        // inflate (a broken proxy or a truncated cache entry)
+        .route(
+            "/broken-gzip",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json"), (header::CONTENT_ENCODING, "gzip")],
+                    b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03{\"forums\": [not deflate data".to_vec(),
+                )
+            }),
+        )
         .with_state(shared)
 }
 

@@ -22,7 +22,8 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int64Builder, StringBuilder,
+    Time64MicrosecondBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -36,6 +37,7 @@ use serde_json::Value;
 pub use resttap_schema::timestamp::parse_timestamp;
 
 pub mod hash;
+pub mod values;
 
 /// Rows of one table, ready to load: the columns they carry and their values.
 #[derive(Debug, Clone)]
@@ -103,6 +105,8 @@ pub struct NormalizerConfig {
     pub batch_rows: usize,
     /// `columns` hints of the root table.
     pub hints: Vec<ColumnHint>,
+    /// `nested_hints`: `columns` hints of nested tables, by table name (already normalized).
+    pub nested_hints: Vec<(String, Vec<ColumnHint>)>,
     /// How root rows get their `_dlt_id`.
     pub row_ids: RowIds,
     /// `scd2`'s validity columns and the values this load's root rows get.
@@ -143,6 +147,10 @@ enum Builder {
     Timestamp(TimestampMicrosecondBuilder),
     Json(StringBuilder),
     Date(Date32Builder),
+    /// `decimal` and `wei`: exact decimal text; the destination rounds it to its scale.
+    Decimal(StringBuilder),
+    Binary(BinaryBuilder),
+    Time(Time64MicrosecondBuilder),
 }
 
 impl Builder {
@@ -155,13 +163,18 @@ impl Builder {
             DataType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
             DataType::Json => Builder::Json(StringBuilder::new()),
             DataType::Date => Builder::Date(Date32Builder::new()),
+            DataType::Decimal(_) | DataType::Wei => Builder::Decimal(StringBuilder::new()),
+            DataType::Binary => Builder::Binary(BinaryBuilder::new()),
+            DataType::Time => Builder::Time(Time64MicrosecondBuilder::new()),
         }
     }
 
     fn append_null(&mut self) {
         match self {
-            Builder::Text(b) | Builder::Json(b) => b.append_null(),
+            Builder::Text(b) | Builder::Json(b) | Builder::Decimal(b) => b.append_null(),
             Builder::Bigint(b) => b.append_null(),
+            Builder::Binary(b) => b.append_null(),
+            Builder::Time(b) => b.append_null(),
             Builder::Double(b) => b.append_null(),
             Builder::Bool(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
@@ -179,10 +192,15 @@ impl Builder {
             array
         }
         match self {
-            Builder::Text(b) | Builder::Json(b) => {
+            Builder::Text(b) | Builder::Json(b) | Builder::Decimal(b) => {
                 let bytes = b.values_slice().len();
                 swap(b, StringBuilder::with_capacity(rows, bytes), |b| Arc::new(b.finish()))
             }
+            Builder::Binary(b) => {
+                let bytes = b.values_slice().len();
+                swap(b, BinaryBuilder::with_capacity(rows, bytes), |b| Arc::new(b.finish()))
+            }
+            Builder::Time(b) => swap(b, Time64MicrosecondBuilder::with_capacity(rows), |b| Arc::new(b.finish())),
             Builder::Bigint(b) => swap(b, Int64Builder::with_capacity(rows), |b| Arc::new(b.finish())),
             Builder::Double(b) => swap(b, Float64Builder::with_capacity(rows), |b| Arc::new(b.finish())),
             Builder::Bool(b) => swap(b, BooleanBuilder::with_capacity(rows), |b| Arc::new(b.finish())),
@@ -195,10 +213,13 @@ impl Builder {
     }
 }
 
-/// The Arrow type resttap writes for a dlt type.
+/// The Arrow type resttap writes for a dlt type (a decimal as its exact text: destinations
+/// differ in precision, and each rounds to its own scale as it does for dlt).
 pub fn arrow_type(t: DataType) -> ArrowType {
     match t {
-        DataType::Text | DataType::Json => ArrowType::Utf8,
+        DataType::Text | DataType::Json | DataType::Decimal(_) | DataType::Wei => ArrowType::Utf8,
+        DataType::Binary => ArrowType::Binary,
+        DataType::Time => ArrowType::Time64(TimeUnit::Microsecond),
         DataType::Bigint => ArrowType::Int64,
         DataType::Double => ArrowType::Float64,
         DataType::Bool => ArrowType::Boolean,
@@ -288,16 +309,19 @@ enum Cell<'a> {
     Ts(i64),
     /// Days since 1970-01-01.
     Date(i32),
+    Bytes(Vec<u8>),
+    /// Microseconds since midnight.
+    Time(i64),
 }
 
 /// The variant column (name and type) a value of column `col` goes to when it does not fit the
-/// column's type, as dlt names it: `<col>__v_<type>` (a date-time string there stays text).
+/// column's type, as dlt makes it: named by the value's JSON type (`<col>__v_text` for any
+/// string) and typed as a new column would be (a date-time string: `timestamp`, dlt's
+/// `iso_timestamp` detection).
 fn variant_for<N: Node>(col: &str, value: &N) -> (String, DataType) {
-    let vt = match natural_type(value) {
-        DataType::Timestamp => DataType::Text,
-        t => t,
-    };
-    (format!("{col}{PATH_SEPARATOR}v_{}", vt.dlt_name()), vt)
+    let natural = natural_type(value);
+    let named = if natural == DataType::Timestamp { DataType::Text } else { natural };
+    (format!("{col}{PATH_SEPARATOR}v_{}", named.dlt_name()), natural)
 }
 
 /// Whether `table` is new to `schema` as dlt counts it for schema contracts: not there, or
@@ -364,6 +388,14 @@ fn coerce<N: Node>(t: DataType, v: &N) -> Option<Cell<'_>> {
             "false" | "no" | "n" | "0" | "off" => false,
             _ => return None,
         }),
+        (DataType::Decimal(_) | DataType::Wei, Kind::I64(i)) => Cell::Owned(i.to_string()),
+        (DataType::Decimal(_) | DataType::Wei, Kind::U64(u)) => Cell::Owned(u.to_string()),
+        (DataType::Decimal(_) | DataType::Wei, Kind::F64(f)) => Cell::Owned(values::float_decimal_text(f)?),
+        (DataType::Decimal(_) | DataType::Wei, Kind::Str(s)) => Cell::Owned(values::decimal_text(s)?),
+        (DataType::Binary, Kind::Str(s)) => Cell::Bytes(values::binary_from_text(s)?),
+        (DataType::Binary, Kind::I64(i)) => Cell::Bytes(values::binary_from_int(u64::try_from(i).ok()?)),
+        (DataType::Binary, Kind::U64(u)) => Cell::Bytes(values::binary_from_int(u)),
+        (DataType::Time, Kind::Str(s)) => Cell::Time(values::time_of_day(s)?),
         (DataType::Timestamp, Kind::Str(s)) => Cell::Ts(parse_timestamp(s)?),
         (DataType::Date, Kind::Str(s)) => Cell::Date(parse_date(s)?),
         (DataType::Timestamp, Kind::I64(_) | Kind::U64(_) | Kind::F64(_)) => {
@@ -379,8 +411,10 @@ fn coerce<N: Node>(t: DataType, v: &N) -> Option<Cell<'_>> {
 
 fn append(b: &mut Builder, cell: Cell<'_>) {
     match (b, cell) {
-        (Builder::Text(b) | Builder::Json(b), Cell::Str(s)) => b.append_value(s),
-        (Builder::Text(b) | Builder::Json(b), Cell::Owned(s)) => b.append_value(s),
+        (Builder::Text(b) | Builder::Json(b) | Builder::Decimal(b), Cell::Str(s)) => b.append_value(s),
+        (Builder::Text(b) | Builder::Json(b) | Builder::Decimal(b), Cell::Owned(s)) => b.append_value(s),
+        (Builder::Binary(b), Cell::Bytes(v)) => b.append_value(v),
+        (Builder::Time(b), Cell::Time(t)) => b.append_value(t),
         (Builder::Bigint(b), Cell::I64(i)) => b.append_value(i),
         (Builder::Double(b), Cell::F64(f)) => b.append_value(f),
         (Builder::Bool(b), Cell::Bool(x)) => b.append_value(x),
@@ -801,20 +835,27 @@ impl Normalizer {
         let i = self.bufs.len();
         self.bufs.push(TableBuf::new(table.to_string()));
         self.buf_index.insert(table.to_string(), i);
-        if parent.is_none() {
-            self.seed_hints(i);
-        }
+        self.seed_hints(i, parent.is_none());
         i
     }
 
-    /// Hinted columns come first and exist even when every value is null, as in dlt.
-    fn seed_hints(&mut self, bi: usize) {
-        let root = self.cfg.table.clone();
-        for h in self.cfg.hints.clone() {
+    /// The hints of table `table` (the root's or a nested table's).
+    fn hints_of(&self, table: &str) -> &[ColumnHint] {
+        if table == self.cfg.table {
+            return &self.cfg.hints;
+        }
+        self.cfg.nested_hints.iter().find(|(t, _)| t == table).map_or(&[], |(_, h)| h.as_slice())
+    }
+
+    /// Hinted columns come first and exist even when every value is null, as in dlt; the
+    /// root's after them scd2's validity columns.
+    fn seed_hints(&mut self, bi: usize, is_root: bool) {
+        let name = self.bufs[bi].name.clone();
+        for h in self.hints_of(&name).to_vec() {
             let Some(dtype) = h.data_type else { continue };
-            let table = self.schema.table_mut(&root).expect("registered");
+            let table = self.schema.table_mut(&name).expect("registered");
             if table.column(&h.name).is_none() {
-                let pk = h.primary_key || self.cfg.primary_key.contains(&h.name);
+                let pk = is_root && (h.primary_key || self.cfg.primary_key.contains(&h.name));
                 table.add_column(Column {
                     name: h.name.clone(),
                     data_type: dtype,
@@ -826,9 +867,9 @@ impl Normalizer {
             self.bufs[bi].seed(column);
         }
         // scd2's validity columns come after the hinted ones, before the data's (as in dlt)
-        if let Some(v) = self.cfg.validity.clone() {
+        if let Some(v) = self.cfg.validity.clone().filter(|_| is_root) {
             for name in [v.from_column, v.to_column] {
-                let table = self.schema.table_mut(&root).expect("registered");
+                let table = self.schema.table_mut(&self.cfg.table).expect("registered");
                 if table.column(&name).is_none() {
                     table.add_column(Column {
                         name: name.clone(),
@@ -905,7 +946,12 @@ impl Normalizer {
         if table.column(&col_name).is_none() {
             let root = !table.is_nested();
             let pk = root && self.cfg.primary_key.contains(&col_name);
-            let hinted = self.cfg.hints.iter().find(|h| root && h.name == col_name).and_then(|h| h.nullable);
+            let hints: &[ColumnHint] = if root {
+                &self.cfg.hints
+            } else {
+                self.cfg.nested_hints.iter().find(|(t, _)| *t == buf.name).map_or(&[], |(_, h)| h.as_slice())
+            };
+            let hinted = hints.iter().find(|h| h.name == col_name).and_then(|h| h.nullable);
             table.add_column(Column {
                 name: col_name.clone(),
                 data_type: dtype,

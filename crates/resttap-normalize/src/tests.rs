@@ -11,6 +11,7 @@ fn cfg(wd: WriteDisposition) -> NormalizerConfig {
         load_id: Arc::from("1700000000.1"),
         batch_rows: 10_000,
         hints: vec![],
+        nested_hints: vec![],
         row_ids: RowIds::Random,
         validity: None,
         contract: Default::default(),
@@ -639,4 +640,53 @@ fn schema_contracts_freeze_or_discard_what_is_new() {
         matches!(&err, NormalizeError::Frozen { table, column: Some(c), .. } if table == "forums__labels" && c == "color"),
         "{err:?}"
     );
+}
+
+#[test]
+fn decimal_wei_binary_and_time_hints_coerce_as_dlt_and_nested_hints_reach_nested_tables() {
+    let hint = |name: &str, t: DataType| ColumnHint {
+        name: name.into(),
+        data_type: Some(t),
+        nullable: None,
+        primary_key: false,
+    };
+    let mut c = cfg(WriteDisposition::Append);
+    let dec = DataType::Decimal(resttap_schema::Precision { precision: Some(10), scale: Some(2) });
+    c.hints = vec![
+        hint("amount", dec),
+        hint("wei", DataType::Wei),
+        hint("raw", DataType::Binary),
+        hint("at", DataType::Time),
+    ];
+    c.nested_hints = vec![("forums__lines".into(), vec![hint("qty", DataType::Bigint)])];
+    let mut n = Normalizer::new(c, &Schema::default());
+    let mut out = Vec::new();
+    n.push(&json!({"id": 1, "amount": "1.005", "wei": "123456789012345678901234567890", "raw": "aGk=", "at": "09:30:00+02:00", "lines": [{"qty": "2"}]}), &mut out).unwrap();
+    n.push(&json!({"id": 2, "amount": 0.1, "wei": 7, "raw": "0x6869", "at": "23:59:59.5"}), &mut out).unwrap();
+    // values that fit none of the types: variant columns named by the value's JSON type (a
+    // date-time string's typed timestamp, as dlt detects it)
+    n.push(&json!({"id": 3, "amount": "n/a", "wei": true, "raw": 1.5, "at": "2024-01-01T09:30:00Z", "lines": [{"qty": "many"}]}), &mut out).unwrap();
+    let batches = n.finish();
+    let b = by_table(&batches, "forums");
+    assert_eq!(names(&b)[..4], ["amount:decimal(10, 2)", "wei:wei", "raw:binary", "at:time"].map(String::from));
+    let col = |name: &str| b.batch.column(b.columns.iter().position(|c| c.name == name).unwrap()).clone();
+    let amount = col("amount");
+    let amount = amount.as_string::<i32>();
+    assert_eq!(
+        (amount.value(0), amount.value(1), amount.is_null(2)),
+        ("1.005", "0.1", true),
+        "exact text, rounded by the destination"
+    );
+    assert_eq!(col("wei").as_string::<i32>().value(0), "123456789012345678901234567890");
+    let raw = col("raw");
+    assert_eq!((raw.as_binary::<i32>().value(0), raw.as_binary::<i32>().value(1)), (&b"hi"[..], &b"hi"[..]));
+    let at = col("at");
+    let at = at.as_primitive::<arrow::datatypes::Time64MicrosecondType>();
+    assert_eq!((at.value(0), at.value(1)), (27_000_000_000, 86_399_500_000));
+    for v in ["amount__v_text:text", "wei__v_bool:bool", "raw__v_double:double", "at__v_text:timestamp"] {
+        assert!(names(&b).contains(&v.to_string()), "{v} in {:?}", names(&b));
+    }
+    let lines = by_table(&batches, "forums__lines");
+    assert_eq!(names(&lines)[0], "qty:bigint");
+    assert!(names(&lines).contains(&"qty__v_text:text".to_string()), "{:?}", names(&lines));
 }

@@ -305,3 +305,53 @@ fn auto_detects_total_pages_and_cursors_as_dlt() {
     let r2 = RequestSpec { query: vec![("page".into(), "2".into())], ..req("http://api/x") };
     assert!(page(&mut p, &r2, json!({"results": [1], "page": 2, "total_pages": 2}), 1).unwrap().is_none());
 }
+
+/// Every paginator that follows what the API sends (a cursor in the body or a header, a next
+/// link in the body or a `Link` header) refuses to follow the same value twice; the ranges
+/// (offset, page number) only count up, and an API that ignores them is caught by the
+/// extractor's same-page check (`tests/parity.rs`).
+#[test]
+fn every_followed_value_that_repeats_is_an_error() {
+    let r0 = req("http://api/x");
+    let url = r0.full_url();
+    let run = |cfg: PaginatorConfig, body: Value, headers: HeaderMap| {
+        let mut p = Paginator::new(Some(&cfg));
+        let r1 = p.next(&r0, &Page { body: &body, headers: &headers, records: 1, url: &url }, &mut None);
+        let r1 = r1.unwrap().expect("the first page leads to a second");
+        let url1 = r1.full_url();
+        p.next(&r1, &Page { body: &body, headers: &headers, records: 1, url: &url1 }, &mut None).unwrap_err()
+    };
+    let mut link = HeaderMap::new();
+    link.insert("link", HeaderValue::from_static("<http://api/x?page=2>; rel=\"next\""));
+    let mut next = HeaderMap::new();
+    next.insert("x-next", HeaderValue::from_static("c2"));
+    let cases = [
+        (cursor(None), json!({"pagination": {"cursor": "c"}}), HeaderMap::new(), "cursor"),
+        (
+            PaginatorConfig::JsonLink { next_url_path: "next".into(), stop_condition: None },
+            json!({"next": "/x?page=2"}),
+            HeaderMap::new(),
+            "next page URL",
+        ),
+        (
+            PaginatorConfig::HeaderLink { links_next_key: "next".into(), stop_condition: None },
+            json!({}),
+            link,
+            "next page URL",
+        ),
+        (
+            PaginatorConfig::HeaderCursor {
+                cursor_key: "X-Next".into(),
+                cursor_param: "after".into(),
+                stop_condition: None,
+            },
+            json!({}),
+            next,
+            "cursor",
+        ),
+    ];
+    for (cfg, body, headers, what) in cases {
+        let err = run(cfg, body, headers);
+        assert!(matches!(&err, PaginateError::Repeated { what: w, pages: 2, .. } if *w == what), "{err:?}");
+    }
+}

@@ -2,10 +2,12 @@
 //! value goes through a per-value trait object or a text rendering. Each row is a field count
 //! and, per field, a length (-1: NULL) and the value in PostgreSQL's binary form (big-endian
 //! integers and floats, microseconds since 2000-01-01 for `timestamptz`, days since 2000-01-01
-//! for `date`, a version byte before `jsonb`'s text).
+//! for `date`, microseconds since midnight for `time`, a version byte before `jsonb`'s text,
+//! base-10000 digits for `numeric` ([`numeric`]), `bytea` as is).
 
 use arrow::array::{
-    Array, AsArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    Array, AsArray, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
+    Time64MicrosecondArray, TimestampMicrosecondArray,
 };
 use arrow::record_batch::RecordBatch;
 use bytes::{BufMut, BytesMut};
@@ -39,6 +41,10 @@ enum Values<'a> {
     Bool(&'a BooleanArray),
     Timestamp(&'a TimestampMicrosecondArray),
     Date(&'a Date32Array),
+    /// Exact decimal text.
+    Numeric(&'a StringArray),
+    Bytea(&'a BinaryArray),
+    Time(&'a Time64MicrosecondArray),
 }
 
 fn values<'a>(column: &Column, array: &'a dyn Array) -> Result<Values<'a>, EncodeError> {
@@ -66,6 +72,15 @@ fn values<'a>(column: &Column, array: &'a dyn Array) -> Result<Values<'a>, Encod
         DataType::Date => {
             Values::Date(array.as_primitive_opt::<arrow::datatypes::Date32Type>().ok_or_else(|| err("Date32"))?)
         }
+        DataType::Decimal(_) | DataType::Wei => {
+            Values::Numeric(array.as_string_opt::<i32>().ok_or_else(|| err("Utf8 (decimal text)"))?)
+        }
+        DataType::Binary => Values::Bytea(array.as_binary_opt::<i32>().ok_or_else(|| err("Binary"))?),
+        DataType::Time => Values::Time(
+            array
+                .as_primitive_opt::<arrow::datatypes::Time64MicrosecondType>()
+                .ok_or_else(|| err("Time64(Microsecond)"))?,
+        ),
     })
 }
 
@@ -125,6 +140,57 @@ fn encode_value(values: &Values<'_>, row: usize, out: &mut BytesMut) {
             out.put_i32(4);
             out.put_i32(a.value(row).saturating_sub(PG_EPOCH_DAYS));
         }),
+        Values::Numeric(a) => null_or!(a, numeric(a.value(row), out)),
+        Values::Bytea(a) => null_or!(a, {
+            let b = a.value(row);
+            out.put_i32(b.len() as i32);
+            out.put_slice(b);
+        }),
+        Values::Time(a) => null_or!(a, {
+            out.put_i32(8);
+            out.put_i64(a.value(row));
+        }),
+    }
+}
+
+/// A `numeric` in PostgreSQL's binary form from plain decimal text (`-123.45`, as the
+/// normalizer writes it): digit count, weight of the first base-10000 digit, sign, display
+/// scale, then the digits. The value keeps its own scale; the server rounds it to the
+/// column's (half away from zero) and refuses one too large for its precision, as it does
+/// for dlt's SQL literals.
+pub fn numeric(text: &str, out: &mut BytesMut) {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let int = int.trim_start_matches('0');
+    // groups of four digits aligned on the point
+    let lead = (4 - int.len() % 4) % 4;
+    let int_digits = format!("{}{int}", "0".repeat(lead));
+    let frac_digits = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
+    let group = |s: &str| -> Vec<i16> {
+        s.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).map_or(0, |g| g.parse().unwrap_or(0))).collect()
+    };
+    let mut digits = group(&int_digits);
+    let mut weight = digits.len() as i32 - 1;
+    digits.extend(group(&frac_digits));
+    let first = digits.iter().position(|d| *d != 0);
+    let (digits, weight) = match first {
+        None => (Vec::new(), 0),
+        Some(f) => {
+            let last = digits.iter().rposition(|d| *d != 0).expect("a nonzero digit");
+            weight -= f as i32;
+            (digits[f..=last].to_vec(), weight)
+        }
+    };
+    out.put_i32(8 + 2 * digits.len() as i32);
+    out.put_i16(digits.len() as i16);
+    out.put_i16(weight as i16);
+    out.put_u16(if neg && !digits.is_empty() { 0x4000 } else { 0 });
+    out.put_i16(frac.len().min(0x3FFF) as i16);
+    for d in digits {
+        out.put_i16(d);
     }
 }
 
@@ -188,5 +254,24 @@ mod tests {
         let batch = RecordBatch::try_from_iter([("n", Arc::new(StringArray::from(vec!["1"])) as ArrayRef)]).unwrap();
         let e = encode_rows(&columns, &batch, &mut BytesMut::new()).unwrap_err();
         assert_eq!(e.to_string(), "column `n` holds Utf8, not the Int64 its type bigint is written from");
+    }
+
+    #[test]
+    fn numerics_are_base_10000_digits_aligned_on_the_point() {
+        let enc = |t: &str| {
+            let mut out = BytesMut::new();
+            numeric(t, &mut out);
+            let v: Vec<i16> = out[4..].chunks(2).map(|c| i16::from_be_bytes([c[0], c[1]])).collect();
+            assert_eq!(i32::from_be_bytes(out[..4].try_into().unwrap()) as usize, out.len() - 4);
+            v
+        };
+        // ndigits, weight, sign, dscale, digits
+        assert_eq!(enc("-123456.789"), vec![3, 1, 0x4000, 3, 12, 3456, 7890]);
+        assert_eq!(enc("0.5"), vec![1, -1, 0, 1, 5000]);
+        assert_eq!(enc("0.00001"), vec![1, -2, 0, 5, 1000]);
+        assert_eq!(enc("10000"), vec![1, 1, 0, 0, 1]);
+        assert_eq!(enc("0"), vec![0, 0, 0, 0]);
+        assert_eq!(enc("-0.00"), vec![0, 0, 0, 2]);
+        assert_eq!(enc("12.50"), vec![2, 0, 0, 2, 12, 5000]);
     }
 }

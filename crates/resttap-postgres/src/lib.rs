@@ -43,7 +43,7 @@ use resttap_load::{
     ColumnInfo, CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableInfo, TableReport,
 };
 use resttap_normalize::TableBatch;
-use resttap_schema::{Column, DataType, Schema, Table, WriteDisposition, cols};
+use resttap_schema::{Column, DataType, Precision, Schema, Table, WriteDisposition, cols};
 use tokio::runtime::Handle;
 
 pub use credentials::{CredentialsError, Password, PgCredentials, SslMode};
@@ -69,20 +69,33 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// Identifiers and literals as both SQL destinations write them.
 pub use resttap_load::sql::{ident, literal};
 
+/// dlt's wei precision on PostgreSQL (twice the 78 digits of Ethereum's amounts, half after
+/// the point).
+const WEI: (u16, u16) = (156, 78);
+
 /// The PostgreSQL type of a dlt type, as dlt's postgres destination maps it.
-pub fn sql_type(t: DataType) -> &'static str {
+pub fn sql_type(t: DataType) -> String {
     match t {
-        DataType::Text => "varchar",
-        DataType::Bigint => "bigint",
-        DataType::Double => "double precision",
-        DataType::Bool => "boolean",
-        DataType::Timestamp => "timestamp with time zone",
-        DataType::Json => "jsonb",
-        DataType::Date => "date",
+        DataType::Text => "varchar".into(),
+        DataType::Bigint => "bigint".into(),
+        DataType::Double => "double precision".into(),
+        DataType::Bool => "boolean".into(),
+        DataType::Timestamp => "timestamp with time zone".into(),
+        DataType::Json => "jsonb".into(),
+        DataType::Date => "date".into(),
+        DataType::Decimal(p) => {
+            let (precision, scale) = p.or(Precision::DEFAULT);
+            format!("numeric({precision},{scale})")
+        }
+        DataType::Wei => format!("numeric({},{})", WEI.0, WEI.1),
+        DataType::Binary => "bytea".into(),
+        DataType::Time => "time without time zone".into(),
     }
 }
 
-/// The dlt type of a column as `information_schema.columns.data_type` names it.
+/// The dlt type of a column as the listing names it (`information_schema.columns.data_type`,
+/// with a numeric's precision and scale), as dlt reads it back: a numeric of dlt's default
+/// precision is a plain `decimal`, one of its wei precision `wei`.
 fn from_sql_type(t: &str) -> Option<DataType> {
     Some(match t {
         "character varying" | "text" => DataType::Text,
@@ -92,7 +105,13 @@ fn from_sql_type(t: &str) -> Option<DataType> {
         "timestamp with time zone" => DataType::Timestamp,
         "jsonb" => DataType::Json,
         "date" => DataType::Date,
-        _ => return None,
+        "bytea" => DataType::Binary,
+        "time without time zone" => DataType::Time,
+        _ => match resttap_load::sql::decimal_args(t.strip_prefix("numeric")?)? {
+            WEI => DataType::Wei,
+            Precision::DEFAULT => DataType::Decimal(Precision::default()),
+            (p, s) => DataType::Decimal(Precision { precision: Some(p), scale: Some(s) }),
+        },
     })
 }
 
@@ -386,7 +405,9 @@ impl Postgres {
     fn listing(&self) -> Result<Vec<(String, Vec<Existing>)>, LoadError> {
         let rows = self
             .block(self.client.query(
-                "SELECT table_name::text, column_name::text, data_type::text, is_nullable = 'YES' FROM information_schema.columns \
+                "SELECT table_name::text, column_name::text, \
+                 CASE WHEN data_type = 'numeric' THEN format('numeric(%s,%s)', numeric_precision, numeric_scale) ELSE data_type::text END, \
+                 is_nullable = 'YES' FROM information_schema.columns \
                  WHERE table_schema = $1 ORDER BY table_name, ordinal_position",
                 &[&self.dataset],
             ))
@@ -470,7 +491,7 @@ impl Postgres {
             let q = self.q(table);
             // the unique index on _dlt_id is added at the commit, once the rows are in
             let defs: Vec<String> =
-                columns.iter().map(|c| column_def("", &c.name, sql_type(c.data_type), c.nullable)).collect();
+                columns.iter().map(|c| column_def("", &c.name, &sql_type(c.data_type), c.nullable)).collect();
             self.batch(&format!("CREATE TABLE {q} ({})", defs.join(", ")), &ctx)?;
             q
         };
@@ -827,7 +848,7 @@ fn check_lengths(table: &str, columns: &[Column]) -> Result<(), LoadError> {
 fn check_types(dataset: &str, table: &str, existing: &[Existing], columns: &[Column]) -> Result<(), LoadError> {
     for c in columns {
         if let Some(e) = existing.iter().find(|e| e.name == c.name)
-            && from_sql_type(&e.sql_type) != Some(c.data_type)
+            && from_sql_type(&e.sql_type).map(sql_type) != Some(sql_type(c.data_type))
         {
             return Err(LoadError::Write {
                 context: format!("writing rows of table {dataset}.{table}"),
@@ -893,6 +914,18 @@ impl Destination for Postgres {
             })
             .collect();
         Ok(dlt::schema_from_listing(listing))
+    }
+
+    fn stored_schema(&mut self) -> Result<Option<String>, LoadError> {
+        if !self.table_exists(dlt::VERSION)? {
+            return Ok(None);
+        }
+        let sql =
+            format!("SELECT schema FROM {} ORDER BY inserted_at DESC, version DESC LIMIT 1", self.q(dlt::VERSION));
+        let row = self
+            .block(self.client.query_opt(&sql, &[]))
+            .map_err(werr(format!("reading _dlt_version ({})", self.location)))?;
+        Ok(row.map(|r| r.get::<_, String>(0)))
     }
 
     fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {

@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::fmt;
 
 /// dlt's data types that resttap produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+///
+/// In dlt's stored schema a type is its name (`data_type`) and, for `decimal`, the column's
+/// `precision` and `scale` beside it; serde reads and writes the name only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataType {
     Text,
     Bigint,
@@ -21,6 +23,34 @@ pub enum DataType {
     Timestamp,
     Json,
     Date,
+    /// A fixed-point number: the hinted precision and scale, each in its absence the
+    /// destination's default (38 and 9 on DuckDB and PostgreSQL, as dlt).
+    Decimal(Precision),
+    /// dlt's `wei`: an integer too large for `bigint` (Ethereum amounts), at the destination's
+    /// wei precision (`DECIMAL(38,0)` on DuckDB, `numeric(156,78)` on PostgreSQL, as dlt).
+    Wei,
+    /// Bytes.
+    Binary,
+    /// A time of day, to the microsecond, without a time zone.
+    Time,
+}
+
+/// A decimal column's precision (digits in all) and scale (digits after the point) as hinted;
+/// one not hinted is the destination's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Precision {
+    pub precision: Option<u16>,
+    pub scale: Option<u16>,
+}
+
+impl Precision {
+    /// dlt's default for a decimal: precision 38, scale 9 (DuckDB, PostgreSQL, Parquet).
+    pub const DEFAULT: (u16, u16) = (38, 9);
+
+    /// The precision and scale, each hinted or `default`'s.
+    pub fn or(self, default: (u16, u16)) -> (u16, u16) {
+        (self.precision.unwrap_or(default.0), self.scale.unwrap_or(default.1))
+    }
 }
 
 impl DataType {
@@ -34,13 +64,64 @@ impl DataType {
             DataType::Timestamp => "timestamp",
             DataType::Json => "json",
             DataType::Date => "date",
+            DataType::Decimal(_) => "decimal",
+            DataType::Wei => "wei",
+            DataType::Binary => "binary",
+            DataType::Time => "time",
         }
+    }
+
+    /// The type dlt names `name` (`complex` is dlt's old name of `json`), with `precision` and
+    /// `scale` for a decimal.
+    pub fn from_dlt(name: &str, precision: Precision) -> Option<DataType> {
+        Some(match name {
+            "text" => DataType::Text,
+            "bigint" => DataType::Bigint,
+            "double" => DataType::Double,
+            "bool" => DataType::Bool,
+            "timestamp" => DataType::Timestamp,
+            "json" | "complex" => DataType::Json,
+            "date" => DataType::Date,
+            "decimal" => DataType::Decimal(precision),
+            "wei" => DataType::Wei,
+            "binary" => DataType::Binary,
+            "time" => DataType::Time,
+            _ => return None,
+        })
+    }
+
+    /// The precision and scale a decimal column was declared with.
+    pub fn precision(self) -> Precision {
+        match self {
+            DataType::Decimal(p) => p,
+            _ => Precision::default(),
+        }
+    }
+}
+
+impl serde::Serialize for DataType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.dlt_name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DataType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        DataType::from_dlt(&name, Precision::default())
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown data type `{name}`")))
     }
 }
 
 impl fmt::Display for DataType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.dlt_name())
+        let show = |n: Option<u16>| n.map_or("default".to_string(), |n| n.to_string());
+        match self {
+            DataType::Decimal(p) if *p != Precision::default() => {
+                write!(f, "decimal({}, {})", show(p.precision), show(p.scale))
+            }
+            _ => f.write_str(self.dlt_name()),
+        }
     }
 }
 

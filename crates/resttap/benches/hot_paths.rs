@@ -26,6 +26,7 @@ fn normalize(body: &[u8], resource: &str) -> Vec<TableBatch> {
             load_id: Arc::from("1"),
             batch_rows: 100_000,
             hints: vec![],
+            nested_hints: vec![],
             row_ids: resttap_normalize::RowIds::Random,
             validity: None,
             contract: Default::default(),

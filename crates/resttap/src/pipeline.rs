@@ -107,6 +107,27 @@ pub struct RunSummary {
     pub detections: Vec<String>,
 }
 
+/// Refuses column types the destination does not write yet, before any request.
+fn check_types(r: &Resource, destination: &crate::destinations::DestinationSpec) -> Result<(), RunError> {
+    if !matches!(destination, crate::destinations::DestinationSpec::Lake(_)) {
+        return Ok(());
+    }
+    let nested = r.nested_hints.iter().flatten().flat_map(|(_, h)| h.columns.iter().flatten());
+    let lake_lacks =
+        |t: &DataType| matches!(t, DataType::Decimal(_) | DataType::Wei | DataType::Binary | DataType::Time);
+    if let Some((col, t)) =
+        r.columns.iter().flatten().chain(nested).find_map(|(c, h)| h.typed.filter(lake_lacks).map(|t| (c, t)))
+    {
+        return Err(RunError::Unsupported {
+            resource: r.name.clone(),
+            message: format!(
+                "column `{col}` is hinted `{t}`, which the filesystem destination does not write yet; decimal, wei, binary and time columns load into DuckDB and PostgreSQL"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a merge the destination cannot run, and warns of hints the strategy ignores (as dlt
 /// does), before any request.
 fn check_merge(r: &Resource, destination: &crate::destinations::DestinationSpec) -> Result<(), RunError> {
@@ -319,9 +340,10 @@ async fn run_resource(
                 load_id,
                 batch_rows,
                 hints: column_hints(&res),
+                nested_hints: nested_hints(&res, &table),
                 row_ids,
                 validity,
-                contract: res.contract,
+                contract: res.contract.unwrap_or_default(),
             },
             &existing,
         )
@@ -415,7 +437,7 @@ async fn run_resource(
             keys_unique: sink.normalizer.as_ref().is_some_and(Normalizer::keys_rising),
             table_format: res.table_format.unwrap_or_default(),
             merge: res.merge.clone(),
-            contract: res.contract,
+            contract: res.contract.unwrap_or_default(),
         }),
         schema: sink.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
         detections,
@@ -455,25 +477,7 @@ fn borrowed_ok(res: &Resource, config: &Config, sink: &Sink, extractor: &Extract
 /// The `columns` hints of a resource, with normalized names; a merge key's columns must have
 /// values, as dlt's `merge_key` hint makes them `nullable: false`.
 fn column_hints(res: &Resource) -> Vec<resttap_normalize::ColumnHint> {
-    let mut hints: Vec<resttap_normalize::ColumnHint> = res
-        .columns
-        .iter()
-        .flatten()
-        .map(|(name, h)| resttap_normalize::ColumnHint {
-            name: normalize_path(name),
-            data_type: h.data_type.as_deref().map(|t| match t {
-                "text" => DataType::Text,
-                "bigint" => DataType::Bigint,
-                "double" => DataType::Double,
-                "bool" => DataType::Bool,
-                "timestamp" => DataType::Timestamp,
-                "date" => DataType::Date,
-                _ => DataType::Json, // json, complex; others are rejected by the config loader
-            }),
-            nullable: h.nullable,
-            primary_key: h.primary_key == Some(true),
-        })
-        .collect();
+    let mut hints = typed_hints(res.columns.iter().flatten());
     if res.write_disposition == WriteDisposition::Merge {
         for k in &res.merge.merge_key {
             match hints.iter_mut().find(|h| h.name == *k) {
@@ -490,6 +494,29 @@ fn column_hints(res: &Resource) -> Vec<resttap_normalize::ColumnHint> {
     hints
 }
 
+/// The normalizer's form of `columns` hints (typed by the config loader).
+fn typed_hints<'a>(
+    columns: impl Iterator<Item = &'a (String, resttap_config::model::ColumnHint)>,
+) -> Vec<resttap_normalize::ColumnHint> {
+    columns
+        .map(|(name, h)| resttap_normalize::ColumnHint {
+            name: normalize_path(name),
+            data_type: h.typed,
+            nullable: h.nullable,
+            primary_key: h.primary_key == Some(true),
+        })
+        .collect()
+}
+
+/// `nested_hints`' columns by nested table: `<table>__<path>`, as dlt names them.
+fn nested_hints(res: &Resource, table: &str) -> Vec<(String, Vec<resttap_normalize::ColumnHint>)> {
+    res.nested_hints
+        .iter()
+        .flatten()
+        .map(|(path, h)| (format!("{table}__{}", normalize_path(path)), typed_hints(h.columns.iter().flatten())))
+        .collect()
+}
+
 /// Runs `config` into the destination. `progress` receives the counters of each resource
 /// before extraction starts.
 pub async fn run(
@@ -498,7 +525,7 @@ pub async fn run(
     progress: impl FnOnce(&[ResourceProgress]),
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let config = Arc::new(config);
+    let mut config = config;
     let load_id = new_load_id();
 
     // the destination lives on one blocking thread; it stages what the resources send. It opens
@@ -513,14 +540,22 @@ pub async fn run(
     let opening = tokio::task::spawn_blocking(move || -> Result<_, LoadError> {
         let mut d = spec.open(&dataset, Purpose::Write(scope))?;
         let existing = d.existing_schema()?;
+        let contracts = d.stored_schema()?.map(|s| resttap_load::dlt::stored_contracts(&s)).unwrap_or_default();
         let mut state = d.load_state(&pipeline_name)?.unwrap_or_else(|| PipelineState::new(&pipeline_name));
         state.dataset_name = dataset.clone();
         d.begin(&lid)?;
-        Ok((d, existing, state))
+        Ok((d, existing, contracts, state))
     });
     let client = Client::from_config(&config.api.client, config.secrets.clone());
-    let (mut dest, existing, prior_state) = opening.await.map_err(|e| RunError::Internal(e.to_string()))??;
+    let (mut dest, existing, contracts, prior_state) =
+        opening.await.map_err(|e| RunError::Internal(e.to_string()))??;
     let client = client?;
+    // a resource that declares no contract keeps the one its table was loaded under, as in dlt
+    for r in config.api.resources.iter_mut().filter(|r| r.contract.is_none()) {
+        let table = normalize_table_name(r.table());
+        r.contract = contracts.iter().find(|(t, _)| *t == table).map(|(_, c)| *c);
+    }
+    let config = Arc::new(config);
     let existing = Arc::new(existing);
 
     let (tx, mut rx) = mpsc::channel::<TableBatch>(16);
@@ -563,6 +598,9 @@ pub async fn run(
                 r.name
             );
             r.write_disposition = WriteDisposition::Append;
+        }
+        if r.selected {
+            check_types(r, &opts.destination)?;
         }
         if r.write_disposition == WriteDisposition::Merge && r.selected {
             check_merge(r, &opts.destination)?;

@@ -1,6 +1,6 @@
 //! Broken responses end with a clear error naming the resource, the URL and what was wrong, and
 //! leave the dataset as it was: an HTML page with 200, a body over `client.max_response_bytes`,
-//! a server that does not answer within `client.read_timeout`.
+//! a server that does not answer within `client.read_timeout`, a gzip body that does not inflate.
 
 mod common;
 
@@ -49,6 +49,16 @@ fn an_html_page_with_200_names_its_content_type_and_an_excerpt() {
         &one_resource(&mock, "/login", ""),
         &mock,
         &["resource `forums`", &format!("{}/login", mock.url), "Content-Type: text/html", "Please sign in"],
+    );
+}
+
+#[test]
+fn a_gzip_body_that_does_not_inflate_names_the_url_and_what_was_wrong() {
+    let mock = Mock::start(&["--records", "50"]);
+    fails_with(
+        &one_resource(&mock, "/broken-gzip", ""),
+        &mock,
+        &["resource `forums`", &format!("{}/broken-gzip", mock.url), "decod"],
     );
 }
 

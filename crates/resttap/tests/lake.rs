@@ -364,3 +364,22 @@ fn a_merge_the_lake_cannot_run_is_refused_before_anything_is_written() {
     assert_eq!(mock.requests(), 0, "refused before any request");
     assert!(!s.path("lake/t_dataset/forums").exists());
 }
+
+/// Column types the lake does not write yet (decimal, wei, binary, time) are refused the same
+/// way: before any request, naming the resource, the column and where they load.
+#[test]
+fn hint_types_the_lake_does_not_write_are_refused_before_any_request() {
+    let s = Scratch::new();
+    let mock = Mock::start(&["--records", "10"]);
+    let config = repo_root().join("crates/resttap/tests/typed.yaml");
+    let dest = format!("file://{}", s.path("lake").display());
+    let out = run_lake(&config, &mock, &dest, s.dir.path());
+    let (_, err) = text(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("resource `payments`") && err.contains("column `amount`") && err.contains("DuckDB and PostgreSQL"),
+        "{err}"
+    );
+    assert_eq!(mock.requests(), 0, "refused before any request");
+    assert!(!s.path("lake/t_dataset/payments").exists());
+}

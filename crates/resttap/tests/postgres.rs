@@ -476,3 +476,66 @@ fn dlt_continues_what_resttap_loaded_and_resttap_what_dlt_loaded() {
     check(2, "resttap");
     assert_eq!(rows("SELECT count(*) FROM t_dataset._dlt_loads"), "3");
 }
+
+/// The hint types on PostgreSQL, against dlt 1.31 loading the same API into a database of its
+/// own: `numeric(p,s)` (and dlt's defaults `numeric(38,9)`, wei's `numeric(156,78)`), `bytea`,
+/// `time without time zone`, the same values and variant columns, revision after revision.
+#[test]
+fn decimal_wei_binary_and_time_hints_load_as_dlt_loads_them() {
+    let server = pg::server();
+    let (dlt_db, our_db) = (server.new_db(), server.new_db());
+    let mock = Mock::start(&["--records", "10"]);
+    let s = Scratch::new();
+    let config = repo_root().join("crates/resttap/tests/typed.yaml");
+    let columns = |db: &str, t: &str| {
+        server.psql(db, &format!(
+            "SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull FROM pg_attribute a \
+             WHERE a.attrelid = 't_dataset.{t}'::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ))
+    };
+    let rows = |db: &str, t: &str, skip: &[&str]| {
+        let cols: Vec<String> = columns(db, t)
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .filter(|c| !skip.contains(&c.as_str()))
+            .map(|c| format!("coalesce(\"{c}\"::text, '∅')"))
+            .collect();
+        server.psql(db, &format!("SELECT {} FROM t_dataset.\"{t}\" ORDER BY 1", cols.join(" || '|' || ")))
+    };
+    for rev in 0..2 {
+        mock.set_revision(rev);
+        common::lake::dlt_load(
+            &config,
+            &mock.url,
+            TOKEN,
+            &format!("postgres:{}", server.url(&dlt_db)),
+            &s.path("pipelines"),
+            "t",
+        );
+        assert_ok(&run_to_command(&config, &mock, &server.url(&our_db), s.dir.path(), TOKEN).output().unwrap());
+        for t in ["payments", "payments__lines"] {
+            assert_eq!(columns(&our_db, t), columns(&dlt_db, t), "columns of {t} after revision {rev}");
+            let skip = ["_dlt_load_id", "_dlt_id", "_dlt_parent_id", "_dlt_root_id"];
+            assert_eq!(rows(&our_db, t, &skip), rows(&dlt_db, t, &skip), "rows of {t} after revision {rev}");
+        }
+    }
+    let cols = columns(&our_db, "payments");
+    for want in [
+        "amount numeric(10,2)",
+        "fee numeric(38,9)",
+        "balance_wei numeric(156,78)",
+        "receipt bytea",
+        "due time without time zone",
+    ] {
+        assert!(cols.contains(want), "{want} not in {cols}");
+    }
+    assert_eq!(
+        server
+            .psql(
+                &our_db,
+                "SELECT convert_from(receipt, 'UTF8') || ' ' || due::text FROM t_dataset.payments WHERE id = 1"
+            )
+            .trim(),
+        "hello 07:30:00"
+    );
+}

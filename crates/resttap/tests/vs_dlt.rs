@@ -255,6 +255,42 @@ fn a_frozen_table_refuses_a_first_load_as_dlt_does() {
     );
 }
 
+/// A contract outlives the configuration that declared it, as in dlt: loaded once under
+/// `data_type: freeze`, the dataset refuses revision 2's variant also when the configuration no
+/// longer says so (the stored schema does); a contract declared again (`evolve`) replaces it.
+#[test]
+fn a_contract_outlives_the_configuration_that_set_it_as_dlt_keeps_it() {
+    let mock = Mock::start(&["--records", "60", "--page-size", "10"]);
+    let s = Scratch::new();
+    let with = |mode: Option<&str>| {
+        let c = match mode {
+            Some(m) => CONTRACT.replace("MODE", m),
+            None => CONTRACT.replace("  schema_contract: {data_type: MODE}\n", ""),
+        };
+        s.write(&format!("contract-{}.yaml", mode.unwrap_or("none")), &format!("{HEAD}{c}"))
+    };
+    let (dlt_db, our_db) = (s.path("dlt.duckdb"), s.db());
+    let dest = format!("duckdb:{}", dlt_db.display());
+    let frozen = with(Some("freeze"));
+    dlt_load(&frozen, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t");
+    assert_ok(&run(&frozen, &mock, &our_db, TOKEN, &[]));
+    mock.set_revision(2);
+    let silent = with(None);
+    assert!(!dlt_run(&silent, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t").status.success());
+    let out = run(&silent, &mock, &our_db, TOKEN, &[]);
+    let (_, err) = text(&out);
+    assert!(!out.status.success() && err.contains("employee_count__v_text") && err.contains("id=3"), "{err}");
+    compare_tables(&open(&dlt_db), &open(&our_db), "the refused load", &random);
+    // declared again, it replaces the stored one (dlt: a new pipelines directory, as its failed
+    // package would otherwise be retried first; it restores the schema from the dataset)
+    let evolving = with(Some("evolve"));
+    dlt_load(&evolving, &mock.url, TOKEN, &dest, &s.path("pipelines-2"), "t");
+    assert_ok(&run(&evolving, &mock, &our_db, TOKEN, &[]));
+    compare_tables(&open(&dlt_db), &open(&our_db), "the evolving load", &random);
+    let variant = "SELECT count(*) FROM t_dataset.external_accounts WHERE employee_count__v_text = '1k+'";
+    assert_eq!(count(&open(&our_db), variant), 1);
+}
+
 /// The shipped example that declares the seed's schema: the same tables and columns as dlt
 /// makes of it, and its contract stops both at the API change of revision 2 (an account's
 /// `employee_count` becomes text), the dataset untouched.
@@ -347,4 +383,52 @@ fn dlt_continues_what_resttap_loaded_and_resttap_what_dlt_loaded() {
     check(2, "resttap");
     let c = open(&db);
     assert_eq!(count(&c, "SELECT count(*) FROM t_dataset._dlt_loads"), 3);
+}
+
+/// `decimal` (with and without precision and scale), `wei`, `binary` and `time` hints and a
+/// nested table's hints load as dlt loads them: the same column types, the same values
+/// (rounded to the scale as dlt's are; bytes from base64 and hex; times with an offset in UTC),
+/// the same variant columns for values that fit none, revision after revision; the stored
+/// schema keeps the precision and scale as hinted.
+#[test]
+fn decimal_wei_binary_and_time_hints_and_nested_hints_load_as_dlt_loads_them() {
+    let mock = Mock::start(&["--records", "10"]);
+    let s = Scratch::new();
+    let config = repo_root().join("crates/resttap/tests/typed.yaml");
+    let (dlt_db, our_db) = (s.path("dlt.duckdb"), s.db());
+    let dest = format!("duckdb:{}", dlt_db.display());
+    for rev in 0..2 {
+        mock.set_revision(rev);
+        dlt_load(&config, &mock.url, TOKEN, &dest, &s.path("pipelines"), "t");
+        assert_ok(&run(&config, &mock, &our_db, TOKEN, &[]));
+        compare_tables(&open(&dlt_db), &open(&our_db), &format!("revision {rev}"), &random);
+    }
+    let ours = open(&our_db);
+    let cols = columns(&ours, "payments");
+    for want in [
+        "amount DECIMAL(10,2) YES",
+        "fee DECIMAL(38,9) YES",
+        "balance_wei DECIMAL(38,0) YES",
+        "receipt BLOB YES",
+        "due TIME YES",
+        "amount__v_text VARCHAR YES",
+    ] {
+        assert!(cols.contains(&want.to_string()), "{want} not in {cols:?}");
+    }
+    assert!(columns(&ours, "payments__lines").contains(&"price DECIMAL(6,2) YES".to_string()));
+    let one = |sql: &str| strings(&ours, sql).join(",");
+    assert_eq!(one("SELECT CAST(receipt AS VARCHAR) FROM t_dataset.payments WHERE id = 1"), "hello");
+    assert_eq!(one("SELECT CAST(due AS VARCHAR) FROM t_dataset.payments WHERE id = 1"), "07:30:00");
+    assert_eq!(one("SELECT CAST(amount AS VARCHAR) FROM t_dataset.payments WHERE id = 2"), "7.78");
+    let schema: String = ours
+        .query_row("SELECT schema FROM t_dataset._dlt_version ORDER BY inserted_at DESC LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    let amount = &schema["tables"]["payments"]["columns"]["amount"];
+    assert_eq!(
+        (amount["data_type"].as_str(), amount["precision"].as_u64(), amount["scale"].as_u64()),
+        (Some("decimal"), Some(10), Some(2))
+    );
+    assert_eq!(schema["tables"]["payments"]["columns"]["fee"].get("precision"), None);
+    assert_eq!(schema["tables"]["payments"]["columns"]["balance_wei"]["data_type"], "wei");
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::{RangeBound, RetryConfig, WriteDisposition};
+use crate::model::{DataType, Precision, RangeBound, RetryConfig, WriteDisposition};
 
 fn sources() -> SecretSources {
     let mut s = SecretSources {
@@ -232,9 +232,6 @@ fn columns_data_and_body_paths() {
     let c = load(&ok, Format::Yaml).unwrap();
     let cols = c.api.resources[0].columns.as_ref().unwrap();
     assert_eq!((cols[0].0.as_str(), cols[0].1.nullable, cols[1].0.as_str()), ("id", Some(false), "day"));
-    let (key, message, _) = invalid(&ok.replace("data_type: date", "data_type: decimal"));
-    assert_eq!(key, "resources[0].columns.day.data_type");
-    assert!(message.contains("not supported by resttap yet"), "{message}");
     let (_, _, suggestion) = invalid(&ok.replace("data_type: date", "data_type: bigin"));
     assert_eq!(suggestion.as_deref(), Some("bigint"));
     let (key, _, _) = invalid(&ok.replace("page.offset", "page..offset"));
@@ -424,15 +421,15 @@ fn schema_contracts_are_parsed_once() {
     let base = "client:\n  base_url: http://x\nresource_defaults:\n  schema_contract: {columns: discard_row}\nresources:\n  - name: a\n    endpoint: v1/a\n";
     let c = load(base, Format::Yaml).unwrap();
     let want = SchemaContract { columns: ContractMode::DiscardRow, ..SchemaContract::default() };
-    assert_eq!(c.api.resources[0].contract, want);
+    assert_eq!(c.api.resources[0].contract, Some(want));
     // a resource's contract replaces the default's whole, as in dlt
     let c = load(&format!("{base}    schema_contract: {{tables: freeze}}\n"), Format::Yaml).unwrap();
     assert_eq!(
         c.api.resources[0].contract,
-        SchemaContract { tables: ContractMode::Freeze, ..SchemaContract::default() }
+        Some(SchemaContract { tables: ContractMode::Freeze, ..SchemaContract::default() })
     );
     let c = load(&format!("{base}    schema_contract: freeze\n"), Format::Yaml).unwrap();
-    assert_eq!(c.api.resources[0].contract, SchemaContract::all(ContractMode::Freeze));
+    assert_eq!(c.api.resources[0].contract, Some(SchemaContract::all(ContractMode::Freeze)));
     let (key, message, suggestion) = invalid(&format!("{base}    schema_contract: {{columns: frezee}}\n"));
     assert_eq!(key, "resources[0].schema_contract.columns");
     assert!(message.contains("evolve, freeze, discard_row, discard_value"), "{message}");
@@ -441,4 +438,71 @@ fn schema_contracts_are_parsed_once() {
     assert_eq!((key.as_str(), suggestion.as_deref()), ("resources[0].schema_contract.column", Some("columns")));
     let (key, _, _) = invalid(&format!("{base}    schema_contract: [freeze]\n"));
     assert_eq!(key, "resources[0].schema_contract");
+}
+
+#[test]
+fn hint_types_with_precision_and_nested_hints_are_typed_once() {
+    let base = "client:\n  base_url: http://x\nresources:\n  - name: a\n    endpoint: /a\n";
+    let ok = format!(
+        "{base}    columns:\n      amount: {{data_type: decimal, precision: 10, scale: 2}}\n      fee: {{data_type: decimal}}\n      wei: {{data_type: wei}}\n      raw: {{data_type: binary}}\n      at: {{data_type: time}}\n      short: {{data_type: decimal, precision: 5}}\n    nested_hints:\n      lines:\n        columns:\n          qty: {{data_type: bigint}}\n          price: {{data_type: decimal, precision: 6, scale: 2}}\n"
+    );
+    // `short`'s scale defaults to 9, more than its precision: refused, naming the default
+    let (key, message, _) = invalid(&ok);
+    assert_eq!(key, "resources[0].columns.short.scale");
+    assert!(message.contains("the default scale"), "{message}");
+    let ok = ok.replace("precision: 5}", "precision: 12}");
+    let c = load(&ok, Format::Yaml).unwrap();
+    let r = &c.api.resources[0];
+    let typed: Vec<Option<DataType>> = r.columns.iter().flatten().map(|(_, h)| h.typed).collect();
+    let p = |precision, scale| DataType::Decimal(Precision { precision, scale });
+    assert_eq!(
+        typed,
+        [
+            Some(p(Some(10), Some(2))),
+            Some(p(None, None)),
+            Some(DataType::Wei),
+            Some(DataType::Binary),
+            Some(DataType::Time),
+            Some(p(Some(12), None))
+        ]
+    );
+    let (path, nested) = &r.nested_hints.as_ref().unwrap()[0];
+    assert_eq!(path, "lines");
+    let nested: Vec<(&str, Option<DataType>)> =
+        nested.columns.iter().flatten().map(|(n, h)| (n.as_str(), h.typed)).collect();
+    assert_eq!(nested, [("qty", Some(DataType::Bigint)), ("price", Some(p(Some(6), Some(2))))]);
+
+    let cases = [
+        ("scale: 2}", "scale: 11}", "resources[0].columns.amount.scale", "more than the precision 10"),
+        ("precision: 10,", "precision: 0,", "resources[0].columns.amount.precision", "from 1 to 1000"),
+        ("{data_type: binary}", "{data_type: binary, precision: 3}", "resources[0].columns.raw", "for `decimal` only"),
+        ("{data_type: time}", "{scale: 3}", "resources[0].columns.at", "need a `data_type: decimal`"),
+        (
+            "qty: {data_type: bigint}",
+            "qty: {data_type: bigint, primary_key: true}",
+            "resources[0].nested_hints.lines.columns.qty.primary_key",
+            "keyed by `_dlt_id`",
+        ),
+        (
+            "        columns:\n          qty",
+            "        primary_key: qty\n        columns:\n          qty",
+            "resources[0].nested_hints.lines.primary_key",
+            "not supported by resttap yet",
+        ),
+        ("      lines:\n", "      lines__tags:\n", "resources[0].nested_hints.lines__tags", "one name"),
+        (
+            "qty: {data_type: bigint}",
+            "qty: {name: quantity, data_type: bigint}",
+            "resources[0].nested_hints.lines.columns.qty.name",
+            "the column's key is `qty`",
+        ),
+    ];
+    for (from, to, want_key, says) in cases {
+        let (key, message, _) = invalid(&ok.replace(from, to));
+        assert_eq!(key, want_key, "{to}");
+        assert!(message.contains(says), "{to}: {message}");
+    }
+    let (key, message, suggestion) = invalid(&ok.replace("data_type: wei", "data_type: decimals"));
+    assert_eq!((key.as_str(), suggestion.as_deref()), ("resources[0].columns.wei.data_type", Some("decimal")));
+    assert!(message.contains("unknown data type"), "{message}");
 }
