@@ -144,14 +144,7 @@ fn from_sql_type(t: &str) -> Option<DataType> {
         "DATE" => DataType::Date,
         "BLOB" => DataType::Binary,
         "TIME" => DataType::Time,
-        _ => {
-            let (precision, scale) = resttap_load::sql::decimal_args(t.strip_prefix("DECIMAL")?)?;
-            match (precision, scale) {
-                WEI => DataType::Wei,
-                Precision::DEFAULT => DataType::Decimal(Precision::default()),
-                (p, s) => DataType::Decimal(Precision { precision: Some(p), scale: Some(s) }),
-            }
-        }
+        _ => resttap_load::sql::decimal_type(t.strip_prefix("DECIMAL")?, WEI)?,
     })
 }
 

@@ -847,8 +847,8 @@ impl Normalizer {
         self.cfg.nested_hints.iter().find(|(t, _)| t == table).map_or(&[], |(_, h)| h.as_slice())
     }
 
-    /// Hinted columns come first and exist even when every value is null, as in dlt; the
-    /// root's after them scd2's validity columns.
+    /// Hinted columns come first and exist even when every value is null, as in dlt; in the
+    /// root table scd2's validity columns follow them.
     fn seed_hints(&mut self, bi: usize, is_root: bool) {
         let name = self.bufs[bi].name.clone();
         for h in self.hints_of(&name).to_vec() {

@@ -107,11 +107,7 @@ fn from_sql_type(t: &str) -> Option<DataType> {
         "date" => DataType::Date,
         "bytea" => DataType::Binary,
         "time without time zone" => DataType::Time,
-        _ => match resttap_load::sql::decimal_args(t.strip_prefix("numeric")?)? {
-            WEI => DataType::Wei,
-            Precision::DEFAULT => DataType::Decimal(Precision::default()),
-            (p, s) => DataType::Decimal(Precision { precision: Some(p), scale: Some(s) }),
-        },
+        _ => resttap_load::sql::decimal_type(t.strip_prefix("numeric")?, WEI)?,
     })
 }
 
