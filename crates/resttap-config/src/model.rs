@@ -594,8 +594,8 @@ pub struct Resource {
     /// Parquet); other destinations have one format and ignore it, as dlt's SQL destinations do.
     #[serde(default)]
     pub table_format: Option<TableFormat>,
-    /// Hints for nested tables, by their path below the resource's table (`tags`,
-    /// `author__roles`), in the order written.
+    /// Hints for the nested tables of the records' list fields, by field (`lines`: table
+    /// `<table>__lines`), in the order written.
     #[serde(default, deserialize_with = "ordered_nested")]
     pub nested_hints: Option<Vec<(String, NestedHints)>>,
     /// Not supported yet (rejected).

@@ -284,6 +284,19 @@ impl DuckDb {
         Ok(n > 0)
     }
 
+    /// Whether the dataset has system table `name` (`ctx`: what for, in the error).
+    fn system_table_exists(&self, name: &str, ctx: &str) -> Result<bool, LoadError> {
+        if !self.dataset_exists()? {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+            literal(&self.dataset),
+            literal(name)
+        );
+        Ok(self.count(&sql, ctx)? > 0)
+    }
+
     /// Every table of the dataset with its columns, without counting rows (which, inside the
     /// load transaction, means scanning what it wrote).
     fn columns(&self) -> Result<Vec<TableInfo>, LoadError> {
@@ -676,18 +689,7 @@ impl Destination for DuckDb {
     }
 
     fn stored_schema(&mut self) -> Result<Option<String>, LoadError> {
-        if !self.dataset_exists()? {
-            return Ok(None);
-        }
-        let exists = self.count(
-            &format!(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
-                literal(&self.dataset),
-                literal(dlt::VERSION)
-            ),
-            "reading _dlt_version",
-        )?;
-        if exists == 0 {
+        if !self.system_table_exists(dlt::VERSION, "reading _dlt_version")? {
             return Ok(None);
         }
         let sql =
@@ -700,17 +702,7 @@ impl Destination for DuckDb {
     }
 
     fn load_state(&mut self, pipeline: &str) -> Result<Option<PipelineState>, LoadError> {
-        if !self.dataset_exists()? {
-            return Ok(None);
-        }
-        let exists = self.count(
-            &format!(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = '_dlt_pipeline_state'",
-                literal(&self.dataset)
-            ),
-            "reading the pipeline state",
-        )?;
-        if exists == 0 {
+        if !self.system_table_exists(dlt::PIPELINE_STATE, "reading the pipeline state")? {
             return Ok(None);
         }
         let row: Option<String> = match self.conn.query_row(

@@ -331,7 +331,7 @@ pub fn stored_contracts(text: &str) -> Vec<(String, SchemaContract)> {
     let mut out = Vec::new();
     for (name, t) in v.get("tables").and_then(Value::as_object).into_iter().flatten() {
         let contract = match t.get("schema_contract") {
-            Some(Value::String(_)) => t.get("schema_contract").and_then(mode).map(SchemaContract::all),
+            Some(v @ Value::String(_)) => mode(v).map(SchemaContract::all),
             Some(Value::Object(m)) => {
                 let get = |k: &str| m.get(k).map_or(Some(ContractMode::Evolve), mode);
                 match (get("tables"), get("columns"), get("data_type")) {

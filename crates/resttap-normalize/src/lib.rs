@@ -115,6 +115,16 @@ pub struct NormalizerConfig {
     pub contract: SchemaContract,
 }
 
+impl NormalizerConfig {
+    /// The `columns` hints of table `table` (the root's or a nested table's).
+    fn hints_of(&self, table: &str) -> &[ColumnHint] {
+        if table == self.table {
+            return &self.hints;
+        }
+        self.nested_hints.iter().find(|(t, _)| t == table).map_or(&[], |(_, h)| h.as_slice())
+    }
+}
+
 /// How root rows get their `_dlt_id` (dlt's row id types). Nested rows' ids derive from their
 /// parent's: with dlt's own hash when root ids are deterministic, so that they equal dlt's.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -839,19 +849,11 @@ impl Normalizer {
         i
     }
 
-    /// The hints of table `table` (the root's or a nested table's).
-    fn hints_of(&self, table: &str) -> &[ColumnHint] {
-        if table == self.cfg.table {
-            return &self.cfg.hints;
-        }
-        self.cfg.nested_hints.iter().find(|(t, _)| t == table).map_or(&[], |(_, h)| h.as_slice())
-    }
-
     /// Hinted columns come first and exist even when every value is null, as in dlt; in the
     /// root table scd2's validity columns follow them.
     fn seed_hints(&mut self, bi: usize, is_root: bool) {
         let name = self.bufs[bi].name.clone();
-        for h in self.hints_of(&name).to_vec() {
+        for h in self.cfg.hints_of(&name).to_vec() {
             let Some(dtype) = h.data_type else { continue };
             let table = self.schema.table_mut(&name).expect("registered");
             if table.column(&h.name).is_none() {
@@ -946,12 +948,7 @@ impl Normalizer {
         if table.column(&col_name).is_none() {
             let root = !table.is_nested();
             let pk = root && self.cfg.primary_key.contains(&col_name);
-            let hints: &[ColumnHint] = if root {
-                &self.cfg.hints
-            } else {
-                self.cfg.nested_hints.iter().find(|(t, _)| *t == buf.name).map_or(&[], |(_, h)| h.as_slice())
-            };
-            let hinted = hints.iter().find(|h| h.name == col_name).and_then(|h| h.nullable);
+            let hinted = self.cfg.hints_of(&buf.name).iter().find(|h| h.name == col_name).and_then(|h| h.nullable);
             table.add_column(Column {
                 name: col_name.clone(),
                 data_type: dtype,
