@@ -29,6 +29,16 @@ unique index on `_dlt_id` built once its rows are in. And the merge floor: Postg
 merging those rows again over the dataset by delete-insert (staged by COPY, older rows
 deleted by key, staged rows inserted, indexes rebuilt), in one transaction.
 
+With `--scenario real-api` the limit is the API, not the loader: the seed workload (N=6000: 144
+pages) behind 20 ms of latency and a limit of 20 requests a second, announced in each header
+style the mock speaks (IETF `RateLimit`, `RateLimit-*`, GitHub's `X-RateLimit-*`, the seed's
+`X-Rate-Limit-*`) and not announced at all (resttap with `client.rate_limit` declared); resttap
+and dlt 1.31 in turn, --repeat times, interleaved. Reported: wall time, requests made, 429s,
+and wall time over the rate floor (successful requests / rate). Then an offset resource of 100
+pages behind 30 ms, against (pages / page concurrency) x latency; and a windowed backfill
+(2000 suggestions, `incremental.window: PT8H`, one page a window) behind 30 ms, against
+(requests / 4) x latency, dlt paging the same range without windows.
+
 With `--destination delta` (or `parquet`) the workload goes into a local lake (the seed with
 `table_format: delta`, or plain Parquet files): resttap's first loads (each into an empty
 folder) and merge runs over the last one, dlt 1.31's filesystem destination with the same
@@ -81,17 +91,7 @@ def ensure_dlt():
 
 
 def start_mock(n):
-    p = subprocess.Popen(
-        [str(BIN), "mock-api", "--records", str(n), "--page-size", "100", "--token", TOKEN, "--prerender"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    line = p.stdout.readline()
-    m = re.match(r"listening on (http://\S+)", line)
-    if not m:
-        p.kill()
-        raise SystemExit(f"mock did not start: {line!r}")
-    return p, m.group(1)
+    return start_mock_with(["--records", str(n), "--page-size", "100", "--prerender"])
 
 
 def run_checked(name, cmd, env, cwd):
@@ -153,7 +153,11 @@ def main():
     ap.add_argument("--dlt-max", type=int, default=100000, help="largest N dlt is run at")
     ap.add_argument("--repeat", type=int, default=3, help="runs of the floor and of resttap per N")
     ap.add_argument("--destination", default="duckdb", choices=["duckdb", "postgres", "delta", "parquet"])
+    ap.add_argument("--scenario", default="load", choices=["load", "real-api"],
+                    help="real-api: rate limits and latency instead of the loads at --sizes")
     args = ap.parse_args()
+    if args.scenario == "real-api":
+        return bench_real_api(args)
     if args.destination == "postgres":
         return bench_postgres(args)
     if args.destination in ("delta", "parquet"):
@@ -222,6 +226,158 @@ def main():
     out_dir = ROOT / "bench-results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}.md"
+    path.write_text(text)
+    print(f"written to {path}")
+
+
+def mock_stats(url):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/admin/stats") as r:
+        return json.load(r)
+
+
+def start_mock_with(args):
+    p = subprocess.Popen([str(BIN), "mock-api", "--token", TOKEN, *args], stdout=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    m = re.match(r"listening on (http://\S+)", line)
+    if not m:
+        p.kill()
+        raise SystemExit(f"mock did not start: {line!r}")
+    return p, m.group(1)
+
+
+# the client and defaults of the scenarios' one-resource configurations
+ONE_RESOURCE = """
+client:
+  base_url: http://127.0.0.1:8787
+  auth: {type: bearer, token: "{secrets.api_key}"}
+resource_defaults: {primary_key: id, write_disposition: merge}
+resources:
+"""
+
+OFFSET_CONFIG = ONE_RESOURCE + """  - name: suggestions
+    endpoint:
+      path: /styles/offset/suggestions
+      data_selector: items
+      paginator: {type: offset, limit: 100, total_path: total}
+"""
+
+WINDOWED_CONFIG = ONE_RESOURCE + """  - name: suggestions
+    endpoint:
+      path: /v1/suggestions
+      data_selector: suggestions
+      params: {sort: updated_at}
+      paginator: {type: cursor, cursor_param: cursor, cursor_path: pagination.cursor}
+      incremental:
+        cursor_path: updated_at
+        initial_value: "2024-01-01T00:00:00Z"
+        end_value: "2024-01-20T00:00:00Z"
+        start_param: updated_after
+        end_param: updated_before
+        window: PT8H
+"""
+
+
+def concurrency_scenario(py, args, lines, summary, title, mock_args, config_text, dlt_config_text, latency_ms):
+    """resttap (config_text) and dlt (dlt_config_text) in turn, --repeat times, against a mock
+    started with mock_args; reported against (requests / 4 at once) x latency."""
+    mock, url = start_mock_with(mock_args)
+    lines += ["", title, "", "| tool | wall s (median) | requests | target: 1.3 x requests / 4 x latency | runs: wall s |", "|---|---|---|---|---|"]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, "API_KEY": TOKEN}
+            config, plain = pathlib.Path(tmp) / "resttap.yaml", pathlib.Path(tmp) / "dlt.yaml"
+            config.write_text(config_text)
+            plain.write_text(dlt_config_text)
+            cmds = {
+                "resttap": lambda i: [str(BIN), "run", str(config), "--base-url", url, "--pipeline", "bench", "--destination", f"duckdb:{tmp}/r{i}.duckdb"],
+                "dlt 1.31": lambda i: [str(py), str(ROOT / "bench/dlt_seed.py"), str(plain), url, TOKEN, f"{tmp}/d{i}.duckdb"],
+            }
+            samples = {name: [] for name in cmds}
+            for i in range(max(1, args.repeat)):
+                for name, cmd in cmds.items():
+                    before = mock_stats(url)["requests"]
+                    wall, _, _ = run_checked(name, cmd(i), env, tmp)
+                    samples[name].append((wall, mock_stats(url)["requests"] - before))
+    finally:
+        mock.kill()
+        mock.wait()
+    for name, runs_of in samples.items():
+        wall, requests = sorted(runs_of)[len(runs_of) // 2]
+        spread = " / ".join(f"{w:.2f}" for w, _ in runs_of)
+        ideal = requests / 4 * latency_ms / 1000
+        lines.append(f"| {name} | {wall:.2f} | {requests} | {1.3 * ideal:.2f} | {spread} |")
+        print(lines[-1], flush=True)
+        if name == "resttap":
+            summary.append(f"{title.split(':')[0].split(',')[0]}: resttap {wall:.2f} s for {requests} requests, {wall / ideal:.2f}x (requests / 4) x latency (target 1.3x)")
+
+
+def bench_real_api(args):
+    """The seed workload against a rate-limited API with latency, resttap and dlt in turn."""
+    subprocess.run(["cargo", "build", "--release", "-q", "--workspace"], cwd=ROOT, check=True, env={**os.environ, "CARGO_TARGET_DIR": str(TARGET)})
+    py = ensure_dlt()
+    rate, latency_ms, n = 20, 20, 6000
+    lines = [f"# resttap benchmark, real-API scenario, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
+    lines += [f"machine: {os.cpu_count()} cores; mock: N={n} (seed workload, 100 records/page), {latency_ms} ms latency, {rate} requests/s in fixed 1 s windows", ""]
+    lines += ["| limit announced as | tool | wall s (median) | requests | 429s | 429 share | wall / rate floor | runs: wall s |", "|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for style in ["ietf", "ratelimit-fields", "github", "x-rate-limit", "none"]:
+        mock, url = start_mock_with(["--records", str(n), "--page-size", "100", "--prerender", "--slow-ms", str(latency_ms),
+                                     "--rate-limit", str(rate), "--rate-limit-style", style])
+        samples = {"resttap": [], "dlt 1.31": []}
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                env = {**os.environ, "API_KEY": TOKEN}
+                config = CONFIG
+                if style == "none":
+                    # resttap is told the budget the API does not announce; dlt has no way to be
+                    text = CONFIG.read_text().replace("client:\n", f"client:\n  rate_limit: {{requests: {rate}, per: 1s}}\n", 1)
+                    config = pathlib.Path(tmp) / "seed.yaml"
+                    config.write_text(text)
+                cmds = {
+                    "resttap": lambda i: [str(BIN), "run", str(config), "--base-url", url, "--pipeline", "bench", "--destination", f"duckdb:{tmp}/r{i}.duckdb"],
+                    "dlt 1.31": lambda i: [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, f"{tmp}/d{i}.duckdb"],
+                }
+                for i in range(max(1, args.repeat)):
+                    for name, cmd in cmds.items():
+                        # the window the run before left spent: start in a fresh one
+                        import time
+                        time.sleep(1.1)
+                        before = mock_stats(url)
+                        wall, _, _ = run_checked(name, cmd(i), env, tmp)
+                        after = mock_stats(url)
+                        requests = after["requests"] - before["requests"]
+                        refused = after["rate_limited"] - before["rate_limited"]
+                        samples[name].append((wall, requests, refused))
+        finally:
+            mock.kill()
+            mock.wait()
+        for name, runs_of in samples.items():
+            ordered = sorted(runs_of)
+            wall, requests, refused = ordered[len(ordered) // 2]
+            floor = (requests - refused) / rate
+            spread = " / ".join(f"{w:.2f}" for w, _, _ in runs_of)
+            lines.append(f"| {style} | {name} | {wall:.2f} | {requests} | {refused} | {refused / requests:.1%} | {wall / floor:.2f}x | {spread} |")
+            print(lines[-1], flush=True)
+            if name == "resttap":
+                summary.append(f"{style}: resttap {wall / floor:.2f}x the rate floor, {refused} 429s of {requests} requests ({refused / requests:.1%})")
+    # pages known ahead: 100 pages of an offset resource behind 30 ms, no rate limit
+    concurrency_scenario(py, args, lines, summary, "offset resource, 100 pages of 100 behind 30 ms (no rate limit)",
+                         ["--records", "10000", "--prerender", "--slow-ms", "30"], OFFSET_CONFIG, OFFSET_CONFIG, 30)
+    # a windowed backfill: the range split into windows of 8 hours, each one page; dlt pages the
+    # same range without windows
+    concurrency_scenario(py, args, lines, summary,
+                         "windowed backfill: 2000 suggestions, `incremental.window: PT8H` (resttap) behind 30 ms; dlt pages the whole range",
+                         ["--records", "2000", "--page-size", "100", "--prerender", "--slow-ms", "30"],
+                         WINDOWED_CONFIG, WINDOWED_CONFIG.replace("        window: PT8H\n", ""), 30)
+    lines += [""] + [f"- {s}" for s in summary]
+    text = "\n".join(lines) + "\n"
+    print("\n".join(summary))
+    out_dir = ROOT / "bench-results"
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}-real-api.md"
     path.write_text(text)
     print(f"written to {path}")
 

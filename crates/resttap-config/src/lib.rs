@@ -16,6 +16,7 @@
 
 mod columns;
 mod contract;
+pub mod duration;
 mod error;
 mod load;
 mod merge;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, suggest};
-use crate::model::{AuthConfig, PaginatorConfig, RestApiConfig};
+use crate::model::{AuthConfig, IncrementalConfig, LastValueFunc, PaginatorConfig, RestApiConfig};
 use crate::secrets::{Piece, SecretSources, Secrets, parse_template, render};
 
 /// A loaded, validated configuration and its secrets.
@@ -656,6 +656,60 @@ fn link_parents(ctx: &Ctx, api: &mut RestApiConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `incremental.window`: a size above zero, a start to split from, and a way to send each
+/// window's start and end; numbers need an `end_value` (there is no "now" for them).
+fn check_window(
+    ctx: &Ctx,
+    key: &str,
+    res: &crate::model::Resource,
+    inc: &IncrementalConfig,
+    window: std::time::Duration,
+) -> Result<(), ConfigError> {
+    let wkey = format!("{key}.window");
+    if window.is_zero() {
+        return Err(ctx.invalid(&wkey, "must be more than zero"));
+    }
+    let Some(initial) = &inc.initial_value else {
+        return Err(ctx.invalid(&wkey, "needs `initial_value`: the first run's range starts there"));
+    };
+    match initial {
+        Value::String(s) if resttap_schema::timestamp::parse_timestamp(s).is_some() => {}
+        Value::Number(_) if inc.end_value.as_ref().is_some_and(Value::is_number) => {}
+        Value::Number(_) => {
+            return Err(ctx.invalid(&wkey, "on a numeric cursor needs a numeric `end_value` (where the windows stop)"));
+        }
+        other => {
+            return Err(ctx.invalid(
+                &wkey,
+                format!("needs an `initial_value` that is an ISO 8601 date-time or a number, not `{other}`"),
+            ));
+        }
+    }
+    if inc.last_value_func != LastValueFunc::Max {
+        return Err(ctx.invalid(&wkey, "needs `last_value_func: max` (windows go forward in time)"));
+    }
+    let texts = |name: &str| {
+        let ep = &res.endpoint;
+        let needle = format!("{{incremental.{name}}}");
+        ep.path.iter().any(|p| p.contains(&needle))
+            || ep.params.values().any(|v| v.to_string().contains(&needle))
+            || ep.json.iter().chain(ep.data.iter()).any(|v| v.to_string().contains(&needle))
+    };
+    if inc.start_param.is_none() && !texts("start_value") {
+        return Err(ctx.invalid(
+            &wkey,
+            "needs `start_param` (or `{incremental.start_value}` in the request) to send each window's start",
+        ));
+    }
+    if inc.end_param.is_none() && !texts("end_value") {
+        return Err(ctx.invalid(
+            &wkey,
+            "needs `end_param` (or `{incremental.end_value}` in the request) to send each window's end",
+        ));
+    }
+    Ok(())
+}
+
 fn uses_incremental_placeholder(res: &crate::model::Resource) -> bool {
     let ep = &res.endpoint;
     let mut texts: Vec<String> = ep.path.iter().cloned().collect();
@@ -816,6 +870,17 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
     if api.client.max_response_bytes == 0 {
         return Err(ctx.invalid("client.max_response_bytes", "must be a positive number of bytes"));
     }
+    if let Some(rl) = &api.client.rate_limit {
+        if rl.requests == 0 || rl.per.is_zero() {
+            return Err(ctx.invalid("client.rate_limit", "`requests` and `per` must be more than zero"));
+        }
+        if rl.burst == Some(0) {
+            return Err(ctx.invalid("client.rate_limit.burst", "must be at least 1 (or left out: the whole budget)"));
+        }
+    }
+    if api.client.page_concurrency == 0 {
+        return Err(ctx.invalid("client.page_concurrency", "must be at least 1 (1: one page at a time)"));
+    }
     let r = &api.client.retry;
     if [r.backoff_factor, r.max_delay].iter().any(|x| x.is_nan() || *x < 0.0) {
         return Err(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));
@@ -892,6 +957,9 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
             })?;
             if inc.lag.is_some_and(|l| l.is_nan() || l < 0.0) {
                 return Err(ctx.invalid(&format!("{key}.endpoint.incremental.lag"), "must be zero or more"));
+            }
+            if let Some(w) = inc.window {
+                check_window(ctx, &format!("{key}.endpoint.incremental"), res, inc, w)?;
             }
         } else if uses_incremental_placeholder(res) {
             return Err(ctx.invalid(

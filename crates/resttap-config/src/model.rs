@@ -58,6 +58,38 @@ pub struct ClientConfig {
     /// another origin (scheme, host, port) than the request's credentials belong to.
     #[serde(default)]
     pub cross_origin: CrossOrigin,
+    /// resttap extension: a request budget for an API that does not announce its own in
+    /// response headers (budgets it announces are followed either way).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// resttap extension: pages of one resource requested at once when the paginator knows
+    /// them ahead (offsets and page numbers with a total); default 4, 1 for one at a time.
+    #[serde(default = "default_page_concurrency")]
+    pub page_concurrency: usize,
+}
+
+/// `client.rate_limit` (a resttap extension): at most `requests` per `per` to each host, with
+/// up to `burst` of them at once after a pause (default: `requests`, the whole budget).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    pub requests: u32,
+    /// A duration (`1s`, `500ms`, `1m`, seconds as a number, or ISO 8601); default one second.
+    #[serde(default = "one_second", deserialize_with = "crate::duration::deserialize_duration")]
+    pub per: std::time::Duration,
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+fn one_second() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
+}
+
+/// The default of `client.page_concurrency`.
+pub const DEFAULT_PAGE_CONCURRENCY: usize = 4;
+
+fn default_page_concurrency() -> usize {
+    DEFAULT_PAGE_CONCURRENCY
 }
 
 /// `client.cross_origin` (a resttap extension). Credentials (auth headers and query
@@ -425,6 +457,12 @@ pub struct IncrementalConfig {
     /// Accepted for compatibility; no effect.
     #[serde(default)]
     pub allow_external_schedulers: Option<bool>,
+    /// resttap extension: the range from the start (stored or `initial_value`) to `end_value`
+    /// (or now) split into windows of this size, each requested with its own start and end and
+    /// paginated on its own, several at once (`client.page_concurrency`). A duration for
+    /// date-time cursors (`PT1H`, `P1D`, `6h`, seconds as a number); units for numeric ones.
+    #[serde(default, deserialize_with = "crate::duration::deserialize_opt_duration")]
+    pub window: Option<std::time::Duration>,
 }
 
 fn closed() -> RangeBound {

@@ -83,6 +83,11 @@ fn every_documented_key_behaves_as_documented() {
         if key == "resources[].include_from_parent" {
             cfg["resources"][0]["endpoint"]["path"] = json!("/lists/{resources.lists.id}/r");
         }
+        if key == "resources[].endpoint.incremental.window" {
+            // windows need a start and a way to send each window's bounds
+            cfg["resources"][0]["endpoint"]["incremental"] = json!({"cursor_path": "updated_at",
+                "initial_value": "2024-01-01T00:00:00Z", "start_param": "since", "end_param": "until"});
+        }
         if key.ends_with(']') {
             set(&mut cfg, &format!("{key}.__dummy"), Value::Null);
             strip_dummy(&mut cfg);

@@ -208,6 +208,82 @@ impl Incremental {
         out
     }
 
+    /// The windows (`incremental.window`) of this run's range, in order: from the start value
+    /// to `end_value`, or to `now` (Unix microseconds) for date-times, each `size` long (the
+    /// last one shorter). The first starts at the start value as it is written and the last
+    /// ends at `end_value` as written; the boundaries between are in UTC. A range that is
+    /// empty is one window. `None` without a window or a start.
+    pub fn windows(&self, now_micros: i64) -> Result<Option<Vec<(Value, Value)>>, String> {
+        let (Some(size), Some(start)) = (self.cfg.window, &self.start) else { return Ok(None) };
+        const MOST: u64 = 100_000;
+        let too_many = |n: f64| {
+            format!(
+                "`incremental.window` splits the range into {n:.0} windows, more than {MOST}: choose a larger window"
+            )
+        };
+        let mut out = Vec::new();
+        match start {
+            Value::String(text) => {
+                let s = parse_timestamp(text).ok_or_else(|| format!("the start value `{text}` is not a date-time"))?;
+                let (e, end_text) = match &self.cfg.end_value {
+                    Some(Value::String(t)) => {
+                        (parse_timestamp(t).ok_or_else(|| format!("`end_value` `{t}` is not a date-time"))?, t.clone())
+                    }
+                    _ => (now_micros, format_timestamp(now_micros)),
+                };
+                let step = (size.as_micros() as i64).max(1);
+                let n = ((e - s) as f64 / step as f64).ceil().max(1.0);
+                if n > MOST as f64 {
+                    return Err(too_many(n));
+                }
+                let mut at = s;
+                let mut from = Value::String(text.clone());
+                while at + step < e {
+                    at += step;
+                    let boundary = Value::String(format_timestamp(at));
+                    out.push((from, boundary.clone()));
+                    from = boundary;
+                }
+                out.push((from, Value::String(end_text)));
+            }
+            Value::Number(n) => {
+                let end = self.cfg.end_value.clone().ok_or("a numeric cursor's windows need `end_value`")?;
+                let (s, e) = (n.as_f64().unwrap_or(0.0), end.as_f64().unwrap_or(0.0));
+                let step = size.as_secs_f64();
+                let count = ((e - s) / step).ceil().max(1.0);
+                if count > MOST as f64 {
+                    return Err(too_many(count));
+                }
+                let integral = n.is_i64() && end.is_i64() && step.fract() == 0.0;
+                let number = |x: f64| {
+                    if integral {
+                        Value::from(x as i64)
+                    } else {
+                        serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+                    }
+                };
+                let mut at = s;
+                let mut from = start.clone();
+                while at + step < e {
+                    at += step;
+                    out.push((from, number(at)));
+                    from = number(at);
+                }
+                out.push((from, end));
+            }
+            other => return Err(format!("the start value `{other}` is neither a date-time nor a number")),
+        }
+        Ok(Some(out))
+    }
+
+    /// Whether `record`'s cursor lies in the window `[start, end)` (`end: None`: the last window,
+    /// open above), so that an API that includes both ends of a window does not send a record
+    /// twice. Records without a cursor value are for [`Incremental::keep`] to judge.
+    pub fn in_window<N: Node>(&self, record: &N, start: &Value, end: Option<&Value>) -> bool {
+        let Some(v) = self.cursor_value(record) else { return true };
+        compare(&v, start) != Ordering::Less && end.is_none_or(|e| compare(&v, e) == Ordering::Less)
+    }
+
     fn hash<N: Node>(&self, record: &N) -> String {
         dedup_hash(&self.dedup_key(record))
     }
@@ -321,6 +397,46 @@ impl Incremental {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn windows_split_the_range_and_keep_its_ends_as_written() {
+        let mut c = cfg(json!({"initial_value": "2024-01-01T00:00:00+01:00", "end_value": "2024-01-01T02:30:00Z"}));
+        c.window = Some(std::time::Duration::from_secs(3600));
+        let inc = Incremental::new(&c, None, &[]);
+        let w = inc.windows(0).unwrap().unwrap();
+        let shown: Vec<(String, String)> =
+            w.iter().map(|(a, b)| (a.as_str().unwrap().to_string(), b.as_str().unwrap().to_string())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("2024-01-01T00:00:00+01:00".into(), "2024-01-01T00:00:00Z".into()),
+                ("2024-01-01T00:00:00Z".into(), "2024-01-01T01:00:00Z".into()),
+                ("2024-01-01T01:00:00Z".into(), "2024-01-01T02:00:00Z".into()),
+                ("2024-01-01T02:00:00Z".into(), "2024-01-01T02:30:00Z".into()),
+            ]
+        );
+        // to now, without end_value; an empty range is one window
+        c.end_value = None;
+        let now = parse_timestamp("2024-01-01T00:30:00Z").unwrap();
+        assert_eq!(Incremental::new(&c, None, &[]).windows(now).unwrap().unwrap().len(), 2, "1.5 h from 23:00Z");
+        let before = parse_timestamp("2023-12-31T22:00:00Z").unwrap();
+        assert_eq!(Incremental::new(&c, None, &[]).windows(before).unwrap().unwrap().len(), 1);
+        // numbers, in units
+        let mut n = cfg(json!({"initial_value": 0, "end_value": 25}));
+        n.window = Some(std::time::Duration::from_secs(10));
+        let w = Incremental::new(&n, None, &[]).windows(0).unwrap().unwrap();
+        assert_eq!(w, [(json!(0), json!(10)), (json!(10), json!(20)), (json!(20), json!(25))]);
+        // too many is an error that says what to do
+        c.window = Some(std::time::Duration::from_millis(1));
+        let far = parse_timestamp("2030-01-01T00:00:00Z").unwrap();
+        assert!(Incremental::new(&c, None, &[]).windows(far).unwrap_err().contains("larger window"));
+        // a record belongs to one window
+        let inc = Incremental::new(&n, None, &[]);
+        let rec = |v: i64| json!({"updated_at": v});
+        assert!(inc.in_window(&rec(10), &json!(10), Some(&json!(20))));
+        assert!(!inc.in_window(&rec(20), &json!(10), Some(&json!(20))));
+        assert!(inc.in_window(&rec(99), &json!(20), None));
+    }
 
     fn cfg(extra: Value) -> IncrementalConfig {
         let mut v = json!({"cursor_path": "updated_at", "initial_value": "2024-01-01T00:00:00Z"});

@@ -115,6 +115,22 @@ impl Context {
         c
     }
 
+    /// This context for one window of `incremental.window`: the window's start and end as
+    /// `{incremental.start_value}` and `{incremental.end_value}`, and in `start_param` and
+    /// `end_param`.
+    pub fn for_window(&self, cfg: &resttap_config::IncrementalConfig, start: &Value, end: &Value) -> Self {
+        let mut c = self.clone();
+        c.values.insert("incremental.start_value".into(), start.clone());
+        c.values.insert("incremental.end_value".into(), end.clone());
+        for (param, value) in [(&cfg.start_param, start), (&cfg.end_param, end)] {
+            if let Some(p) = param {
+                c.params.retain(|(k, _)| k != p);
+                c.params.push((p.clone(), value.clone()));
+            }
+        }
+        c
+    }
+
     /// This context with the values of one parent record (from [`parent_values`]).
     pub fn with_parent(&self, parent: HashMap<String, Value>) -> Self {
         let mut c = self.clone();
@@ -409,13 +425,18 @@ fn count_records(selector: &Selector, body: &Value) -> usize {
 
 type Pending = JoinHandle<Result<Response, HttpError>>;
 
-/// The pages of one resource, fetched one ahead of the caller.
+/// The pages of one resource, fetched ahead of the caller: the next one always, and up to
+/// `client.page_concurrency` at once when the paginator knows them ahead
+/// ([`Paginator::ahead`]). Pages reach the caller in order, each once.
 pub struct Extractor {
     resource: String,
     client: Client,
     selector: Selector,
     paginator: Paginator,
-    next: Option<(RequestSpec, Pending)>,
+    /// Requests sent and not yet read, in page order.
+    queue: std::collections::VecDeque<(RequestSpec, Pending)>,
+    /// Pages in flight at most.
+    concurrency: usize,
     counters: Arc<Counters>,
     actions: Vec<resttap_config::ResponseAction>,
     /// The previous page's body: an identical next page means the API ignores the paginator.
@@ -458,7 +479,8 @@ impl Extractor {
             selector: Selector::new(res.endpoint.data_selector.as_deref()),
             paginator,
             actions: res.endpoint.response_actions.clone().unwrap_or_default(),
-            next: Some((req, pending)),
+            queue: std::collections::VecDeque::from([(req, pending)]),
+            concurrency: cfg.page_concurrency.max(1),
             client,
             counters,
             last_body: None,
@@ -469,7 +491,7 @@ impl Extractor {
 
     /// The next response, or `None` after the last one (or when `response_actions` ignore it).
     async fn receive(&mut self) -> Result<Option<(RequestSpec, Response, String)>, ExtractError> {
-        let Some((req, pending)) = self.next.take() else { return Ok(None) };
+        let Some((req, pending)) = self.queue.pop_front() else { return Ok(None) };
         let resource = &self.resource;
         let resp = match pending.await {
             Ok(Err(HttpError::Status { status, body, .. }))
@@ -531,9 +553,21 @@ impl Extractor {
         if let Some(d) = detected {
             self.detected.push(format!("paginator {}", d.0));
         }
-        if let Some(next_req) = next {
-            let pending = spawn_fetch(&self.client, &next_req, &self.counters);
-            self.next = Some((next_req, pending));
+        // the fetches already under way that are the plan's first pages go on; the rest stop
+        let plan: Vec<RequestSpec> = match next {
+            Some(next_req) => {
+                let ahead = self.paginator.ahead(&next_req, self.concurrency - 1);
+                std::iter::once(next_req).chain(ahead).collect()
+            }
+            None => Vec::new(),
+        };
+        let kept = self.queue.iter().zip(&plan).take_while(|((queued, _), want)| same_request(queued, want)).count();
+        for (_, pending) in self.queue.drain(kept..) {
+            pending.abort();
+        }
+        for want in plan.into_iter().skip(kept) {
+            let pending = spawn_fetch(&self.client, &want, &self.counters);
+            self.queue.push_back((want, pending));
         }
         self.counters.pages.fetch_add(1, Ordering::Relaxed);
         self.counters.records.fetch_add(n as u64, Ordering::Relaxed);
@@ -607,9 +641,14 @@ impl Extractor {
     }
 }
 
+/// Whether two requests fetch the same page.
+fn same_request(a: &RequestSpec, b: &RequestSpec) -> bool {
+    a.method == b.method && a.full_url() == b.full_url() && a.json == b.json && a.data == b.data
+}
+
 impl Drop for Extractor {
     fn drop(&mut self) {
-        if let Some((_, pending)) = self.next.take() {
+        for (_, pending) in self.queue.drain(..) {
             pending.abort();
         }
     }

@@ -2,6 +2,7 @@
 //! `Retry-After`, and errors that name the URL (secrets redacted), the status and a body excerpt.
 
 mod oauth;
+pub mod ratelimit;
 mod redact;
 
 use std::collections::HashMap;
@@ -185,6 +186,18 @@ pub fn backoff_delay(policy: &RetryConfig, retry: u32) -> Duration {
     Duration::from_secs_f64(secs.min(policy.max_delay).max(0.0))
 }
 
+/// [`backoff_delay`] with "equal jitter": between half and all of it, so that requests that
+/// failed together do not come back together.
+pub fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+/// The least wait before retry `n` when a `Retry-After` says less: half the backoff's step, so
+/// that `Retry-After: 0` cannot spend every retry at once.
+pub fn retry_after_floor(policy: &RetryConfig, retry: u32) -> Duration {
+    backoff_delay(policy, retry) / 2
+}
+
 /// Parses a `Retry-After` value: seconds or an HTTP date; capped at `max_delay`.
 pub fn retry_after(value: &str, max_delay: f64, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let v = value.trim();
@@ -224,6 +237,10 @@ pub struct Client {
     max_body: u64,
     /// Other origins warned about (once each).
     warned: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Paces the requests to each host, shared by every clone.
+    limiter: Arc<ratelimit::Limiter>,
+    /// Responses 429 received, all requests together.
+    throttled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -273,6 +290,8 @@ impl Client {
             cross_origin: CrossOrigin::default(),
             max_body: resttap_config::DEFAULT_MAX_RESPONSE_BYTES,
             warned: Arc::default(),
+            limiter: Arc::default(),
+            throttled: Arc::default(),
         })
     }
 
@@ -287,7 +306,18 @@ impl Client {
         )?;
         c.cross_origin = client.cross_origin;
         c.max_body = client.max_response_bytes;
+        c.limiter = Arc::new(ratelimit::Limiter::new(client.rate_limit.clone()));
         Ok(c)
+    }
+
+    /// How long requests waited for their turn under rate limits, all together.
+    pub fn rate_limit_wait(&self) -> Duration {
+        self.limiter.waited()
+    }
+
+    /// Responses 429 received so far (retried ones included).
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The redactor for this client's secrets.
@@ -546,6 +576,8 @@ impl Client {
                 Some(Body::Raw(text)) => builder = builder.body(text.expose().to_string()),
                 None => {}
             }
+            let host = format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
+            let turn = self.limiter.acquire(&host).await;
             let outcome = match builder.send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -553,6 +585,7 @@ impl Client {
                     match read_body(resp, self.max_body).await {
                         Ok(body) => Ok((status, resp_headers, body)),
                         Err(BodyError::TooLarge(seen)) => {
+                            drop(turn);
                             return Err(HttpError::TooLarge { url: shown, limit: self.max_body, seen });
                         }
                         Err(BodyError::Read(e)) => Err(e),
@@ -561,6 +594,27 @@ impl Client {
                 Err(e) => Err(e),
             };
             let retries_left = attempt <= self.retry.max_retries;
+            // the budget the answer announces, and a hold on the host when it says "too fast"
+            let (answer_headers, hold) = match &outcome {
+                Ok((status, h, _)) if matches!(status.as_u16(), 429 | 503) => {
+                    if status.as_u16() == 429 {
+                        self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let after = h
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()));
+                    let hold = match after {
+                        Some(d) => Some(d.max(retry_after_floor(&self.retry, attempt))),
+                        None if status.as_u16() == 429 => Some(jittered(backoff_delay(&self.retry, attempt))),
+                        None => None,
+                    };
+                    (Some(h), hold)
+                }
+                Ok((_, h, _)) => (Some(h), None),
+                Err(_) => (None, None),
+            };
+            turn.finish(answer_headers, hold);
             match outcome {
                 Ok((status, resp_headers, body)) if status.is_success() => {
                     // the URL without the credentials' query: paginators read it, messages show it
@@ -603,11 +657,16 @@ impl Client {
                             body,
                         });
                     }
-                    let delay = resp_headers
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()))
-                        .unwrap_or_else(|| backoff_delay(&self.retry, attempt));
+                    // what `Retry-After` says (never less than half the backoff's step), else
+                    // the backoff with jitter; the host's hold above already says it for 429s
+                    let delay = hold.unwrap_or_else(|| {
+                        resp_headers
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()))
+                            .map(|d| d.max(retry_after_floor(&self.retry, attempt)))
+                            .unwrap_or_else(|| jittered(backoff_delay(&self.retry, attempt)))
+                    });
                     let reason = format!("HTTP {code}");
                     on_retry(&RetryNotice { retry: attempt, status: Some(code), reason, delay, url: shown.clone() });
                     tokio::time::sleep(delay).await;
@@ -622,7 +681,7 @@ impl Client {
                         }
                         return Err(HttpError::Transport { url: shown, message, attempts: attempt });
                     }
-                    let delay = backoff_delay(&self.retry, attempt);
+                    let delay = jittered(backoff_delay(&self.retry, attempt));
                     let reason = self.redactor.redact(&error_chain(&e));
                     on_retry(&RetryNotice { retry: attempt, status: None, reason, delay, url: shown.clone() });
                     tokio::time::sleep(delay).await;

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::{DeleteStyle, Faults, MockOptions};
+use crate::{DeleteStyle, Faults, LimitStyle, MockOptions, RateLimit};
 
 /// Serve the mock feedback API.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,6 +37,16 @@ pub struct MockArgs {
     /// Delay every /v1/ response by this many milliseconds.
     #[arg(long, default_value_t = 0)]
     pub slow_ms: u64,
+    /// Admit at most this many requests to /v1/ and /styles/ per --rate-limit-per-ms window
+    /// (0: no limit); the others get 429 with Retry-After.
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u64,
+    /// The rate limit's window, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub rate_limit_per_ms: u64,
+    /// How the rate limit is announced in response headers.
+    #[arg(long, value_enum, default_value_t = LimitStyle::XRateLimit)]
+    pub rate_limit_style: LimitStyle,
     /// Render every page before accepting requests (for benchmarks).
     #[arg(long)]
     pub prerender: bool,
@@ -70,6 +80,11 @@ impl MockArgs {
                 slow_ms: self.slow_ms,
                 always: 0,
                 truncate_every: 0,
+                rate_limit: (self.rate_limit > 0).then_some(RateLimit {
+                    requests: self.rate_limit,
+                    per_ms: self.rate_limit_per_ms,
+                    style: self.rate_limit_style,
+                }),
             },
             prerender: self.prerender,
             oauth_expires_in: self.oauth_expires_in,

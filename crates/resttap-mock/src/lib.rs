@@ -3,7 +3,7 @@
 //! It serves the six resources under `/v1/<resource>` with the seed's envelope
 //! (`{"<resource>": [...], "pagination": {"cursor": "...", "page_size": N, "total": T}}`, no
 //! `cursor` on the last page), checks a bearer token (401 otherwise), and can inject faults
-//! (429 with `Retry-After`, 5xx, slow responses). Records are deterministic (see [`data`]); the
+//! (429 with `Retry-After`, 5xx, slow responses, a rate limit announced in response headers). Records are deterministic (see [`data`]); the
 //! `revision` — set at start or through `POST /admin/revision/{n}` — changes some of them and
 //! adds new ones, so a second load can be checked against a changed API.
 //!
@@ -19,7 +19,9 @@
 pub mod data;
 mod server;
 mod styles;
+mod throttle;
 
 mod args;
 pub use args::MockArgs;
 pub use server::{DeleteStyle, Faults, MockOptions, Stats, app, spawn};
+pub use throttle::{LimitStyle, RateLimit};

@@ -37,6 +37,8 @@ pub struct Faults {
     /// Every `truncate_every`-th successful page is cut in half (0: never): a 200 whose body is
     /// not valid JSON, as a broken proxy or a dropped connection can produce.
     pub truncate_every: u64,
+    /// A rate limit enforced on `/v1/` and `/styles/` and announced in their headers.
+    pub rate_limit: Option<crate::throttle::RateLimit>,
 }
 
 /// What the server serves.
@@ -114,6 +116,13 @@ pub struct Stats {
     /// Requests to `POST /oauth/token` that issued a token.
     #[serde(default)]
     pub token_requests: u64,
+    /// Requests refused with 429 by the rate limit ([`Faults::rate_limit`]; counted in
+    /// `requests` too).
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// The most requests to `/v1/` and `/styles/` in flight at once.
+    #[serde(default)]
+    pub max_in_flight: u64,
 }
 
 /// (resource, offset, limit, revision, filter)
@@ -133,10 +142,14 @@ struct Filter {
 pub(crate) struct Shared {
     pub(crate) opts: MockOptions,
     pub(crate) revision: AtomicU64,
-    requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
     faults_sent: AtomicU64,
     unauthorized: AtomicU64,
-    faults: Mutex<Faults>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) in_flight: AtomicU64,
+    pub(crate) max_in_flight: AtomicU64,
+    pub(crate) window: Mutex<crate::throttle::Window>,
     /// URLs that got an injected fault already.
     failed: Mutex<std::collections::HashSet<String>>,
     pages: Mutex<HashMap<PageKey, Bytes>>,
@@ -382,6 +395,8 @@ async fn stats(State(s): State<Arc<Shared>>) -> Response {
         revision: s.revision.load(Ordering::Relaxed),
         auth: s.auth_used.lock().expect("auth").clone(),
         token_requests: s.token_requests.load(Ordering::Relaxed),
+        rate_limited: s.rate_limited.load(Ordering::Relaxed),
+        max_in_flight: s.max_in_flight.load(Ordering::Relaxed),
     })
     .into_response()
 }
@@ -469,6 +484,7 @@ fn router(shared: Arc<Shared>) -> Router {
                 )
             }),
         )
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), crate::throttle::layer))
         .with_state(shared)
 }
 
@@ -485,6 +501,10 @@ fn shared(opts: MockOptions) -> Arc<Shared> {
         auth_used: Mutex::new(Default::default()),
         oauth_tokens: Mutex::new(Default::default()),
         token_requests: AtomicU64::new(0),
+        rate_limited: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        max_in_flight: AtomicU64::new(0),
+        window: Mutex::default(),
         opts,
     });
     if s.opts.prerender {

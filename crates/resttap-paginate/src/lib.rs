@@ -118,6 +118,8 @@ struct Range {
     total: Option<(String, JsonPath)>,
     stop_after_empty_page: bool,
     has_more: Option<(String, JsonPath)>,
+    /// The first value past the last page, once a response told the total.
+    end: Option<u64>,
 }
 
 impl Range {
@@ -262,6 +264,7 @@ fn total_pages(body: &Value, url: &Url) -> Option<(String, Range)> {
         total: Some((p.clone(), compile(&p))),
         stop_after_empty_page: true,
         has_more: None,
+        end: None,
     };
     Some((p, range))
 }
@@ -313,6 +316,7 @@ impl Paginator {
                 total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
                 stop_after_empty_page: *stop_after_empty_page,
                 has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
+                end: None,
             }),
             Some(PaginatorConfig::PageNumber {
                 base_page,
@@ -334,6 +338,7 @@ impl Paginator {
                 total: total_path.as_ref().map(|p| (p.clone(), compile(p))),
                 stop_after_empty_page: *stop_after_empty_page,
                 has_more: has_more_path.as_ref().map(|p| (p.clone(), compile(p))),
+                end: None,
             }),
             Some(PaginatorConfig::SinglePage { .. }) => Kind::Single,
         };
@@ -469,6 +474,7 @@ impl Paginator {
             if let Kind::Range(r) = &mut self.kind {
                 r.current += r.step;
             }
+            self.learn_end(page.body);
             if let Some(stop) = &self.stop
                 && stop.eval_bool(page.body)
             {
@@ -476,6 +482,43 @@ impl Paginator {
             }
         }
         Ok(next)
+    }
+}
+
+impl Paginator {
+    /// Remembers where a range ends when this page said its total (the pages after the next
+    /// one can then be requested ahead: [`Paginator::ahead`]).
+    fn learn_end(&mut self, body: &Value) {
+        let Kind::Range(r) = &mut self.kind else { return };
+        let Some((_, path)) = &r.total else { return };
+        let total = match first(path, body) {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        r.end = total.map(|t| {
+            let end = t + r.base_index;
+            r.maximum.map_or(end, |m| end.min(m))
+        });
+    }
+
+    /// The requests of up to `n` pages after `next` (what [`Paginator::next`] just returned)
+    /// that are known to exist: offsets or page numbers below the total the last response
+    /// gave, when no `has_more_path` decides page by page. Empty for every other paginator.
+    /// The pages they fetch are still read in order by [`Paginator::next`], whose stop
+    /// conditions may end pagination before them.
+    pub fn ahead(&self, next: &RequestSpec, n: usize) -> Vec<RequestSpec> {
+        let Kind::Range(r) = &self.kind else { return Vec::new() };
+        let (Some(end), None) = (r.end, &r.has_more) else { return Vec::new() };
+        (1..=n as u64)
+            .map(|i| r.current + i * r.step)
+            .take_while(|v| *v < end)
+            .map(|v| {
+                let mut req = next.clone();
+                r.apply(v, &mut req);
+                req
+            })
+            .collect()
     }
 }
 

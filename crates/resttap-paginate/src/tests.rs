@@ -191,20 +191,24 @@ fn offset_with_maximum_or_empty_page() {
     assert!(page(&mut p, &r1, json!({}), 0).unwrap().is_none());
 }
 
-#[test]
-fn page_number_counts_from_base_page_with_total_pages() {
-    let cfg = PaginatorConfig::PageNumber {
+/// Page numbers from 1, the number of pages at `total_path`.
+fn pages_from_1(total_path: &str) -> PaginatorConfig {
+    PaginatorConfig::PageNumber {
         base_page: 1,
         page: None,
         page_param: "page".into(),
         page_body_path: None,
-        total_path: Some("meta.pages".into()),
+        total_path: Some(total_path.into()),
         maximum_page: None,
         stop_after_empty_page: true,
         has_more_path: None,
         stop_condition: None,
-    };
-    let mut p = Paginator::new(Some(&cfg));
+    }
+}
+
+#[test]
+fn page_number_counts_from_base_page_with_total_pages() {
+    let mut p = Paginator::new(Some(&pages_from_1("meta.pages")));
     let mut r = RequestSpec { query: vec![], ..req("http://api/x") };
     p.init(&mut r);
     assert_eq!(r.full_url().as_str(), "http://api/x?page=1");
@@ -354,4 +358,46 @@ fn every_followed_value_that_repeats_is_an_error() {
         let err = run(cfg, body, headers);
         assert!(matches!(&err, PaginateError::Repeated { what: w, pages: 2, .. } if *w == what), "{err:?}");
     }
+}
+
+#[test]
+fn pages_known_ahead_are_offsets_and_page_numbers_below_the_total() {
+    let urls = |v: Vec<RequestSpec>| v.iter().map(|r| r.full_url().to_string()).collect::<Vec<_>>();
+    // offsets: a total of 45 with pages of 10 -> offsets 10 (next), then 20, 30, 40
+    let mut p = Paginator::new(Some(&offset(Some("total"), None, false)));
+    let mut r = RequestSpec { query: vec![], ..req("http://api/x") };
+    p.init(&mut r);
+    assert!(p.ahead(&r, 3).is_empty(), "nothing is known before the first response");
+    let next = page(&mut p, &r, json!({"total": 45}), 10).unwrap().unwrap();
+    assert_eq!(
+        urls(p.ahead(&next, 5)),
+        ["http://api/x?offset=20&limit=10", "http://api/x?offset=30&limit=10", "http://api/x?offset=40&limit=10"]
+    );
+    assert_eq!(urls(p.ahead(&next, 1)), ["http://api/x?offset=20&limit=10"]);
+    // maximum_offset caps it
+    let mut p = Paginator::new(Some(&offset(Some("total"), Some(30), false)));
+    let next = page(&mut p, &r, json!({"total": 45}), 10).unwrap().unwrap();
+    assert_eq!(urls(p.ahead(&next, 5)), ["http://api/x?offset=20&limit=10"]);
+    // no total: nothing ahead (the end is not known)
+    let mut p = Paginator::new(Some(&offset(None, Some(1000), true)));
+    let next = page(&mut p, &r, json!({}), 10).unwrap().unwrap();
+    assert!(p.ahead(&next, 5).is_empty());
+    // has_more decides page by page: nothing ahead
+    let mut cfg = offset(Some("total"), None, false);
+    if let PaginatorConfig::Offset { has_more_path, .. } = &mut cfg {
+        *has_more_path = Some("more".into());
+    }
+    let mut p = Paginator::new(Some(&cfg));
+    let next = page(&mut p, &r, json!({"total": 45, "more": true}), 10).unwrap().unwrap();
+    assert!(p.ahead(&next, 5).is_empty());
+    // page numbers from 1, 3 pages: page 2 next, page 3 ahead
+    let mut p = Paginator::new(Some(&pages_from_1("pages")));
+    let mut r = RequestSpec { query: vec![], ..req("http://api/x") };
+    p.init(&mut r);
+    let next = page(&mut p, &r, json!({"pages": 3}), 5).unwrap().unwrap();
+    assert_eq!(urls(p.ahead(&next, 4)), ["http://api/x?page=3"]);
+    // cursors are never known ahead
+    let mut p = Paginator::new(Some(&cursor(None)));
+    let next = page(&mut p, &r, json!({"pagination": {"cursor": "c"}}), 5).unwrap().unwrap();
+    assert!(p.ahead(&next, 4).is_empty());
 }

@@ -93,6 +93,11 @@ fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
+/// The current time in Unix microseconds.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
 /// Formats microseconds since the epoch as RFC 3339 in UTC (`2024-01-02T03:04:05Z`, with a
 /// fraction only when there is one).
 pub fn format_timestamp(micros: i64) -> String {

@@ -54,6 +54,11 @@ enum Command {
         /// Request chains of a child resource in flight at a time (one per parent record).
         #[arg(long, default_value_t = 8)]
         fanout: usize,
+        /// Pages of one resource requested at once when the paginator knows them ahead
+        /// (offsets or page numbers with a total) [default: the config's
+        /// `client.page_concurrency`, else 4].
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        page_concurrency: Option<u16>,
         /// Load only these resources (comma-separated, dlt's `with_resources`); the parents of
         /// a selected child are fetched to feed it, not loaded.
         #[arg(long, value_delimiter = ',')]
@@ -262,7 +267,7 @@ const BATCH_ROWS: usize = 2048;
 
 async fn main_inner(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run { config, target: t, base_url, concurrency, fanout, resources } => {
+        Command::Run { config, target: t, base_url, concurrency, fanout, page_concurrency, resources } => {
             let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
             let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
                 Ok(x) => x,
@@ -276,6 +281,9 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 && let Err(e) = cfg.select_resources(&resources)
             {
                 return config_error(e);
+            }
+            if let Some(n) = page_concurrency {
+                cfg.api.client.page_concurrency = usize::from(n);
             }
             let only = !resources.is_empty();
             run_and_report(

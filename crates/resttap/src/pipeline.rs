@@ -62,6 +62,9 @@ pub enum RunError {
         #[source]
         source: MissingCursor,
     },
+    /// `incremental.window` cannot split the range.
+    #[error("resource `{resource}`: {message}")]
+    Window { resource: String, message: String },
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("cannot set up the HTTP client: {0}")]
@@ -105,6 +108,10 @@ pub struct RunSummary {
     pub elapsed: Duration,
     /// Auto-detections made (paginator or data selector), one line each.
     pub detections: Vec<String>,
+    /// Responses 429 received (each retried or failed).
+    pub throttled: u64,
+    /// Time requests spent waiting for their turn under rate limits, all together.
+    pub rate_limit_wait: Duration,
 }
 
 /// Refuses column types the destination does not write yet, before any request.
@@ -288,6 +295,19 @@ async fn fetch_chain(
 ) -> Result<Chain, RunError> {
     let ctx = ctx.with_parent(parent_values(&res, &parent)?);
     let included = included_from_parent(&res, &parent)?;
+    fetch_all(client, config, res, counters, ctx, included).await
+}
+
+/// All pages of one request chain (a parent record's, or a window's), with `included` fields
+/// added to each record.
+async fn fetch_all(
+    client: Client,
+    config: Arc<Config>,
+    res: Arc<Resource>,
+    counters: Arc<Counters>,
+    ctx: Context,
+    included: Vec<(String, Value)>,
+) -> Result<Chain, RunError> {
     let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
     let mut records = Vec::new();
     while let Some(page) = extractor.next_page().await? {
@@ -301,6 +321,23 @@ async fn fetch_chain(
         }));
     }
     Ok(Chain { records, detected: std::mem::take(&mut extractor.detected) })
+}
+
+/// The records of a finished request chain; what its auto-detection chose goes into
+/// `detections`, once per line.
+async fn finished(
+    chain: tokio::task::JoinHandle<Result<Chain, RunError>>,
+    resource: &str,
+    detections: &mut Vec<String>,
+) -> Result<Vec<Value>, RunError> {
+    let chain = chain.await.map_err(|e| RunError::Internal(e.to_string()))??;
+    for d in chain.detected {
+        let line = format!("resource `{resource}`: auto-detected {d}");
+        if !detections.contains(&line) {
+            detections.push(line);
+        }
+    }
+    Ok(chain.records)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -360,7 +397,47 @@ async fn run_resource(
     let ctx = Context::new(incremental.as_ref());
     let mut sink = Sink { resource: res.name.clone(), incremental, steps, children, normalizer, out: Vec::new(), tx };
     let mut detections = Vec::new();
+    let now = resttap_schema::timestamp::now_micros();
+    let windows = match &sink.incremental {
+        Some(inc) => inc.windows(now).map_err(|message| RunError::Window { resource: res.name.clone(), message })?,
+        None => None,
+    };
     match source {
+        Source::Root if windows.is_some() => {
+            // `incremental.window`: each window's request chain on its own, several at once,
+            // read in window order
+            let windows = windows.unwrap_or_default();
+            let inc_cfg = res.endpoint.incremental.clone().expect("windows come from incremental");
+            let last = windows.len().saturating_sub(1);
+            let res = Arc::new(res.clone());
+            let mut pending = windows.into_iter().enumerate();
+            let mut inflight = Inflight(VecDeque::new());
+            let mut bounds = VecDeque::new();
+            loop {
+                while inflight.0.len() < config.api.client.page_concurrency.max(1) {
+                    let Some((i, (start, end))) = pending.next() else { break };
+                    let wctx = ctx.for_window(&inc_cfg, &start, &end);
+                    let chain = fetch_all(
+                        client.clone(),
+                        Arc::clone(&config),
+                        Arc::clone(&res),
+                        Arc::clone(&counters),
+                        wctx,
+                        Vec::new(),
+                    );
+                    inflight.0.push_back(tokio::spawn(chain));
+                    bounds.push_back((start, (i < last).then_some(end)));
+                }
+                let (Some(chain), Some((start, end))) = (inflight.0.pop_front(), bounds.pop_front()) else { break };
+                for rec in finished(chain, &res.name, &mut detections).await? {
+                    let inside = sink.incremental.as_ref().is_none_or(|i| i.in_window(&rec, &start, end.as_ref()));
+                    if inside {
+                        sink.record(rec).await?;
+                    }
+                }
+                sink.flush().await?;
+            }
+        }
         Source::Root => {
             let mut extractor = Extractor::start(client, &config.api.client, &res, counters, &ctx)?;
             let mut first_page = true;
@@ -410,14 +487,7 @@ async fn run_resource(
                     }
                 }
                 let Some(chain) = inflight.0.pop_front() else { break };
-                let chain = chain.await.map_err(|e| RunError::Internal(e.to_string()))??;
-                for d in chain.detected {
-                    let line = format!("resource `{}`: auto-detected {d}", res.name);
-                    if !detections.contains(&line) {
-                        detections.push(line);
-                    }
-                }
-                for rec in chain.records {
+                for rec in finished(chain, &res.name, &mut detections).await? {
                     sink.record(rec).await?;
                 }
                 sink.flush().await?;
@@ -737,5 +807,7 @@ pub async fn run(
         resources,
         elapsed: started.elapsed(),
         detections,
+        throttled: client.throttled(),
+        rate_limit_wait: client.rate_limit_wait(),
     })
 }

@@ -36,6 +36,14 @@ pub fn summary(s: &RunSummary) -> String {
         s.destination,
         s.dataset
     );
+    if s.throttled > 0 || !s.rate_limit_wait.is_zero() {
+        let _ = writeln!(
+            out,
+            "rate limits: requests waited {:.1} s in all for their turn; {} response(s) 429",
+            s.rate_limit_wait.as_secs_f64(),
+            s.throttled
+        );
+    }
     let _ = writeln!(out, "load id {}", s.load_id);
     out
 }
