@@ -7,8 +7,9 @@
 //!   `RateLimit-Policy` fields, `RateLimit-*`, `X-RateLimit-*`, `X-Rate-Limit-*`). The remaining
 //!   budget is that response's figure minus the requests still in flight (the server has not
 //!   counted them yet), and goes down by one with every request sent; at zero, requests wait for
-//!   the reset. A response whose figure belongs to the window before (it arrived late) does not
-//!   raise the estimate.
+//!   the reset (the earliest any answer of the window gave: a reset in whole seconds from now
+//!   is an upper bound). A response whose figure belongs to the window before (it arrived late)
+//!   does not raise the estimate.
 //! - **Declared** (`client.rate_limit`): at most `requests` in any span of `per` (so also in
 //!   each of the API's windows, however they are aligned), and with `burst`, a token bucket of
 //!   `requests` per `per` holding at most `burst` tokens (requests spread out instead of sent
@@ -278,7 +279,12 @@ impl Limiter {
                 matches!((reset_at, h.reset_at), (Some(new), Some(old)) if new + Duration::from_millis(500) < old);
             if !stale {
                 h.remaining = Some(if new_window { estimate } else { estimate.min(h.remaining.unwrap_or(estimate)) });
-                h.reset_at = reset_at.or(h.reset_at);
+                // within a window every answer bounds the one reset from above (a reset in
+                // whole seconds from now is rounded up): the earliest bound is the tightest
+                h.reset_at = match (new_window, reset_at, h.reset_at) {
+                    (false, Some(new), Some(old)) => Some(new.min(old)),
+                    (_, new, old) => new.or(old),
+                };
                 h.last_announced = a.remaining;
                 h.limit = a.limit.or(h.limit);
             }
@@ -414,6 +420,21 @@ mod tests {
         l.release("h", Some(&said("2")), None);
         // one request is still in flight: nothing is left
         assert!(l.try_take("h", Instant::now()).is_some());
+    }
+
+    #[test]
+    fn within_a_window_the_earliest_reset_holds() {
+        let l = Limiter::new(None);
+        for _ in 0..3 {
+            assert_eq!(l.try_take("h", Instant::now()), None);
+        }
+        let said = |left: &str, reset: &str| headers(&[("RateLimit-Remaining", left), ("RateLimit-Reset", reset)]);
+        l.release("h", Some(&said("1", "1")), None);
+        std::thread::sleep(Duration::from_millis(300));
+        // 300 ms later the same window still says "1 s": the reset is the first answer's
+        l.release("h", Some(&said("0", "1")), None);
+        let wait = l.try_take("h", Instant::now()).unwrap();
+        assert!(wait < Duration::from_millis(750), "{wait:?}");
     }
 
     #[test]

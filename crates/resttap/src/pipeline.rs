@@ -413,8 +413,12 @@ async fn run_resource(
             let mut pending = windows.into_iter().enumerate();
             let mut inflight = Inflight(VecDeque::new());
             let mut bounds = VecDeque::new();
+            // `page_concurrency` windows are fetched at a time; twice as many are queued, so that
+            // a slow window at the head does not keep the others from starting
+            let at_once = config.api.client.page_concurrency.max(1);
+            let permits = Arc::new(Semaphore::new(at_once));
             loop {
-                while inflight.0.len() < config.api.client.page_concurrency.max(1) {
+                while inflight.0.len() < 2 * at_once {
                     let Some((i, (start, end))) = pending.next() else { break };
                     let wctx = ctx.for_window(&inc_cfg, &start, &end);
                     let chain = fetch_all(
@@ -425,7 +429,11 @@ async fn run_resource(
                         wctx,
                         Vec::new(),
                     );
-                    inflight.0.push_back(tokio::spawn(chain));
+                    let permits = Arc::clone(&permits);
+                    inflight.0.push_back(tokio::spawn(async move {
+                        let _turn = permits.acquire_owned().await.map_err(|e| RunError::Internal(e.to_string()))?;
+                        chain.await
+                    }));
                     bounds.push_back((start, (i < last).then_some(end)));
                 }
                 let (Some(chain), Some((start, end))) = (inflight.0.pop_front(), bounds.pop_front()) else { break };

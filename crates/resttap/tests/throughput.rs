@@ -226,7 +226,8 @@ fn a_windowed_backfill_loads_every_record_once_several_windows_at_once() {
     let requests = stats["requests"].as_u64().unwrap();
     // each window is one request chain: at least one page each, 10 pages of 20 in all
     assert!((7..=7 + 10).contains(&requests), "{stats}");
-    assert!(stats["max_in_flight"].as_u64().unwrap() > 1, "windows at once: {stats}");
+    // four windows at a time (the default page_concurrency), each one cursor chain
+    assert!((2..=4).contains(&stats["max_in_flight"].as_u64().unwrap()), "windows at once: {stats}");
     drop(c);
 
     // to now, without end_value: the state advances to the newest record, and the next run,
