@@ -201,7 +201,9 @@ pub fn retry_after_floor(policy: &RetryConfig, retry: u32) -> Duration {
 /// Parses a `Retry-After` value: seconds or an HTTP date; capped at `max_delay`.
 pub fn retry_after(value: &str, max_delay: f64, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let v = value.trim();
-    let secs = if let Ok(n) = v.parse::<f64>() {
+    // `NaN` and `inf` parse as floats but are no number of seconds (found by fuzzing: `NaN`
+    // made Duration::from_secs_f64 panic)
+    let secs = if let Some(n) = v.parse::<f64>().ok().filter(|n| n.is_finite()) {
         n
     } else {
         let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
@@ -824,6 +826,10 @@ mod tests {
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 60.0, now), Some(Duration::from_secs(10)));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:27:00 GMT", 60.0, now), Some(Duration::ZERO));
         assert_eq!(retry_after("soon", 60.0, now), None);
+        // found by fuzzing (fuzz/corpus/retry_after): these panicked
+        for odd in ["NaN", "nan", "inf", "-inf", "1e999"] {
+            assert_eq!(retry_after(odd, 60.0, now), None, "{odd}");
+        }
     }
 
     #[test]

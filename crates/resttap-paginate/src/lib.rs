@@ -48,6 +48,9 @@ pub enum PaginateError {
     /// A next-page URL cannot be resolved.
     #[error("invalid next page URL `{0}`")]
     BadUrl(String),
+    /// A next-page URL that is not http or https (`file:`, `ftp:`, a typo such as `htps:`).
+    #[error("the next page URL `{0}` is not an http or https URL; resttap follows only those")]
+    Scheme(String),
 }
 
 /// A compiled paginator.
@@ -537,6 +540,10 @@ fn follow(
     link: &str,
 ) -> Result<RequestSpec, PaginateError> {
     let url = base.join(link).map_err(|_| PaginateError::BadUrl(link.to_string()))?;
+    // found by fuzzing (fuzz/corpus/link_header): any scheme was followed
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(PaginateError::Scheme(url.to_string()));
+    }
     check_new(seen, pages, "next page URL", url.as_str())?;
     let mut req = current.clone();
     req.url = url;

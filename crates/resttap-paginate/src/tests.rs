@@ -401,3 +401,26 @@ fn pages_known_ahead_are_offsets_and_page_numbers_below_the_total() {
     let next = page(&mut p, &r, json!({"pagination": {"cursor": "c"}}), 5).unwrap().unwrap();
     assert!(p.ahead(&next, 4).is_empty());
 }
+
+#[test]
+fn next_links_that_are_not_http_are_refused() {
+    // found by fuzzing (fuzz/corpus/link_header): `httprs:+/...` was followed as a next page
+    let cfg = PaginatorConfig::HeaderLink { links_next_key: "next".into(), stop_condition: None };
+    for link in ["<httprs:+/api.example/x?page=2>; rel=\"next\"", "<file:///etc/passwd>; rel=\"next\""] {
+        let mut p = Paginator::new(Some(&cfg));
+        let r = req("https://api.example/x");
+        let mut h = HeaderMap::new();
+        h.insert("link", HeaderValue::from_str(link).unwrap());
+        let url = r.full_url();
+        let e = p.next(&r, &Page { body: &json!({}), headers: &h, records: 1, url: &url }, &mut None).unwrap_err();
+        assert!(matches!(e, PaginateError::Scheme(_)), "{link}: {e}");
+    }
+    // a relative link stays on the page's scheme
+    let mut p = Paginator::new(Some(&cfg));
+    let r = req("https://api.example/x");
+    let mut h = HeaderMap::new();
+    h.insert("link", HeaderValue::from_static("</x?page=2>; rel=\"next\""));
+    let url = r.full_url();
+    let next = p.next(&r, &Page { body: &json!({}), headers: &h, records: 1, url: &url }, &mut None).unwrap().unwrap();
+    assert_eq!(next.url.as_str(), "https://api.example/x?page=2");
+}
