@@ -118,7 +118,9 @@ fn retry_after_zero_does_not_spend_every_retry_at_once() {
     assert!(stderr.contains("HTTP 429"), "{stderr}");
 }
 
-fn offset_config(mock: &Mock, paginator_extra: &str) -> String {
+/// A configuration of the mock with one resource, `suggestions` keyed by `id`; `rest` is the
+/// rest of its entry.
+fn suggestions_config(mock: &Mock, rest: &str) -> String {
     format!(
         r#"
 client:
@@ -127,12 +129,21 @@ client:
 resources:
   - name: suggestions
     primary_key: id
-    endpoint:
+{rest}"#,
+        url = mock.url
+    )
+}
+
+fn offset_config(mock: &Mock, paginator_extra: &str) -> String {
+    suggestions_config(
+        mock,
+        &format!(
+            r#"    endpoint:
       path: /styles/offset/suggestions
       data_selector: items
       paginator: {{type: offset, limit: 10, total_path: total{paginator_extra}}}
-"#,
-        url = mock.url
+"#
+        ),
     )
 }
 
@@ -187,15 +198,10 @@ fn concurrent_pages_honour_maximum_offset_and_stop_conditions() {
 }
 
 fn windowed_config(mock: &Mock, incremental_extra: &str) -> String {
-    format!(
-        r#"
-client:
-  base_url: {url}
-  auth: {{type: bearer, token: "{{secrets.api_key}}"}}
-resources:
-  - name: suggestions
-    primary_key: id
-    write_disposition: merge
+    suggestions_config(
+        mock,
+        &format!(
+            r#"    write_disposition: merge
     endpoint:
       path: /v1/suggestions
       data_selector: suggestions
@@ -207,8 +213,8 @@ resources:
         start_param: updated_after
         end_param: updated_before
 {incremental_extra}
-"#,
-        url = mock.url
+"#
+        ),
     )
 }
 
