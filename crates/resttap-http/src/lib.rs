@@ -596,25 +596,28 @@ impl Client {
                 Err(e) => Err(e),
             };
             let retries_left = attempt <= self.retry.max_retries;
-            // the budget the answer announces, and a hold on the host when it says "too fast"
-            let (answer_headers, hold) = match &outcome {
-                Ok((status, h, _)) if matches!(status.as_u16(), 429 | 503) => {
-                    if status.as_u16() == 429 {
-                        self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
+            // the budget the answer announces; what its `Retry-After` says (never less than half
+            // the backoff's step); a hold on the host when it says "too fast" (429, or 503 with
+            // a `Retry-After`)
+            let (answer_headers, after, hold) = match &outcome {
+                Ok((status, h, _)) => {
                     let after = h
                         .get(reqwest::header::RETRY_AFTER)
+                        .filter(|_| !status.is_success())
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()));
-                    let hold = match after {
-                        Some(d) => Some(d.max(retry_after_floor(&self.retry, attempt))),
-                        None if status.as_u16() == 429 => Some(jittered(backoff_delay(&self.retry, attempt))),
-                        None => None,
+                        .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()))
+                        .map(|d| d.max(retry_after_floor(&self.retry, attempt)));
+                    let hold = match status.as_u16() {
+                        429 => {
+                            self.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            Some(after.unwrap_or_else(|| jittered(backoff_delay(&self.retry, attempt))))
+                        }
+                        503 => after,
+                        _ => None,
                     };
-                    (Some(h), hold)
+                    (Some(h), after, hold)
                 }
-                Ok((_, h, _)) => (Some(h), None),
-                Err(_) => (None, None),
+                Err(_) => (None, None, None),
             };
             turn.finish(answer_headers, hold);
             match outcome {
@@ -648,7 +651,7 @@ impl Client {
                     let method = if same { hop.method } else { Method::Get };
                     return Ok(Sent::Redirect(Hop { method, url: next, body: same && hop.body }));
                 }
-                Ok((status, resp_headers, body)) => {
+                Ok((status, _, body)) => {
                     let code = status.as_u16();
                     if !retries_left || !self.retry.statuses.contains(&code) {
                         return Err(HttpError::Status {
@@ -659,16 +662,8 @@ impl Client {
                             body,
                         });
                     }
-                    // what `Retry-After` says (never less than half the backoff's step), else
-                    // the backoff with jitter; the host's hold above already says it for 429s
-                    let delay = hold.unwrap_or_else(|| {
-                        resp_headers
-                            .get(reqwest::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| retry_after(v, self.retry.max_delay, chrono::Utc::now()))
-                            .map(|d| d.max(retry_after_floor(&self.retry, attempt)))
-                            .unwrap_or_else(|| jittered(backoff_delay(&self.retry, attempt)))
-                    });
+                    // the host's hold, else what `Retry-After` says, else the backoff with jitter
+                    let delay = hold.or(after).unwrap_or_else(|| jittered(backoff_delay(&self.retry, attempt)));
                     let reason = format!("HTTP {code}");
                     on_retry(&RetryNotice { retry: attempt, status: Some(code), reason, delay, url: shown.clone() });
                     tokio::time::sleep(delay).await;

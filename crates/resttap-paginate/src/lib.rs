@@ -121,7 +121,7 @@ struct Range {
     total: Option<(String, JsonPath)>,
     stop_after_empty_page: bool,
     has_more: Option<(String, JsonPath)>,
-    /// The first value past the last page, once a response told the total.
+    /// The first value past the last page, from the total the last response gave.
     end: Option<u64>,
 }
 
@@ -398,6 +398,8 @@ impl Paginator {
             self.kind = kind;
         }
         let (seen, pages) = (&mut self.seen, self.pages);
+        // where a range ends, from the total this page gives ([`Paginator::ahead`] plans by it)
+        let mut learned_end = None;
         let next = match &self.kind {
             Kind::Auto | Kind::Single => None,
             Kind::Cursor { path, param, has_more, stop_after_empty_page } => {
@@ -449,6 +451,10 @@ impl Paginator {
                             }
                         }),
                     };
+                    learned_end = total.map(|t| {
+                        let end = t + r.base_index;
+                        r.maximum.map_or(end, |m| end.min(m))
+                    });
                     let next_value = r.current + r.step;
                     let mut more = !(total.is_some_and(|t| next_value >= t + r.base_index)
                         || r.maximum.is_some_and(|m| next_value >= m));
@@ -476,8 +482,8 @@ impl Paginator {
         if next.is_some() {
             if let Kind::Range(r) = &mut self.kind {
                 r.current += r.step;
+                r.end = learned_end;
             }
-            self.learn_end(page.body);
             if let Some(stop) = &self.stop
                 && stop.eval_bool(page.body)
             {
@@ -489,22 +495,6 @@ impl Paginator {
 }
 
 impl Paginator {
-    /// Remembers where a range ends when this page said its total (the pages after the next
-    /// one can then be requested ahead: [`Paginator::ahead`]).
-    fn learn_end(&mut self, body: &Value) {
-        let Kind::Range(r) = &mut self.kind else { return };
-        let Some((_, path)) = &r.total else { return };
-        let total = match first(path, body) {
-            Some(Value::Number(n)) => n.as_u64(),
-            Some(Value::String(s)) => s.trim().parse().ok(),
-            _ => None,
-        };
-        r.end = total.map(|t| {
-            let end = t + r.base_index;
-            r.maximum.map_or(end, |m| end.min(m))
-        });
-    }
-
     /// The requests of up to `n` pages after `next` (what [`Paginator::next`] just returned)
     /// that are known to exist: offsets or page numbers below the total the last response
     /// gave, when no `has_more_path` decides page by page. Empty for every other paginator.
