@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use resttap_config::{IncrementalConfig, LastValueFunc, OnCursorValueMissing, RangeBound, to_jsonpath};
 use resttap_json::Node;
 use resttap_schema::timestamp::{format_timestamp, parse_timestamp};
-use resttap_state::IncrementalState;
+use resttap_state::{Backfill, IncrementalState, ResourceState};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
@@ -159,8 +159,11 @@ fn apply_lag(v: &Value, lag: f64, func: LastValueFunc) -> Value {
 
 impl Incremental {
     /// The filter for a run, given what the last successful run stored.
+    ///
+    /// A range with `end_value` neither reads nor writes the stored position, as in dlt (whose
+    /// state for it is a stand-in starting at `initial_value`); see [`Incremental::resuming`].
     pub fn new(cfg: &IncrementalConfig, prior: Option<&IncrementalState>, primary_key: &[String]) -> Self {
-        let prior = prior.cloned().unwrap_or_default();
+        let prior = prior.filter(|_| cfg.end_value.is_none()).cloned().unwrap_or_default();
         let last = prior.last_value.clone();
         let start = match (&last, cfg.lag) {
             (Some(l), Some(lag)) if lag > 0.0 => Some(apply_lag(l, lag, cfg.last_value_func)),
@@ -183,6 +186,26 @@ impl Incremental {
             new_last: None,
             new_hashes: Vec::new(),
         }
+    }
+
+    /// Resumes a range with `end_value` after the last checkpoint a run of it committed
+    /// (`run --checkpoint-every`), when `backfill` was made for the same `initial_value` and
+    /// `end_value`; otherwise the filter is left as it is.
+    pub fn resuming(mut self, backfill: Option<&Backfill>) -> Self {
+        let same_range = |b: &&Backfill| {
+            self.cfg.end_value.as_ref() == Some(&b.end_value) && self.cfg.initial_value == b.initial_value
+        };
+        if let Some(b) = backfill.filter(same_range) {
+            self.prior = IncrementalState {
+                initial_value: b.initial_value.clone(),
+                last_value: Some(b.last_value.clone()),
+                unique_hashes: b.unique_hashes.clone(),
+            };
+            self.start = Some(b.last_value.clone());
+            self.seen_at_start = b.unique_hashes.iter().cloned().collect();
+            self.legacy_hashes = false;
+        }
+        self
     }
 
     /// The value for `{incremental.<name>}`.
@@ -372,6 +395,35 @@ impl Incremental {
         if self.cfg.end_value.is_some() {
             return None;
         }
+        Some(self.position())
+    }
+
+    /// Writes this run's position into its resource's state: at a checkpoint (`finished:
+    /// false`), a range with `end_value` records how far it got ([`Backfill`]); once the run has
+    /// read everything, that record goes and only [`Incremental::state`] stays.
+    pub fn save(&self, into: &mut ResourceState, finished: bool) {
+        let path = &self.cfg.cursor_path;
+        if let Some(st) = self.state() {
+            into.incremental.insert(path.clone(), st);
+        }
+        match (&self.cfg.end_value, self.position()) {
+            (Some(end), IncrementalState { last_value: Some(last), unique_hashes, .. }) if !finished => {
+                let b = Backfill {
+                    initial_value: self.cfg.initial_value.clone(),
+                    end_value: end.clone(),
+                    last_value: last,
+                    unique_hashes,
+                };
+                into.backfill.insert(path.clone(), b);
+            }
+            _ => {
+                into.backfill.remove(path);
+            }
+        }
+    }
+
+    /// The position reached: the greatest cursor value kept, over the one the run started from.
+    fn position(&self) -> IncrementalState {
         let mut s = self.prior.clone();
         s.initial_value = self.cfg.initial_value.clone();
         match (&self.new_last, &self.prior.last_value) {
@@ -389,7 +441,7 @@ impl Incremental {
             }
             (None, _) => {}
         }
-        Some(s)
+        s
     }
 }
 
@@ -516,6 +568,46 @@ mod tests {
         assert!(!n.keep(&json!({"seq": 10})).unwrap());
         assert!(n.keep(&json!({"seq": 11})).unwrap());
         assert!(n.keep(&json!({"seq": 9.5})).is_ok_and(|k| !k));
+    }
+
+    #[test]
+    fn a_range_with_an_end_ignores_the_stored_position_and_resumes_its_own_checkpoint() {
+        let range = json!({"end_value": "2024-02-01T00:00:00Z"});
+        let stored = IncrementalState { last_value: Some(json!("2024-01-20T00:00:00Z")), ..Default::default() };
+        let inc = Incremental::new(&cfg(range.clone()), Some(&stored), &["id".into()]);
+        assert_eq!(inc.placeholder("start_value"), Some(json!("2024-01-01T00:00:00Z")), "dlt's stand-in state");
+
+        // a checkpoint part-way records how far the range got; the incremental position stays
+        let mut first = Incremental::new(&cfg(range.clone()), None, &["id".into()]);
+        for (id, at) in [(1, "2024-01-02T00:00:00Z"), (2, "2024-01-05T00:00:00Z")] {
+            assert!(first.keep(&rec(id, at)).unwrap());
+        }
+        let mut rs = ResourceState::default();
+        first.save(&mut rs, false);
+        assert!(rs.incremental.is_empty());
+        let b = rs.backfill["updated_at"].clone();
+        assert_eq!((b.last_value.clone(), b.unique_hashes.len()), (json!("2024-01-05T00:00:00Z"), 1));
+
+        // the next run of the same range starts there and does not load record 2 again
+        let mut next = Incremental::new(&cfg(range.clone()), None, &["id".into()]).resuming(Some(&b));
+        assert_eq!(next.placeholder("start_value"), Some(json!("2024-01-05T00:00:00Z")));
+        assert!(!next.keep(&rec(2, "2024-01-05T00:00:00Z")).unwrap());
+        assert!(next.keep(&rec(3, "2024-01-05T00:00:00Z")).unwrap());
+        next.save(&mut rs, false);
+        assert_eq!(rs.backfill["updated_at"].unique_hashes.len(), 2, "both records at the boundary");
+        next.save(&mut rs, true);
+        assert!(rs.backfill.is_empty(), "a finished range leaves no checkpoint");
+
+        // another range does not take it up
+        let other = Incremental::new(&cfg(json!({"end_value": "2024-03-01T00:00:00Z"})), None, &[]).resuming(Some(&b));
+        assert_eq!(other.placeholder("start_value"), Some(json!("2024-01-01T00:00:00Z")));
+        // without an end, a checkpoint is the incremental position itself
+        let mut open = Incremental::new(&cfg(json!({})), None, &[]);
+        open.keep(&rec(1, "2024-01-02T00:00:00Z")).unwrap();
+        let mut rs = ResourceState::default();
+        open.save(&mut rs, false);
+        assert_eq!(rs.incremental["updated_at"].last_value, Some(json!("2024-01-02T00:00:00Z")));
+        assert!(rs.backfill.is_empty());
     }
 
     #[test]

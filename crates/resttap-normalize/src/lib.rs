@@ -1205,9 +1205,17 @@ impl Normalizer {
         Ok(())
     }
 
-    /// Hands over every row still buffered.
+    /// Hands over every row still buffered. The normalizer goes on taking records after it
+    /// (a checkpoint hands over a load's rows part-way through a run).
     pub fn finish(&mut self) -> Vec<TableBatch> {
         self.bufs.iter_mut().filter_map(|b| b.flush(true)).collect()
+    }
+
+    /// Stamps the rows of records pushed from now on with another load id (the next load of a
+    /// run that commits at checkpoints); call it after [`Normalizer::finish`].
+    pub fn set_load_id(&mut self, load_id: Arc<str>) {
+        debug_assert!(self.bufs.iter().all(|b| b.rows == 0), "rows of the last load still buffered");
+        self.cfg.load_id = load_id;
     }
 }
 

@@ -30,11 +30,31 @@ pub struct IncrementalState {
     pub unique_hashes: Vec<String>,
 }
 
+/// How far a run with `end_value` got before its last checkpoint (`run --checkpoint-every`), by
+/// cursor path: a run of the same range resumes there. dlt stores no position for a range with
+/// an end, so this is resttap's own key (`resttap_backfill`); dlt keeps it as it keeps any key
+/// it does not know. A run that reaches the end removes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backfill {
+    pub initial_value: Option<Value>,
+    pub end_value: Value,
+    /// The greatest cursor value committed so far.
+    pub last_value: Value,
+    /// Hashes of the committed records whose cursor equals `last_value`.
+    #[serde(default)]
+    pub unique_hashes: Vec<String>,
+}
+
 /// The state of one resource.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceState {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub incremental: BTreeMap<String, IncrementalState>,
+    #[serde(default, rename = "resttap_backfill", skip_serializing_if = "BTreeMap::is_empty")]
+    pub backfill: BTreeMap<String, Backfill>,
+    /// Keys resttap does not use (a dlt resource's own state), kept as they were.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
 }
 
 /// The state of a pipeline.
@@ -172,6 +192,26 @@ mod tests {
         assert_eq!(s.content_hash(), before, "the version is not content");
         s.resources.clear();
         assert_ne!(s.content_hash(), before);
+    }
+
+    #[test]
+    fn a_backfill_position_and_keys_of_others_survive_a_round_trip() {
+        let json = serde_json::json!({
+            "pipeline_name": "p", "_state_version": 2,
+            "sources": {"rest_api": {"resources": {"forums": {
+                "incremental": {"updated_at": {"initial_value": "2024-01-01", "last_value": null, "unique_hashes": []}},
+                "resttap_backfill": {"updated_at": {"initial_value": "2024-01-01", "end_value": "2025-01-01",
+                    "last_value": "2024-06-01", "unique_hashes": ["h"]}},
+                "custom": {"seen": [1, 2]}
+            }}}}
+        });
+        let s = PipelineState::from_json(&json).unwrap();
+        let forums = &s.resources["forums"];
+        assert_eq!(forums.backfill["updated_at"].last_value, "2024-06-01");
+        assert_eq!(forums.other["custom"], serde_json::json!({"seen": [1, 2]}));
+        let back = s.to_json();
+        assert_eq!(back.pointer("/sources/rest_api/resources/forums/custom/seen/1").unwrap(), 2);
+        assert_eq!(PipelineState::from_json(&back).unwrap(), s);
     }
 
     #[test]

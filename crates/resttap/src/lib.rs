@@ -10,6 +10,7 @@
 
 pub mod destinations;
 pub mod floor;
+pub mod loader;
 pub mod pipeline;
 pub mod progress;
 pub mod report;

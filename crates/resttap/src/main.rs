@@ -63,6 +63,12 @@ enum Command {
         /// a selected child are fetched to feed it, not loaded.
         #[arg(long, value_delimiter = ',')]
         resources: Vec<String>,
+        /// Commit part-way, every N records (`50000`) or every so long (`5m`, `PT1H`), so that a
+        /// killed or failed backfill resumes after its last checkpoint. For incremental
+        /// resources whose records come by ascending cursor (`row_order: asc`) or in
+        /// `incremental.window`s, loaded by append or merge; others are refused.
+        #[arg(long, value_name = "N|DURATION", value_parser = resttap::loader::CheckpointEvery::parse)]
+        checkpoint_every: Option<resttap::loader::CheckpointEvery>,
     },
     /// Print the destination's tables with their columns, types and nullability.
     Schema {
@@ -186,8 +192,12 @@ async fn run_and_report(config: resttap_config::Config, opts: RunOptions) -> Exi
         }
         Err(e) => {
             print_error(&e);
-            if !matches!(e, RunError::Load(resttap_load::LoadError::Locked { .. })) {
-                eprintln!("nothing was committed: the dataset is as the last successful run left it");
+            match &e {
+                RunError::Load(resttap_load::LoadError::Locked { .. }) => {}
+                RunError::AfterCheckpoints { committed, last_load_id, .. } => eprintln!(
+                    "{committed} checkpoint(s) were committed before the failure, the last as load {last_load_id}; what came after it was not: run again to resume from there"
+                ),
+                _ => eprintln!("nothing was committed: the dataset is as the last successful run left it"),
             }
             ExitCode::FAILURE
         }
@@ -267,7 +277,16 @@ const BATCH_ROWS: usize = 2048;
 
 async fn main_inner(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run { config, target: t, base_url, concurrency, fanout, page_concurrency, resources } => {
+        Command::Run {
+            config,
+            target: t,
+            base_url,
+            concurrency,
+            fanout,
+            page_concurrency,
+            resources,
+            checkpoint_every,
+        } => {
             let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
             let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
                 Ok(x) => x,
@@ -288,7 +307,16 @@ async fn main_inner(cli: Cli) -> ExitCode {
             let only = !resources.is_empty();
             run_and_report(
                 cfg,
-                RunOptions { pipeline, dataset, destination, concurrency, fanout, batch_rows: BATCH_ROWS, only },
+                RunOptions {
+                    pipeline,
+                    dataset,
+                    destination,
+                    concurrency,
+                    fanout,
+                    batch_rows: BATCH_ROWS,
+                    only,
+                    checkpoint: checkpoint_every,
+                },
             )
             .await
         }
@@ -406,6 +434,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 fanout: 8,
                 batch_rows: BATCH_ROWS,
                 only: false,
+                checkpoint: None,
             };
             let code = run_and_report(cfg, opts).await;
             if code == ExitCode::SUCCESS {

@@ -1,6 +1,7 @@
 //! One run of a pipeline: every selected resource extracted concurrently, normalized as its
-//! pages arrive, staged in the destination through a bounded queue, and committed at the end in
-//! one transaction — or not at all.
+//! pages arrive, staged in the destination through a bounded queue ([`crate::loader`]), and
+//! committed at the end in one transaction — or not at all. With `--checkpoint-every`, also
+//! part-way, at checkpoints a failed run resumes from.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,14 +11,16 @@ use resttap_config::{Config, PaginatorConfig, Resource};
 use resttap_extract::incremental::{Incremental, MissingCursor};
 use resttap_extract::{Context, Counters, ExtractError, Extractor, Json, Node, included_from_parent, parent_values};
 use resttap_http::{Client, HttpError};
-use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad};
+use resttap_load::{CommitReport, LoadError, PipelineState, ResourceLoad};
 use resttap_normalize::{NormalizeError, Normalizer, NormalizerConfig, TableBatch};
 use resttap_schema::merge::MergeStrategy;
 use resttap_schema::naming::{normalize_identifier, normalize_path, normalize_table_name};
 use resttap_schema::{DataType, Schema, WriteDisposition};
-use resttap_state::IncrementalState;
+use resttap_state::ResourceState;
 use serde_json::Value;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::loader::{CheckpointEvery, Clock, Known, Loader, Mark, Msg};
 
 pub use crate::destinations::DestinationSpec;
 use crate::destinations::Purpose;
@@ -38,6 +41,8 @@ pub struct RunOptions {
     /// resources' root tables, so that a destination that can lets runs of other resources
     /// load side by side.
     pub only: bool,
+    /// `--checkpoint-every`: commit part-way, so that a failed run resumes.
+    pub checkpoint: Option<CheckpointEvery>,
 }
 
 /// The default dataset name of a pipeline (dlt's `<pipeline>_dataset`, normalized).
@@ -72,6 +77,21 @@ pub enum RunError {
     /// The destination cannot do what the configuration asks of a resource.
     #[error("resource `{resource}`: {message}")]
     Unsupported { resource: String, message: String },
+    /// `--checkpoint-every` with resources whose checkpoints could not be resumed safely.
+    #[error(
+        "cannot commit at checkpoints (--checkpoint-every):\n{}\nload these resources in a run of their own without --checkpoint-every (run --resources ...)",
+        problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    Checkpoint { problems: Vec<String> },
+    /// A run that failed after committing checkpoints: they stay, and the next run resumes
+    /// after the last.
+    #[error("{source}")]
+    AfterCheckpoints {
+        committed: usize,
+        last_load_id: String,
+        #[source]
+        source: Box<RunError>,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("internal error: {0}")]
@@ -112,6 +132,8 @@ pub struct RunSummary {
     pub throttled: u64,
     /// Time requests spent waiting for their turn under rate limits, all together.
     pub rate_limit_wait: Duration,
+    /// Loads committed at checkpoints before the last (`report` counts their rows too).
+    pub checkpoints: usize,
 }
 
 /// Refuses column types the destination does not write yet, before any request.
@@ -176,20 +198,64 @@ fn check_merge(r: &Resource, destination: &crate::destinations::DestinationSpec)
     Ok(())
 }
 
+/// Refuses `--checkpoint-every` for the resources whose checkpoints could not be resumed
+/// without losing or doubling records, all of them at once, before any request. A checkpoint
+/// needs a place to resume from — a cursor that rises through the records (`row_order: asc`)
+/// or windows read in order — and a load that can be split: `append`, or `merge` by primary
+/// key. Not (yet) child resources: their parents' records would have to wait for every
+/// child's chain at each checkpoint.
+fn check_checkpoints(active: &[Resource]) -> Result<(), RunError> {
+    use resttap_config::{LastValueFunc, RowOrder};
+    let mut problems = Vec::new();
+    for r in active {
+        let mut say = |why: String| problems.push(format!("resource `{}`: {why}", r.name));
+        if r.parent.is_some() || active.iter().any(|c| c.parent.as_deref() == Some(&r.name)) {
+            say("child resources and their parents do not take part in checkpoints yet".into());
+            continue;
+        }
+        let Some(inc) = &r.endpoint.incremental else {
+            say("has no `endpoint.incremental`: a run could not tell where to resume".into());
+            continue;
+        };
+        if inc.last_value_func != LastValueFunc::Max {
+            say("`incremental.last_value_func` must be max: a checkpoint resumes after the greatest cursor value committed".into());
+        } else if inc.window.is_none() && inc.row_order != Some(RowOrder::Asc) {
+            say(format!(
+                "resttap can resume only where every record before the checkpoint has a smaller cursor: set `incremental.row_order: asc` if the API returns records by ascending `{}`, or split the range with `incremental.window`",
+                inc.cursor_path
+            ));
+        }
+        match r.write_disposition {
+            WriteDisposition::Replace => {
+                say("`write_disposition: replace` cannot commit part of a load: the next part would replace it".into())
+            }
+            WriteDisposition::Merge => match &r.merge.strategy {
+                MergeStrategy::Scd2(_) => say(
+                    "merge strategy scd2 cannot commit part of a load: the next part would retire the records of the one before"
+                        .into(),
+                ),
+                _ if !r.merge.merge_key.is_empty() => say(
+                    "`merge_key` cannot commit part of a load: the next part would delete the rows of the one before that share its keys"
+                        .into(),
+                ),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(RunError::Checkpoint { problems }) }
+}
+
 /// dlt's load id: Unix time in seconds with a fraction.
 pub fn new_load_id() -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     format!("{}", t.as_secs_f64())
 }
 
+/// What a resource leaves besides what it told the loader.
 struct ResourceOutcome {
     name: String,
-    /// `None` for a resource with `selected: false`: it only fed its children.
-    load: Option<ResourceLoad>,
-    schema: Schema,
     detections: Vec<String>,
-    /// The new incremental position: (cursor_path, state).
-    incremental: Option<(String, IncrementalState)>,
 }
 
 pub use resttap_load::crash_point;
@@ -207,11 +273,21 @@ enum Source {
 struct Sink {
     resource: String,
     incremental: Option<Incremental>,
+    /// The resource's stored state, which its incremental position goes over.
+    prior: ResourceState,
     steps: Vec<resttap_config::steps::Step>,
     children: Vec<mpsc::Sender<Value>>,
     normalizer: Option<Normalizer>,
     out: Vec<TableBatch>,
-    tx: mpsc::Sender<TableBatch>,
+    tx: mpsc::Sender<Msg>,
+    clock: Arc<Clock>,
+    /// Records the clock has been told of.
+    counted: u64,
+}
+
+/// The loader stopped (it failed, and says why).
+fn loader_gone<T>(_: T) -> RunError {
+    RunError::Internal("the destination stopped accepting rows".into())
 }
 
 impl Sink {
@@ -260,9 +336,54 @@ impl Sink {
 
     async fn flush(&mut self) -> Result<(), RunError> {
         for b in self.out.drain(..) {
-            self.tx.send(b).await.map_err(|_| RunError::Internal("the destination stopped accepting rows".into()))?;
+            self.tx.send(Msg::Rows(b)).await.map_err(loader_gone)?;
         }
         Ok(())
+    }
+
+    /// A place the resource can resume from (a page or a window read in full): when a
+    /// checkpoint is due, everything so far goes to the loader, and the resource waits for the
+    /// commit; its next rows belong to the next load.
+    async fn boundary(&mut self) -> Result<(), RunError> {
+        if !self.clock.enabled() {
+            return Ok(());
+        }
+        let n = self.normalizer.as_ref().map_or(0, Normalizer::records);
+        self.clock.count(n - self.counted);
+        self.counted = n;
+        if !self.clock.due() {
+            return Ok(());
+        }
+        let (reply, committed) = oneshot::channel();
+        self.mark(Some(reply)).await?;
+        let next = committed.await.map_err(loader_gone)?;
+        if let Some(n) = &mut self.normalizer {
+            n.set_load_id(next);
+        }
+        Ok(())
+    }
+
+    /// Hands over every row still buffered, then the resource's schema and state with them
+    /// (`reply: None`: the resource has finished).
+    async fn mark(&mut self, reply: Option<oneshot::Sender<Arc<str>>>) -> Result<(), RunError> {
+        let rest = self.normalizer.as_mut().map(Normalizer::finish).unwrap_or_default();
+        self.out.extend(rest);
+        self.flush().await?;
+        // unchanged: the stored state stays as it is (and a load that moved nothing writes none)
+        let state = self.incremental.as_ref().map(|inc| {
+            let mut st = self.prior.clone();
+            inc.save(&mut st, reply.is_none());
+            st
+        });
+        let state = state.filter(|st| *st != self.prior);
+        let mark = Mark {
+            resource: self.resource.clone(),
+            schema: self.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
+            keys_unique: self.normalizer.as_ref().is_some_and(Normalizer::keys_rising),
+            state,
+            reply,
+        };
+        self.tx.send(Msg::Mark(mark)).await.map_err(loader_gone)
     }
 }
 
@@ -347,10 +468,10 @@ async fn run_resource(
     res: Resource,
     counters: Arc<Counters>,
     existing: Arc<Schema>,
-    load_id: Arc<str>,
+    clock: Arc<Clock>,
     batch_rows: usize,
-    tx: mpsc::Sender<TableBatch>,
-    prior: Option<IncrementalState>,
+    tx: mpsc::Sender<Msg>,
+    prior: ResourceState,
     source: Source,
     children: Vec<mpsc::Sender<Value>>,
 ) -> Result<ResourceOutcome, RunError> {
@@ -366,6 +487,20 @@ async fn run_resource(
     if wd == WriteDisposition::Merge && primary_key.is_empty() && res.selected {
         tracing::warn!(resource = %res.name, "write_disposition merge without primary_key: rows are appended, as dlt does");
     }
+    let load = res.selected.then(|| ResourceLoad {
+        resource: res.name.clone(),
+        root_table: table.clone(),
+        write_disposition: wd,
+        primary_key: primary_key.clone(),
+        keys_unique: false,
+        table_format: res.table_format.unwrap_or_default(),
+        merge: res.merge.clone(),
+        contract: res.contract.unwrap_or_default(),
+    });
+    // the loader counts the resource in from here, and says which load its rows go to
+    let (reply, load_id) = oneshot::channel();
+    tx.send(Msg::Start { resource: res.name.clone(), load, reply }).await.map_err(loader_gone)?;
+    let load_id = load_id.await.map_err(loader_gone)?;
     let (row_ids, validity) = resttap_load::merge::row_ids(&res.merge, wd == WriteDisposition::Merge, &load_id);
     let normalizer = res.selected.then(|| {
         Normalizer::new(
@@ -393,9 +528,23 @@ async fn run_resource(
             .map_err(|e| RunError::Internal(format!("processing_steps{}: {}", e.key, e.message)))?,
         None => Vec::new(),
     };
-    let incremental = res.endpoint.incremental.as_ref().map(|c| Incremental::new(c, prior.as_ref(), &res.primary_key));
+    let incremental = res.endpoint.incremental.as_ref().map(|c| {
+        Incremental::new(c, prior.incremental.get(&c.cursor_path), &res.primary_key)
+            .resuming(prior.backfill.get(&c.cursor_path))
+    });
     let ctx = Context::new(incremental.as_ref());
-    let mut sink = Sink { resource: res.name.clone(), incremental, steps, children, normalizer, out: Vec::new(), tx };
+    let mut sink = Sink {
+        resource: res.name.clone(),
+        incremental,
+        prior,
+        steps,
+        children,
+        normalizer,
+        out: Vec::new(),
+        tx,
+        clock,
+        counted: 0,
+    };
     let mut detections = Vec::new();
     let now = resttap_schema::timestamp::now_micros();
     let windows = match &sink.incremental {
@@ -444,6 +593,7 @@ async fn run_resource(
                     }
                 }
                 sink.flush().await?;
+                sink.boundary().await?;
             }
         }
         Source::Root => {
@@ -469,6 +619,7 @@ async fn run_resource(
                     break;
                 }
                 sink.flush().await?;
+                sink.boundary().await?;
                 if first_page {
                     crash_point("after_first_page");
                     first_page = false;
@@ -502,29 +653,8 @@ async fn run_resource(
             }
         }
     }
-    let batches: Vec<TableBatch> = sink.normalizer.as_mut().map(Normalizer::finish).unwrap_or_default();
-    sink.out.extend(batches);
-    sink.flush().await?;
-    Ok(ResourceOutcome {
-        name: res.name.clone(),
-        load: res.selected.then(|| ResourceLoad {
-            resource: res.name.clone(),
-            root_table: table,
-            write_disposition: wd,
-            primary_key,
-            keys_unique: sink.normalizer.as_ref().is_some_and(Normalizer::keys_rising),
-            table_format: res.table_format.unwrap_or_default(),
-            merge: res.merge.clone(),
-            contract: res.contract.unwrap_or_default(),
-        }),
-        schema: sink.normalizer.as_ref().map(|n| n.schema().clone()).unwrap_or_default(),
-        detections,
-        incremental: sink
-            .incremental
-            .as_ref()
-            .and_then(|i| i.state())
-            .map(|st| (res.endpoint.incremental.as_ref().expect("incremental").cursor_path.clone(), st)),
-    })
+    sink.mark(None).await?;
+    Ok(ResourceOutcome { name: res.name.clone(), detections })
 }
 
 /// Whether a resource's pages can be normalized straight from their text (see
@@ -625,8 +755,7 @@ pub async fn run(
         Ok((d, existing, contracts, state))
     });
     let client = Client::from_config(&config.api.client, config.secrets.clone());
-    let (mut dest, existing, contracts, prior_state) =
-        opening.await.map_err(|e| RunError::Internal(e.to_string()))??;
+    let (dest, existing, contracts, prior_state) = opening.await.map_err(|e| RunError::Internal(e.to_string()))??;
     let client = client?;
     // a resource that declares no contract keeps the one its table was loaded under, as in dlt
     for r in config.api.resources.iter_mut().filter(|r| r.contract.is_none()) {
@@ -636,18 +765,21 @@ pub async fn run(
     let config = Arc::new(config);
     let existing = Arc::new(existing);
 
-    let (tx, mut rx) = mpsc::channel::<TableBatch>(16);
-    let loader = tokio::task::spawn_blocking(move || -> (Box<dyn Destination>, Result<(), LoadError>) {
-        // time spent writing, against the time waiting for rows: which side is the bottleneck
-        let (start, mut waited) = (Instant::now(), Duration::ZERO);
-        let staged = dest.stage_all(&mut std::iter::from_fn(|| {
-            let t = Instant::now();
-            let batch = rx.blocking_recv();
-            waited += t.elapsed();
-            batch
-        }));
-        tracing::debug!(busy_ms = (start.elapsed() - waited).as_millis() as u64, "staging done");
-        (dest, staged)
+    let clock = Arc::new(Clock::new(opts.checkpoint));
+    let (tx, mut rx) = mpsc::channel::<Msg>(16);
+    let mut loader = Loader {
+        dest,
+        known: Known::default(),
+        load_id: Arc::from(load_id.as_str()),
+        order: config.api.resources.iter().map(|r| r.name.clone()).collect(),
+        state: prior_state.clone(),
+        clock: Arc::clone(&clock),
+        checkpoints: Vec::new(),
+        new_load_id,
+    };
+    let loading = tokio::task::spawn_blocking(move || {
+        let staged = loader.run(&mut rx);
+        (loader, staged)
     });
 
     // a resource runs when it is selected or feeds a selected resource (dlt's `selected: false`)
@@ -684,6 +816,9 @@ pub async fn run(
             check_merge(r, &opts.destination)?;
         }
     }
+    if clock.enabled() {
+        check_checkpoints(&active)?;
+    }
     let shared: Vec<ResourceProgress> = active
         .iter()
         .map(|r| ResourceProgress { name: r.name.clone(), counters: Arc::new(Counters::default()) })
@@ -700,21 +835,18 @@ pub async fn run(
         }
     }
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let load_id_arc: Arc<str> = Arc::from(load_id.as_str());
     let mut tasks = tokio::task::JoinSet::new();
     for (res, p) in active.into_iter().zip(shared.iter()) {
-        let (client, config, counters, existing, lid, tx) = (
+        let (client, config, counters, existing, clock, tx) = (
             client.clone(),
             Arc::clone(&config),
             Arc::clone(&p.counters),
             Arc::clone(&existing),
-            Arc::clone(&load_id_arc),
+            Arc::clone(&clock),
             tx.clone(),
         );
         let batch_rows = opts.batch_rows;
-        let prior = res.endpoint.incremental.as_ref().and_then(|c| {
-            prior_state.resources.get(&res.name).and_then(|r| r.incremental.get(&c.cursor_path)).cloned()
-        });
+        let prior = prior_state.resources.get(&res.name).cloned().unwrap_or_default();
         let children = senders.remove(&res.name).unwrap_or_default();
         // children wait for their parent's records, so only roots take one of the permits
         let (source, limit) = match receivers.remove(&res.name) {
@@ -726,7 +858,7 @@ pub async fn run(
                 Some(l) => Some(l.acquire_owned().await.map_err(|e| RunError::Internal(e.to_string()))?),
                 None => None,
             };
-            run_resource(client, config, res, counters, existing, lid, batch_rows, tx, prior, source, children).await
+            run_resource(client, config, res, counters, existing, clock, batch_rows, tx, prior, source, children).await
         });
     }
     drop(tx);
@@ -747,59 +879,65 @@ pub async fn run(
             _ = &mut ctrl_c, if failure.is_none() => { failure = Some(RunError::Interrupted); tasks.abort_all(); }
         }
     }
-    let (mut dest, staged) = loader.await.map_err(|e| RunError::Internal(e.to_string()))?;
+    let (mut loader, staged) = loading.await.map_err(|e| RunError::Internal(e.to_string()))?;
     // a staging failure explains the resource errors it caused, so it comes first
     let failure = match (staged, failure) {
         (Err(e), _) => Some(RunError::Load(e)),
         (Ok(()), f) => f,
     };
     if let Some(e) = failure {
-        tokio::task::spawn_blocking(move || dest.abort()).await.map_err(|e| RunError::Internal(e.to_string()))?;
-        return Err(e);
+        let committed = loader.checkpoints.len();
+        let last_load_id = loader.checkpoints.last().map(|c| c.load_id.clone()).unwrap_or_default();
+        tokio::task::spawn_blocking(move || loader.dest.abort())
+            .await
+            .map_err(|e| RunError::Internal(e.to_string()))?;
+        return Err(if committed > 0 {
+            RunError::AfterCheckpoints { committed, last_load_id, source: Box::new(e) }
+        } else {
+            e
+        });
     }
 
-    // keep the config's resource order in the plan and the report
+    // in the config's resource order
     let order: Vec<&str> = config.api.resources.iter().map(|r| r.name.as_str()).collect();
     outcomes.sort_by_key(|o| order.iter().position(|n| *n == o.name));
-    let mut schema = Schema::default();
     let mut detections = Vec::new();
     for o in &outcomes {
-        schema.tables.extend(o.schema.tables.iter().cloned());
-        detections.extend(o.detections.iter().cloned());
-    }
-    let mut state = prior_state.clone();
-    for o in &outcomes {
-        if let Some((cursor, st)) = &o.incremental {
-            state.resources.entry(o.name.clone()).or_default().incremental.insert(cursor.clone(), st.clone());
+        for d in &o.detections {
+            if !detections.contains(d) {
+                detections.push(d.clone());
+            }
         }
     }
-    let state_changed = state.content_hash() != prior_state.content_hash();
-    if state_changed {
-        state.version = prior_state.version + 1;
-    }
-    let plan = LoadPlan {
-        load_id: load_id.clone(),
-        schema_name: "rest_api".into(),
-        schema,
-        resources: outcomes.iter().filter_map(|o| o.load.clone()).collect(),
-        state: state_changed.then_some(state),
-        state_resources: outcomes.iter().map(|o| o.name.clone()).collect(),
-    };
+    let plan = loader.plan();
+    let load_id = plan.load_id.clone();
     crash_point("before_commit");
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "extracted and staged");
-    let report = tokio::task::spawn_blocking(move || dest.commit(&plan))
-        .await
-        .map_err(|e| RunError::Internal(e.to_string()))??;
+    let (loader, report) = tokio::task::spawn_blocking(move || {
+        let report = loader.dest.commit(&plan);
+        (loader, report)
+    })
+    .await
+    .map_err(|e| RunError::Internal(e.to_string()))?;
+    let report = match report {
+        Ok(r) => loader.total(r),
+        Err(e) if !loader.checkpoints.is_empty() => {
+            return Err(RunError::AfterCheckpoints {
+                committed: loader.checkpoints.len(),
+                last_load_id: loader.checkpoints.last().map(|c| c.load_id.clone()).unwrap_or_default(),
+                source: Box::new(RunError::Load(e)),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
-    let tables: HashMap<&str, &str> =
-        outcomes.iter().filter_map(|o| o.load.as_ref().map(|l| (o.name.as_str(), l.root_table.as_str()))).collect();
     let resources = shared
         .iter()
         .map(|p| {
             use std::sync::atomic::Ordering::Relaxed;
             ResourceSummary {
                 name: p.name.clone(),
-                table: tables.get(p.name.as_str()).map(|t| t.to_string()),
+                table: loader.known.root_table(&p.name).map(str::to_string),
                 pages: p.counters.pages.load(Relaxed),
                 records: p.counters.records.load(Relaxed),
                 retries: p.counters.retries.load(Relaxed),
@@ -817,5 +955,6 @@ pub async fn run(
         detections,
         throttled: client.throttled(),
         rate_limit_wait: client.rate_limit_wait(),
+        checkpoints: loader.checkpoints.len(),
     })
 }

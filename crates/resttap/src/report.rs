@@ -44,6 +44,13 @@ pub fn summary(s: &RunSummary) -> String {
             s.throttled
         );
     }
+    if s.checkpoints > 0 {
+        let _ = writeln!(
+            out,
+            "checkpoints: {} load(s) committed along the way, then the last; the rows above are all of them",
+            s.checkpoints
+        );
+    }
     let _ = writeln!(out, "load id {}", s.load_id);
     out
 }

@@ -88,8 +88,12 @@ impl Dest {
     }
 
     fn spawn(&self, config: &Path, mock: &Mock, crash_at: Option<&str>) -> std::process::Child {
+        self.spawn_with(config, mock, crash_at, &[])
+    }
+
+    fn spawn_with(&self, config: &Path, mock: &Mock, crash_at: Option<&str>, extra: &[&str]) -> std::process::Child {
         let mut cmd = run_to_command(&self.config(config), mock, &self.arg(), self.scratch().dir.path(), TOKEN);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(extra).stdout(Stdio::null()).stderr(Stdio::null());
         if let Some(p) = crash_at {
             cmd.env("RESTTAP_CRASH_AT", p);
         }
@@ -419,6 +423,50 @@ fn state_resumes_from_the_destination(make: fn() -> Dest) {
     assert!(stdout.contains("suggestions (200 rows)"), "{stdout}");
 }
 
+/// `run --checkpoint-every`: a backfill killed right after its first checkpoint keeps it — a
+/// load of its own, with the state that goes with it — and the next run resumes from there:
+/// fewer requests than a run from the start, more checkpoints, and in the end the same tables
+/// as one load of everything, each record once.
+fn checkpointed_backfill_resumes(make: fn() -> Dest) {
+    let mock = Mock::start(&["--records", "600", "--page-size", "20", "--slow-ms", "2"]);
+    let d = make();
+    let yaml = std::fs::read_to_string(incremental_config()).unwrap();
+    let from = "      initial_value: \"2024-01-01T00:00:00Z\"\n";
+    assert!(yaml.contains(from));
+    // the mock returns records by ascending updated_at, as `sort: updated_at` asks
+    let config = d.scratch().write("checkpointed.yaml", &yaml.replace(from, &format!("{from}      row_order: asc\n")));
+    let every = ["--checkpoint-every", "150"];
+    assert!(!d.spawn_with(&config, &mock, Some("after_checkpoint"), &every).wait().unwrap().success(), "killed");
+    assert_eq!(d.count("SELECT count(*) FROM t_dataset._dlt_loads"), 1, "the first checkpoint is committed");
+    let kept = d.count("SELECT count(*) FROM t_dataset.suggestions");
+    assert!((1..600).contains(&kept), "part of the backfill: {kept}");
+    let state = d.command(&["state"]);
+    assert_ok(&state);
+    let st: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert!(st.pointer("/sources/rest_api/resources/suggestions/incremental/updated_at/last_value").is_some(), "{st}");
+
+    let before = mock.requests();
+    let out = d.run(&config, &mock, &every);
+    assert_ok(&out);
+    let resumed = mock.requests() - before;
+    assert!(text(&out).0.contains("load(s) committed along the way"), "{}", text(&out).0);
+    assert!(d.count("SELECT count(*) FROM t_dataset._dlt_loads") >= 3);
+    assert!(d.count("SELECT count(DISTINCT _dlt_load_id) FROM t_dataset.suggestions") >= 3);
+
+    let clean = make();
+    let before = mock.requests();
+    assert_ok(&clean.run(&config, &mock, &[]));
+    let whole = mock.requests() - before;
+    assert!(resumed < whole, "resumed after the checkpoint: {resumed} requests, {whole} from the start");
+    assert_eq!(d.fingerprints(), clean.fingerprints());
+    for t in ROOTS.iter().chain(NESTED.iter()) {
+        assert_eq!(d.count(&format!("SELECT count(*) - count(DISTINCT _dlt_id) FROM t_dataset.\"{t}\"")), 0, "{t}");
+    }
+    for t in ROOTS {
+        assert_eq!(d.count(&format!("SELECT count(*) - count(DISTINCT id) FROM t_dataset.{t}")), 0, "{t}");
+    }
+}
+
 /// A second run on a dataset that a run is loading is refused; the first is not disturbed.
 fn second_run_is_refused(make: fn() -> Dest) {
     // slow enough that the first run outlasts the second's wait for the lock (PostgreSQL: 3 s)
@@ -455,6 +503,7 @@ contract! {
     a_failed_load_changes_nothing => failed_load_changes_nothing;
     the_state_resumes_from_the_destination_alone => state_resumes_from_the_destination;
     a_second_run_on_the_dataset_is_refused => second_run_is_refused;
+    a_killed_checkpointed_backfill_resumes_after_its_last_checkpoint => checkpointed_backfill_resumes;
 }
 
 /// The seed into a local lake of Delta tables: dlt's layout and files, dlt's types as Delta
@@ -648,6 +697,10 @@ mod delta {
     #[test]
     fn a_second_run_on_the_dataset_is_refused() {
         second_run_is_refused(Dest::delta)
+    }
+    #[test]
+    fn a_killed_checkpointed_backfill_resumes_after_its_last_checkpoint() {
+        checkpointed_backfill_resumes(Dest::delta)
     }
 }
 
