@@ -688,12 +688,18 @@ fn check_window(
     if inc.last_value_func != LastValueFunc::Max {
         return Err(ctx.invalid(&wkey, "needs `last_value_func: max` (windows go forward in time)"));
     }
+    if let Some((parent, _)) = res.endpoint.parent_refs().into_iter().next() {
+        return Err(ctx.invalid(
+            &wkey,
+            format!(
+                "is for a resource's own range; this one's requests come from its parent `{parent}`'s records (windows of child resources are not supported)"
+            ),
+        ));
+    }
+    let request = request_texts(res);
     let texts = |name: &str| {
-        let ep = &res.endpoint;
         let needle = format!("{{incremental.{name}}}");
-        ep.path.iter().any(|p| p.contains(&needle))
-            || ep.params.values().any(|v| v.to_string().contains(&needle))
-            || ep.json.iter().chain(ep.data.iter()).any(|v| v.to_string().contains(&needle))
+        request.iter().any(|t| t.contains(&needle))
     };
     if inc.start_param.is_none() && !texts("start_value") {
         return Err(ctx.invalid(
@@ -711,12 +717,18 @@ fn check_window(
 }
 
 fn uses_incremental_placeholder(res: &crate::model::Resource) -> bool {
+    request_texts(res).iter().any(|t| t.contains("{incremental."))
+}
+
+/// Every part of a resource's request that placeholders can be in: the path, the params, the
+/// headers, the body.
+fn request_texts(res: &crate::model::Resource) -> Vec<String> {
     let ep = &res.endpoint;
     let mut texts: Vec<String> = ep.path.iter().cloned().collect();
     texts.extend(ep.params.values().map(Value::to_string));
     texts.extend(ep.headers.values().cloned());
     texts.extend(ep.json.iter().chain(ep.data.iter()).map(Value::to_string));
-    texts.iter().any(|t| t.contains("{incremental."))
+    texts
 }
 
 /// Python's `str()` of a scalar, which is what dlt (through `str.format` and `requests`) sends

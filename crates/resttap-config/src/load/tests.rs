@@ -329,6 +329,34 @@ fn incremental_config_and_legacy_form() {
 }
 
 #[test]
+fn windows_take_placeholders_in_headers_and_are_refused_on_child_resources() {
+    let windowed = |request: &str| {
+        SEED_YAML.replace(
+            "      data_selector: suggestions",
+            &format!(
+                "      data_selector: suggestions\n{request}      incremental:\n        cursor_path: updated_at\n        initial_value: \"2024-01-01T00:00:00Z\"\n        window: P1D"
+            ),
+        )
+    };
+    // the window's ends sent in headers, as the first request fills them
+    let c = load(
+        &windowed("      headers:\n        X-From: \"{incremental.start_value}\"\n        X-To: \"{incremental.end_value}\"\n"),
+        Format::Yaml,
+    )
+    .unwrap();
+    assert_eq!(
+        c.api.resources[1].endpoint.incremental.as_ref().unwrap().window,
+        Some(std::time::Duration::from_secs(86_400))
+    );
+    // a child's requests come from its parent's records: no range of its own to split
+    let (key, message, _) = invalid(&windowed(
+        "      params:\n        forum: \"{resources.forums.id}\"\n        since: \"{incremental.start_value}\"\n        until: \"{incremental.end_value}\"\n",
+    ));
+    assert_eq!(key, "resources[1].endpoint.incremental.window");
+    assert!(message.contains("parent `forums`"), "{message}");
+}
+
+#[test]
 fn incremental_example_loads() {
     let root = manifest_dir().join("../../examples");
     let c = load_file(&root.join("analytics-api-incremental.yaml"), &Overrides::default(), &sources()).unwrap();
