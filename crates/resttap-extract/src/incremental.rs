@@ -403,10 +403,11 @@ impl Incremental {
     /// read everything, that record goes and only [`Incremental::state`] stays.
     pub fn save(&self, into: &mut ResourceState, finished: bool) {
         let path = &self.cfg.cursor_path;
-        if let Some(st) = self.state() {
-            into.incremental.insert(path.clone(), st);
-        }
         match (&self.cfg.end_value, self.position()) {
+            (None, position) => {
+                into.incremental.insert(path.clone(), position);
+                into.backfill.remove(path);
+            }
             (Some(end), IncrementalState { last_value: Some(last), unique_hashes, .. }) if !finished => {
                 let b = Backfill {
                     initial_value: self.cfg.initial_value.clone(),

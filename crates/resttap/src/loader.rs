@@ -127,7 +127,6 @@ pub struct Known {
     loads: BTreeMap<String, ResourceLoad>,
     schemas: BTreeMap<String, Schema>,
     states: BTreeMap<String, ResourceState>,
-    keys_unique: BTreeMap<String, bool>,
     /// Started and not finished.
     running: BTreeSet<String>,
     /// Every resource that started.
@@ -140,7 +139,9 @@ pub struct Known {
 impl Known {
     fn take(&mut self, m: Mark) {
         self.schemas.insert(m.resource.clone(), m.schema);
-        self.keys_unique.insert(m.resource.clone(), m.keys_unique);
+        if let Some(l) = self.loads.get_mut(&m.resource) {
+            l.keys_unique = m.keys_unique;
+        }
         if let Some(st) = m.state {
             self.states.insert(m.resource.clone(), st);
         }
@@ -175,8 +176,6 @@ pub struct Loader {
     pub clock: Arc<Clock>,
     /// What each checkpoint committed, in order.
     pub checkpoints: Vec<CommitReport>,
-    /// Makes the next load id (distinct from the last).
-    pub new_load_id: fn() -> String,
 }
 
 impl Loader {
@@ -241,10 +240,10 @@ impl Loader {
         tracing::info!(load_id = %self.load_id, "checkpoint committed");
         self.checkpoints.push(report);
         crate::pipeline::crash_point("after_checkpoint");
-        let mut next = (self.new_load_id)();
+        let mut next = crate::pipeline::new_load_id();
         while *next == *self.load_id {
             std::thread::sleep(Duration::from_millis(1));
-            next = (self.new_load_id)();
+            next = crate::pipeline::new_load_id();
         }
         self.load_id = Arc::from(next.as_str());
         self.dest.begin(&next)?;
@@ -276,11 +275,7 @@ impl Loader {
             .order
             .iter()
             .filter(|r| known.in_load.contains(*r))
-            .filter_map(|r| {
-                let mut l = known.loads.get(r)?.clone();
-                l.keys_unique = known.keys_unique.get(r).copied().unwrap_or(false);
-                Some(l)
-            })
+            .filter_map(|r| known.loads.get(r).cloned())
             .collect();
         LoadPlan {
             load_id: self.load_id.to_string(),

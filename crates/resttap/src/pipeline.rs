@@ -246,6 +246,18 @@ fn check_checkpoints(active: &[Resource]) -> Result<(), RunError> {
     if problems.is_empty() { Ok(()) } else { Err(RunError::Checkpoint { problems }) }
 }
 
+/// `e`, saying which checkpoints the failed run committed (when it committed any).
+fn after_checkpoints(checkpoints: &[CommitReport], e: RunError) -> RunError {
+    match checkpoints.last() {
+        Some(last) => RunError::AfterCheckpoints {
+            committed: checkpoints.len(),
+            last_load_id: last.load_id.clone(),
+            source: Box::new(e),
+        },
+        None => e,
+    }
+}
+
 /// dlt's load id: Unix time in seconds with a fraction.
 pub fn new_load_id() -> String {
     let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -775,7 +787,6 @@ pub async fn run(
         state: prior_state.clone(),
         clock: Arc::clone(&clock),
         checkpoints: Vec::new(),
-        new_load_id,
     };
     let loading = tokio::task::spawn_blocking(move || {
         let staged = loader.run(&mut rx);
@@ -886,29 +897,17 @@ pub async fn run(
         (Ok(()), f) => f,
     };
     if let Some(e) = failure {
-        let committed = loader.checkpoints.len();
-        let last_load_id = loader.checkpoints.last().map(|c| c.load_id.clone()).unwrap_or_default();
+        let e = after_checkpoints(&loader.checkpoints, e);
         tokio::task::spawn_blocking(move || loader.dest.abort())
             .await
             .map_err(|e| RunError::Internal(e.to_string()))?;
-        return Err(if committed > 0 {
-            RunError::AfterCheckpoints { committed, last_load_id, source: Box::new(e) }
-        } else {
-            e
-        });
+        return Err(e);
     }
 
     // in the config's resource order
     let order: Vec<&str> = config.api.resources.iter().map(|r| r.name.as_str()).collect();
     outcomes.sort_by_key(|o| order.iter().position(|n| *n == o.name));
-    let mut detections = Vec::new();
-    for o in &outcomes {
-        for d in &o.detections {
-            if !detections.contains(d) {
-                detections.push(d.clone());
-            }
-        }
-    }
+    let detections: Vec<String> = outcomes.iter().flat_map(|o| o.detections.iter().cloned()).collect();
     let plan = loader.plan();
     let load_id = plan.load_id.clone();
     crash_point("before_commit");
@@ -921,14 +920,7 @@ pub async fn run(
     .map_err(|e| RunError::Internal(e.to_string()))?;
     let report = match report {
         Ok(r) => loader.total(r),
-        Err(e) if !loader.checkpoints.is_empty() => {
-            return Err(RunError::AfterCheckpoints {
-                committed: loader.checkpoints.len(),
-                last_load_id: loader.checkpoints.last().map(|c| c.load_id.clone()).unwrap_or_default(),
-                source: Box::new(RunError::Load(e)),
-            });
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(after_checkpoints(&loader.checkpoints, e.into())),
     };
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "committed");
     let resources = shared
