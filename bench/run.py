@@ -10,7 +10,9 @@ CPU time (user+sys), peak RSS (of that process alone, from wait4) and records/s.
 resttap run --repeat times, interleaved, and report the run of median wall time (with the range
 of wall times: the machine is shared and single runs vary); dlt runs once. Then resttap runs
 --repeat times more over its last first load ("merge run": every record again, merged by
-primary key, as a scheduled run of the seed does). Where dlt runs, the floor and resttap run
+primary key, as a scheduled run of the seed does). Then, --repeat times, a first load from a
+mock that lists the records in a scrambled id order and a merge run over it from the same mock
+one revision on (a fifth of the records changed): changed records in no key order. Where dlt runs, the floor and resttap run
 --repeat times again after it and their medians are taken over both sets, before and after
 dlt's run, since the host's speed drifts over dlt's minute or two. After resttap's first
 loads, `resttap insert-floor` --repeat times: DuckDB itself writing the tables of the last first
@@ -92,6 +94,27 @@ def ensure_dlt():
 
 def start_mock(n):
     return start_mock_with(["--records", str(n), "--page-size", "100", "--prerender"])
+
+
+def shuffled_merges(n, env, tmp, repeat):
+    """Changed records in no key order: mocks listing the records scrambled (`--shuffle`) at
+    revision 0 and 1 (a fifth of the records changed, two added, all listed again); each time a
+    first load from the first into a new file, then a merge run from the second over it."""
+    mocks = [start_mock_with(["--records", str(n), "--page-size", "100", "--prerender", "--shuffle", "--revision", str(r)]) for r in (0, 1)]
+    db = pathlib.Path(tmp) / "s.duckdb"
+    out = {"resttap shuffled first load": [], "resttap shuffled merge run": []}
+    try:
+        for _ in range(max(1, repeat)):
+            for f in pathlib.Path(tmp).glob("s.duckdb*"):
+                shutil.rmtree(f) if f.is_dir() else f.unlink()
+            for (_, url), name in zip(mocks, out):
+                cmd = [str(BIN), "run", str(CONFIG), "--base-url", url, "--pipeline", "bench", "--destination", f"duckdb:{db}"]
+                out[name].append(run_checked(name, cmd, env, tmp))
+    finally:
+        for p, _ in mocks:
+            p.kill()
+            p.wait()
+    return out
 
 
 def run_checked(name, cmd, env, cwd):
@@ -200,6 +223,7 @@ def main():
                 # record merged (delete-insert by primary key), each run over the one before
                 merge_cmd = runs[1][1]
                 samples["resttap merge run"] = [run_checked("resttap merge run", merge_cmd, env, tmp) for _ in range(max(1, args.repeat))]
+                samples.update(shuffled_merges(n, env, tmp, args.repeat))
                 if py and n <= args.dlt_max:
                     cmd = [str(py), str(ROOT / "bench/dlt_seed.py"), str(CONFIG), url, TOKEN, f"{tmp}/d.duckdb"]
                     samples["dlt 1.31"] = [run_checked("dlt 1.31", cmd, env, tmp)]
@@ -216,6 +240,8 @@ def main():
         ratio += f"; resttap/DuckDB insert floor wall {r[0] / f[0]:.2f}x, CPU {r[1] / f[1]:.2f}x"
         m = results["resttap merge run"]
         ratio += f"; merge run/first load wall {m[0] / r[0]:.2f}x, RSS {m[2] / r[2]:.2f}x"
+        sf, sm = results["resttap shuffled first load"], results["resttap shuffled merge run"]
+        ratio += f"; shuffled: merge run/first load wall {sm[0] / sf[0]:.2f}x, RSS {sm[2] / sf[2]:.2f}x"
         if "dlt 1.31" in results:
             d = results["dlt 1.31"]
             ratio += f"; dlt/resttap wall {d[0] / r[0]:.0f}x, CPU {d[1] / r[1]:.0f}x, RSS {d[2] / r[2]:.0f}x"

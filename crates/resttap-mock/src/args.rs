@@ -62,6 +62,10 @@ pub struct MockArgs {
     /// How deleted records show: left out of listings, or listed with `"deleted": true`.
     #[arg(long, value_enum, default_value_t = DeleteStyle::Absent)]
     pub delete_style: DeleteStyle,
+    /// List records in a scrambled id order (a fixed permutation for each size) instead of
+    /// ascending ids: a revision's changed records arrive in no key order.
+    #[arg(long)]
+    pub shuffle: bool,
 }
 
 impl MockArgs {
@@ -91,6 +95,7 @@ impl MockArgs {
             open: self.open,
             deletes: self.deletes,
             delete_style: self.delete_style,
+            shuffle: self.shuffle,
         }
     }
 

@@ -99,6 +99,24 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The id of the record listed at position `pos` (0-based) of a listing of `total` records:
+/// `pos + 1`, or with `shuffle` a fixed scramble of the ids (an affine permutation, `pos`
+/// times a stride coprime with `total` near 0.618 of it), so that neighbours in a page are far
+/// apart in key order and no key order holds across pages.
+pub fn listed_id(pos: u64, total: u64, shuffle: bool) -> u64 {
+    if !shuffle || total < 3 {
+        return pos + 1;
+    }
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let mut stride = (total as f64 * 0.618) as u64 | 1;
+    while gcd(stride, total) != 1 {
+        stride += 2;
+    }
+    ((u128::from(pos) * u128::from(stride) + 7) % u128::from(total)) as u64 + 1
+}
+
 /// Whether record `id` was changed by `revision` (about one in five records per revision).
 pub fn changed_in(id: u64, revision: u64) -> bool {
     revision > 0 && (id + revision).is_multiple_of(5)

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use resttap_schema::timestamp::parse_timestamp;
 
-use crate::data::{RESOURCES, added_in, deleted_in, record_count, record_with};
+use crate::data::{RESOURCES, added_in, deleted_in, listed_id, record_count, record_with};
 
 /// Faults the server injects into `/v1/` responses.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -68,6 +68,9 @@ pub struct MockOptions {
     /// How a deleted record shows: absent from the listings, or served with `"deleted": true`
     /// (every other record then has `"deleted": false`), as soft-deleting APIs do.
     pub delete_style: DeleteStyle,
+    /// List the records in a scrambled id order ([`crate::data::listed_id`]) instead of
+    /// ascending ids.
+    pub shuffle: bool,
 }
 
 /// How the server shows a record a revision deleted.
@@ -94,6 +97,7 @@ impl Default for MockOptions {
             open: false,
             deletes: 0,
             delete_style: DeleteStyle::Absent,
+            shuffle: false,
         }
     }
 }
@@ -264,7 +268,8 @@ impl Shared {
         }
         let name = RESOURCES[resource];
         let total = record_count(name, self.opts.records, revision, self.opts.growth);
-        let mut ids: Vec<(i64, u64)> = (1..=total)
+        let mut ids: Vec<(i64, u64)> = (0..total)
+            .map(|pos| listed_id(pos, total, self.opts.shuffle))
             .filter(|id| !self.absent(*id, revision))
             .filter_map(|id| {
                 let at = self.record(name, id, revision)["updated_at"].as_str().and_then(parse_timestamp).unwrap_or(0);
@@ -293,7 +298,12 @@ impl Shared {
             None => {
                 let total = record_count(name, self.opts.records, revision, self.opts.growth);
                 let end = (offset + limit).min(total);
-                (total, (offset..end).map(|i| self.record(name, i + 1, revision)).collect())
+                (
+                    total,
+                    (offset..end)
+                        .map(|i| self.record(name, listed_id(i, total, self.opts.shuffle), revision))
+                        .collect(),
+                )
             }
             Some(f) => {
                 let ids = self.selection(resource, revision, f);
@@ -473,6 +483,14 @@ fn router(shared: Arc<Shared>) -> Router {
                 axum::Json(crate::data::payments(s.revision.load(Ordering::Relaxed)))
             }),
         )
+        // a key of another type halfway: numeric ids, then a text one (an API that changed its
+        // ids, or a test record)
+        .route(
+            "/mixed-keys",
+            get(|| async {
+                axum::Json(serde_json::json!({"forums": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": "forum-3", "name": "c"}]}))
+            }),
+        )
         // a body that says it is gzip and is not: a valid gzip header, then bytes that do not
         // inflate (a broken proxy or a truncated cache entry)
         .route(
@@ -575,6 +593,44 @@ mod tests {
         assert_eq!(last["suggestions"].as_array().unwrap().len(), 50);
         assert!(last["pagination"].get("cursor").is_none());
         assert_eq!(last["pagination"]["total"], 150);
+    }
+
+    #[test]
+    fn a_shuffled_listing_serves_every_record_once_in_no_key_order() {
+        let ids = |s: &Shared, rev| -> Vec<u64> {
+            let idx = RESOURCES.iter().position(|r| *r == "suggestions").unwrap();
+            let mut all = Vec::new();
+            for offset in (0..).step_by(7) {
+                let v: serde_json::Value = serde_json::from_slice(&s.render_page(idx, offset, 7, rev, None)).unwrap();
+                let page = v["suggestions"].as_array().unwrap();
+                all.extend(page.iter().map(|r| r["id"].as_u64().unwrap()));
+                if page.len() < 7 {
+                    break;
+                }
+            }
+            all
+        };
+        for records in [1, 2, 3, 10, 100, 144] {
+            let s = shared(MockOptions { records, shuffle: true, ..MockOptions::default() });
+            for rev in [0, 1] {
+                let got = ids(&s, rev);
+                let total = record_count("suggestions", records, rev, 2);
+                let mut sorted = got.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (1..=total).collect::<Vec<_>>(), "records {records} revision {rev}");
+                if total >= 10 {
+                    let rising = got.windows(2).filter(|w| w[1] > w[0]).count();
+                    assert!(rising < got.len() - 1 && rising > 0, "{got:?}");
+                }
+            }
+        }
+        // with deletions too (the listing is then a selection of the scrambled ids)
+        let s = shared(MockOptions { records: 100, deletes: 10, shuffle: true, ..MockOptions::default() });
+        let idx = RESOURCES.iter().position(|r| *r == "suggestions").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&s.render_page(idx, 0, 1000, 1, None)).unwrap();
+        let got: Vec<u64> = v["suggestions"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+        assert_eq!(got.len(), 102 - 11);
+        assert!(!got.contains(&11) && got.contains(&12) && got.windows(2).any(|w| w[1] < w[0]));
     }
 
     #[test]

@@ -66,6 +66,13 @@ pub enum NormalizeError {
         "a record of table `{table}` has no value for column `{column}`, which `columns` hints as `nullable: false`: {excerpt}"
     )]
     MissingRequired { table: String, column: String, excerpt: String },
+    /// A root record's value for a primary key column, or one hinted `nullable: false`, is not
+    /// of the column's type (a text id where the ids so far were numbers): it would go to a
+    /// variant column and leave the column null.
+    #[error(
+        "a record of table `{table}` has a value for {role} column `{column}` that is not of its type `{data_type}` (it would leave the column null): {excerpt}"
+    )]
+    UnfitRequired { table: String, column: String, role: &'static str, data_type: DataType, excerpt: String },
     /// The data would change the schema where `schema_contract` freezes it.
     #[error("{detail}")]
     Frozen {
@@ -1034,6 +1041,9 @@ impl Normalizer {
         // its name), for the order of keys
         let mut first_key = None;
         self.required_seen.fill(false);
+        // a required value of another type would go to a variant column, leaving the required
+        // column null: dlt's load fails on the NOT NULL constraint, resttap before loading
+        let mut unfit = None;
         for (node, v) in &fields {
             let r = self.required_of[*node];
             if r != u32::MAX && !v.is_null() {
@@ -1042,20 +1052,31 @@ impl Normalizer {
                     first_key = Some(v.kind());
                 }
                 self.required_seen[r as usize] = true;
+                let existing = self.schema.table(&root).and_then(|t| t.column(&self.names[*node].full));
+                if let Some(c) = existing.filter(|c| coerce(c.data_type, *v).is_none()) {
+                    unfit.get_or_insert((r as usize, c.data_type));
+                }
             }
         }
-        if let Some(missing) = self.required_seen.iter().position(|seen| !seen) {
-            let (column, is_key) = self.required[missing].clone();
+        let missing = self.required_seen.iter().position(|seen| !seen);
+        if missing.is_some() || unfit.is_some() {
             let mut excerpt: String = record.to_json().chars().take(200).collect();
             if excerpt.len() >= 200 {
                 excerpt.push('…');
             }
             let table = root.to_string();
-            return Err(if is_key {
-                NormalizeError::MissingPrimaryKey { table, column, excerpt }
-            } else {
-                NormalizeError::MissingRequired { table, column, excerpt }
-            });
+            if let Some(missing) = missing {
+                let (column, is_key) = self.required[missing].clone();
+                return Err(if is_key {
+                    NormalizeError::MissingPrimaryKey { table, column, excerpt }
+                } else {
+                    NormalizeError::MissingRequired { table, column, excerpt }
+                });
+            }
+            let (r, data_type) = unfit.expect("one of the two");
+            let (column, is_key) = self.required[r].clone();
+            let role = if is_key { "primary key" } else { "`nullable: false`" };
+            return Err(NormalizeError::UnfitRequired { table, column, role, data_type, excerpt });
         }
         if self.policed {
             if self.root_new && self.cfg.contract.tables != ContractMode::Evolve {

@@ -346,8 +346,10 @@ fn rising_integer_keys_are_known_unique_and_anything_else_is_not() {
     assert!(!rising(&[json!(3), json!(2), json!(5)], merge(), &none));
     // keys that are not integers: strings, floats, beyond i64
     assert!(!rising(&[json!("a"), json!("b")], merge(), &none));
-    assert!(!rising(&[json!(1), json!(1.5)], merge(), &none));
-    assert!(!rising(&[json!(1), json!(u64::MAX)], merge(), &none));
+    // (after integers, a float or an integer beyond i64 would not fit the bigint key column:
+    // that is an error, a_key_or_required_value_of_another_type_is_an_error_not_a_null)
+    assert!(!rising(&[json!(0.5), json!(1.5)], merge(), &none));
+    assert!(!rising(&[json!(u64::MAX)], merge(), &none));
     // a key of two columns
     let mut two = merge();
     two.primary_key = vec!["id".into(), "x".into()];
@@ -689,4 +691,39 @@ fn decimal_wei_binary_and_time_hints_coerce_as_dlt_and_nested_hints_reach_nested
     let lines = by_table(&batches, "forums__lines");
     assert_eq!(names(&lines)[0], "qty:bigint");
     assert!(names(&lines).contains(&"qty__v_text:text".to_string()), "{:?}", names(&lines));
+}
+
+#[test]
+fn a_key_or_required_value_of_another_type_is_an_error_not_a_null() {
+    // found by fuzzing (fuzz/corpus/normalizer): `{"id": "abc"}` after numeric ids went to
+    // `id__v_text` and left the NOT NULL key column null (dlt's load fails on the constraint)
+    let mut c = cfg(WriteDisposition::Merge);
+    c.hints = vec![ColumnHint { name: "name".into(), data_type: None, nullable: Some(false), primary_key: false }];
+    let mut n = Normalizer::new(c, &Schema::default());
+    let mut out = Vec::new();
+    n.push(&json!({"id": 1, "name": "a"}), &mut out).unwrap();
+    // a text that reads as the type is coerced, as dlt does
+    n.push(&json!({"id": "3", "name": "b"}), &mut out).unwrap();
+    for id in [json!("abc"), json!(1.5), json!(true)] {
+        let e = n.push(&json!({"id": id, "name": "c"}), &mut out).unwrap_err();
+        assert!(
+            matches!(e, NormalizeError::UnfitRequired { ref column, data_type: DataType::Bigint, .. } if column == "id"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("primary key column `id`") && e.to_string().contains("bigint"), "{e}");
+    }
+    // objects and lists are no value for a column at all
+    let e = n.push(&json!({"id": {"a": 1}, "name": "c"}), &mut out).unwrap_err();
+    assert!(matches!(e, NormalizeError::MissingPrimaryKey { .. }), "{e}");
+    // the same for a column hinted `nullable: false`, once it has a type
+    n.push(&json!({"id": 4, "name": 7}), &mut out).unwrap();
+    let n2 = n.schema().table("forums").unwrap().column("name").unwrap().data_type;
+    assert_eq!(n2, DataType::Text);
+    let e = n.push(&json!({"id": 5, "name": [1]}), &mut out).unwrap_err();
+    assert!(matches!(e, NormalizeError::MissingRequired { .. }), "{e}");
+    out.extend(n.finish());
+    let b = by_table(&out, "forums");
+    assert_eq!(b.batch.num_rows(), 3);
+    assert!(names(&b).iter().all(|c| !c.starts_with("id__v")), "{:?}", names(&b));
+    assert_eq!(b.batch.column(0).null_count(), 0);
 }

@@ -207,7 +207,7 @@ fn search_key(v: &Value, path: &mut Vec<String>, hit: &dyn Fn(&str, &Value) -> O
         if let Some(tail) = hit(k, child) {
             path.push(k.clone());
             path.extend(tail);
-            return Some(path.join("."));
+            return Some(path_text(path));
         }
         if child.is_object() {
             path.push(k.clone());
@@ -218,6 +218,23 @@ fn search_key(v: &Value, path: &mut Vec<String>, hit: &dyn Fn(&str, &Value) -> O
         }
     }
     None
+}
+
+/// A found path as a selector: dotted (`links.next`) when every key is a plain name, else in
+/// JSONPath's bracket notation (`$['$a']['next']`). Found by fuzzing
+/// (fuzz/corpus/paginator_body): keys were joined with dots whatever they held, so `$a` made a
+/// path that did not parse (a panic) and `a.b` one that named another field.
+fn path_text(keys: &[String]) -> String {
+    let plain = |k: &String| {
+        let mut chars = k.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if keys.iter().all(plain) {
+        return keys.join(".");
+    }
+    let quoted: String = keys.iter().map(|k| format!("['{}']", k.replace('\\', "\\\\").replace('\'', "\\'"))).collect();
+    format!("${quoted}")
 }
 
 /// dlt's search for a next-page link in a body: a key named `next` holding a string, or a
@@ -534,6 +551,10 @@ fn follow(
     if !matches!(url.scheme(), "http" | "https") {
         return Err(PaginateError::Scheme(url.to_string()));
     }
+    // the page just read counts as seen: a link back to it (found by fuzzing,
+    // fuzz/corpus/paginator_body: `"next": "https:"` resolves to the URL requested) would
+    // fetch it a second time before the repeat showed
+    seen.insert(base.as_str().to_string());
     check_new(seen, pages, "next page URL", url.as_str())?;
     let mut req = current.clone();
     req.url = url;

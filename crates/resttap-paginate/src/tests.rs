@@ -424,3 +424,35 @@ fn next_links_that_are_not_http_are_refused() {
     let next = p.next(&r, &Page { body: &json!({}), headers: &h, records: 1, url: &url }, &mut None).unwrap().unwrap();
     assert_eq!(next.url.as_str(), "https://api.example/x?page=2");
 }
+
+#[test]
+fn a_next_link_back_to_the_page_just_read_is_an_error() {
+    // found by fuzzing (fuzz/corpus/paginator_body): `https:` resolves, under https, to the URL
+    // requested (here `http:`)
+    let h = HeaderMap::new();
+    let cfg = PaginatorConfig::JsonLink { next_url_path: "links.next".into(), stop_condition: None };
+    for link in ["http:", "http://api/v1/x?limit=10", "?limit=10"] {
+        let mut p = Paginator::new(Some(&cfg));
+        let err = step(&mut p, &req("http://api/v1/x"), json!({"links": {"next": link}}), &h).unwrap_err();
+        assert!(matches!(err, PaginateError::Repeated { pages: 1, .. }), "{link}: {err:?}");
+    }
+}
+
+#[test]
+fn auto_detection_reads_keys_that_are_not_plain_names() {
+    // found by fuzzing (fuzz/corpus/paginator_body): a key `$a` made a path that did not parse
+    let h = HeaderMap::new();
+    for (body, next) in [
+        (json!({"$a": {"next": "/v1/x?page=2"}}), "http://api/v1/x?page=2"),
+        (json!({"a.b": {"next": "/v1/x?page=3"}, "a": {"b": {"next": "/v1/x?page=9"}}}), "http://api/v1/x?page=3"),
+        (json!({"it's \\ ok": {"next": {"href": "/v1/x?page=4"}}}), "http://api/v1/x?page=4"),
+    ] {
+        let mut p = Paginator::new(None);
+        let r = step(&mut p, &req("http://api/v1/x"), body.clone(), &h)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no next page: {body}"));
+        assert_eq!(r.full_url().as_str(), next, "{body}");
+    }
+    assert_eq!(path_text(&["links".into(), "next".into()]), "links.next");
+    assert_eq!(path_text(&["it's".into(), "a\\b".into()]), "$['it\\'s']['a\\\\b']");
+}
