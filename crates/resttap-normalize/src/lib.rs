@@ -19,6 +19,7 @@
 /// Maps keyed by column names and JSON keys, hashed once per key per record: foldhash, not
 /// SipHash (which was ~4% of a load's CPU profile).
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -377,6 +378,22 @@ fn py_float(f: f64) -> String {
 }
 
 /// `value` as a cell of type `t`, or `None` when it cannot be coerced (dlt's coercion table).
+/// A record's own `_dlt_id` as dlt keeps it (`if not row_id: make one`): a truthy scalar, as
+/// text (`2` -> "2", `true` -> "True", as Python's `str`); empty text, 0, false, null, objects
+/// and lists are none, and the row gets the id resttap makes. Found by fuzzing
+/// (fuzz/corpus/normalizer): a number made a bigint `_dlt_id` column, and the ids made for the
+/// other rows went to a variant, leaving `_dlt_id` null.
+fn own_row_id<N: Node>(v: &N) -> Option<Cow<'_, str>> {
+    match v.kind() {
+        Kind::Str(s) if !s.is_empty() => Some(Cow::Borrowed(s)),
+        Kind::I64(i) if i != 0 => Some(Cow::Owned(i.to_string())),
+        Kind::U64(u) => Some(Cow::Owned(u.to_string())),
+        Kind::F64(f) if f != 0.0 => Some(Cow::Owned(f.to_string())),
+        Kind::Bool(true) => Some(Cow::Borrowed("True")),
+        _ => None,
+    }
+}
+
 fn coerce<N: Node>(t: DataType, v: &N) -> Option<Cell<'_>> {
     let as_f64 = |k: &Kind<'_, N>| match *k {
         Kind::I64(i) => Some(i as f64),
@@ -793,7 +810,7 @@ impl Normalizer {
     }
 
     /// After an object was flattened, its keys named like system columns, as dlt settles them:
-    /// an own `_dlt_id` (text) is kept and is the row's id, which its nested rows point to
+    /// an own `_dlt_id` ([`own_row_id`]) is kept and is the row's id, which its nested rows point to
     /// (returned); the system value replaces the object's own for the columns `overwritten`
     /// (`_dlt_load_id` of a root row, `_dlt_root_id` of a nested one), and for those of
     /// `unless_own_id` when it has no `_dlt_id` of its own (a nested row's `_dlt_parent_id` and
@@ -804,19 +821,16 @@ impl Normalizer {
         fields: &mut Vec<(usize, &'v N)>,
         overwritten: &[usize],
         unless_own_id: &[usize],
-    ) -> Option<&'v str> {
+    ) -> Option<Cow<'v, str>> {
         if !std::mem::take(&mut self.system_key) {
             return None;
         }
-        let own = fields.iter().find(|(node, _)| self.names[*node].alias_of == self.sys.id).and_then(|(_, v)| match v
-            .kind()
-        {
-            Kind::Str(s) => Some(s),
-            _ => None,
-        });
+        let own =
+            fields.iter().find(|(node, _)| self.names[*node].alias_of == self.sys.id).and_then(|(_, v)| own_row_id(*v));
+        // the own id is written as the row's `_dlt_id` by the caller, whatever its JSON type
         let gone = |node: &usize| {
             let alias = self.names[*node].alias_of;
-            overwritten.contains(&alias) || (own.is_none() && unless_own_id.contains(&alias))
+            alias == self.sys.id || overwritten.contains(&alias) || (own.is_none() && unless_own_id.contains(&alias))
         };
         fields.retain(|(node, _)| !gone(node));
         own
@@ -1115,8 +1129,7 @@ impl Normalizer {
                 hash::key_hash(&mut key, &mut self.hash_buf)
             }
         };
-        // a record's own `_dlt_id` went in with its fields and stays
-        self.put_sys(bi, self.sys.id, Cell::Str(id.as_str()));
+        self.put_sys(bi, self.sys.id, Cell::Str(own_id.as_deref().unwrap_or(id.as_str())));
         if let (Some((from, to)), Some(v)) = (self.validity_nodes, &self.cfg.validity) {
             let (from_ts, to_ts) = (v.from, v.to);
             self.put_sys(bi, from, Cell::Ts(from_ts));
@@ -1125,7 +1138,7 @@ impl Normalizer {
             }
         }
         self.end_row(bi);
-        let row_id = own_id.unwrap_or(id.as_str());
+        let row_id = own_id.as_deref().unwrap_or(id.as_str());
         let root_id = if self.merge { Some(row_id) } else { None };
         for (node, items) in lists {
             self.list(bi, node, items, row_id, root_id, level - 1)?;
@@ -1216,11 +1229,11 @@ impl Normalizer {
             }
             self.put_sys(bi, self.sys.parent_id, Cell::Str(parent_id));
             self.put_sys(bi, self.sys.list_idx, Cell::I64(idx as i64));
-            self.put_sys(bi, self.sys.id, Cell::Str(id.as_str()));
+            self.put_sys(bi, self.sys.id, Cell::Str(own_id.as_deref().unwrap_or(id.as_str())));
             self.end_row(bi);
             let next_level = if matches!(item.kind(), Kind::Arr(_)) { level - 1 } else { level };
             for (node, sub) in child_lists {
-                self.list(bi, node, sub, own_id.unwrap_or(id.as_str()), root_id, next_level - 1)?;
+                self.list(bi, node, sub, own_id.as_deref().unwrap_or(id.as_str()), root_id, next_level - 1)?;
             }
         }
         Ok(())

@@ -693,6 +693,48 @@ fn decimal_wei_binary_and_time_hints_coerce_as_dlt_and_nested_hints_reach_nested
     assert!(names(&lines).contains(&"qty__v_text:text".to_string()), "{:?}", names(&lines));
 }
 
+/// What dlt 1.31 loaded (checked with its DuckDB destination): an own `_dlt_id` that is a
+/// truthy scalar is kept as text (`2` -> "2", `true` -> "True"); 0 or empty text get a made id.
+/// Found by fuzzing (fuzz/corpus/normalizer): a number made `_dlt_id` a bigint column and the
+/// other rows' ids went to a variant, leaving `_dlt_id` null.
+#[test]
+fn an_own_dlt_id_of_any_truthy_scalar_is_kept_as_text() {
+    let mut n = Normalizer::new(cfg(WriteDisposition::Merge), &Schema::default());
+    let mut out = Vec::new();
+    for rec in [
+        json!({"id": 4, "_dlt_id": 2, "l": [{"k": 1, "_dlt_id": 7}]}),
+        json!({"id": 1}),
+        json!({"id": 5, "_dlt_id": true}),
+        json!({"id": 6, "_dlt_id": "own"}),
+        json!({"id": 7, "_dlt_id": 0}),
+        json!({"id": 8, "_dlt_id": ""}),
+        json!({"id": 9, "_dlt_id": 2.5}),
+    ] {
+        n.push(&rec, &mut out).unwrap();
+    }
+    out.extend(n.finish());
+    let root = by_table(&out, "forums");
+    assert!(names(&root).contains(&"_dlt_id:text NN".to_string()), "{:?}", names(&root));
+    assert!(!names(&root).iter().any(|c| c.starts_with("_dlt_id__v")), "{:?}", names(&root));
+    let at = root.columns.iter().position(|c| c.name == "_dlt_id").unwrap();
+    let ids = root.batch.column(at).as_string::<i32>();
+    assert_eq!(ids.null_count(), 0);
+    assert_eq!([ids.value(0), ids.value(2), ids.value(3), ids.value(6)], ["2", "True", "own", "2.5"]);
+    for made in [ids.value(1), ids.value(4), ids.value(5)] {
+        assert_eq!(made.len(), 14, "{made:?}");
+    }
+    // the nested row keeps its own id as text and points to its parent's
+    let l = by_table(&out, "forums__l");
+    let text = |b: &TableBatch, name: &str| {
+        let at = b.columns.iter().position(|c| c.name == name).unwrap();
+        b.batch.column(at).as_string::<i32>().value(0).to_string()
+    };
+    assert_eq!(
+        (text(&l, "_dlt_id"), text(&l, "_dlt_parent_id"), text(&l, "_dlt_root_id")),
+        ("7".into(), "2".into(), "2".into())
+    );
+}
+
 #[test]
 fn a_key_or_required_value_of_another_type_is_an_error_not_a_null() {
     // found by fuzzing (fuzz/corpus/normalizer): `{"id": "abc"}` after numeric ids went to

@@ -233,8 +233,24 @@ fn path_text(keys: &[String]) -> String {
     if keys.iter().all(plain) {
         return keys.join(".");
     }
-    let quoted: String = keys.iter().map(|k| format!("['{}']", k.replace('\\', "\\\\").replace('\'', "\\'"))).collect();
-    format!("${quoted}")
+    // RFC 9535's single-quoted names: `\`, `'` and control characters escaped (the last found
+    // by fuzzing too: a tab in a key)
+    let mut quoted = String::from("$");
+    for k in keys {
+        quoted.push_str("['");
+        for c in k.chars() {
+            match c {
+                '\\' | '\'' => {
+                    quoted.push('\\');
+                    quoted.push(c);
+                }
+                c if u32::from(c) < 0x20 => quoted.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => quoted.push(c),
+            }
+        }
+        quoted.push_str("']");
+    }
+    quoted
 }
 
 /// dlt's search for a next-page link in a body: a key named `next` holding a string, or a

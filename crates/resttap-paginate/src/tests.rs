@@ -446,6 +446,8 @@ fn auto_detection_reads_keys_that_are_not_plain_names() {
         (json!({"$a": {"next": "/v1/x?page=2"}}), "http://api/v1/x?page=2"),
         (json!({"a.b": {"next": "/v1/x?page=3"}, "a": {"b": {"next": "/v1/x?page=9"}}}), "http://api/v1/x?page=3"),
         (json!({"it's \\ ok": {"next": {"href": "/v1/x?page=4"}}}), "http://api/v1/x?page=4"),
+        // and a control character (a tab) in a key
+        (json!({"dq\ta&v0lin?s": {"next": "/v1/x?page=5"}}), "http://api/v1/x?page=5"),
     ] {
         let mut p = Paginator::new(None);
         let r = step(&mut p, &req("http://api/v1/x"), body.clone(), &h)
@@ -455,4 +457,5 @@ fn auto_detection_reads_keys_that_are_not_plain_names() {
     }
     assert_eq!(path_text(&["links".into(), "next".into()]), "links.next");
     assert_eq!(path_text(&["it's".into(), "a\\b".into()]), "$['it\\'s']['a\\\\b']");
+    assert_eq!(path_text(&["a\tb".into()]), "$['a\\u0009b']");
 }
