@@ -11,6 +11,7 @@
 //! and a failed run leaves nothing behind. DuckDB holds a file lock, so a second process cannot
 //! open the same file while a run is going on.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -184,8 +185,12 @@ pub struct DuckDb {
     /// DuckDB's memory limit for a commit that deletes, as DuckDB takes it (`1GB`), when the
     /// user set one; else [`commit_memory_mb`] decides.
     commit_memory: Option<String>,
-    /// The limit the running commit set, for its out-of-memory error.
-    commit_limit: Option<String>,
+    /// The limit in force in the running commit, for its out-of-memory error.
+    commit_limit: RefCell<Option<String>>,
+    /// The limit a deleting commit gets at its first heavy statement
+    /// ([`resttap_load::merge::Sql::before_heavy`]); until then it counts and deletes whole
+    /// sides under the load's limit.
+    pending_limit: RefCell<Option<String>>,
     /// Whether the load transaction is open.
     in_txn: bool,
 }
@@ -208,7 +213,8 @@ impl DuckDb {
             rows_at_begin: HashMap::new(),
             watermarks: HashMap::new(),
             commit_memory: None,
-            commit_limit: None,
+            commit_limit: RefCell::new(None),
+            pending_limit: RefCell::new(None),
             in_txn: false,
         }
     }
@@ -354,6 +360,13 @@ impl DuckDb {
         Ok(parse_duckdb_size_mb(&text))
     }
 
+    fn set_memory_limit(&self, limit: &str) -> Result<(), LoadError> {
+        self.conn.execute_batch(&format!("SET memory_limit = {}", literal(limit))).map_err(|e| LoadError::Write {
+            context: format!("setting DuckDB's memory limit for the commit to {limit:?}"),
+            message: e.to_string(),
+        })
+    }
+
     fn count(&self, sql: &str, ctx: &str) -> Result<u64, LoadError> {
         self.conn.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(werr(ctx))
     }
@@ -372,6 +385,7 @@ impl DuckDb {
         let r = self.q(root);
         if res.write_disposition == WriteDisposition::Replace && existed(root) {
             // every older root row goes; then, level by level, the nested rows left without a parent
+            resttap_load::merge::Sql::before_heavy(self)?;
             self.timed(
                 &format!("DELETE FROM {r} WHERE {load_id} IS DISTINCT FROM {this_load}"),
                 &ctx("replacing rows"),
@@ -417,22 +431,17 @@ impl DuckDb {
             .collect();
         if !deleting.is_empty() {
             let rows = deleting.iter().map(|t| self.rows_at_begin.get(*t).copied().unwrap_or(0)).sum();
+            // reading DuckDB's default resets the connection's limit: the commit puts the
+            // load's back whatever happens next
+            *self.commit_limit.borrow_mut() = Some(MEMORY_LIMIT.to_string());
             let limit = match &self.commit_memory {
                 Some(limit) => limit.clone(),
-                None => {
-                    // reading DuckDB's default resets the connection's limit: the commit puts
-                    // the load's back whatever happens next
-                    self.commit_limit = Some(MEMORY_LIMIT.to_string());
-                    format!("{}MB", commit_memory_mb(rows, self.default_memory_mb()?))
-                }
+                None => format!("{}MB", commit_memory_mb(rows, self.default_memory_mb()?)),
             };
-            self.conn.execute_batch(&format!("SET memory_limit = {}", literal(&limit))).map_err(|e| {
-                LoadError::Write {
-                    context: format!("setting DuckDB's memory limit for the commit to {limit:?}"),
-                    message: e.to_string(),
-                }
-            })?;
-            self.commit_limit = Some(limit);
+            // set once, so that a limit DuckDB cannot read stops the commit before it deletes
+            self.set_memory_limit(&limit)?;
+            self.set_memory_limit(MEMORY_LIMIT)?;
+            *self.pending_limit.borrow_mut() = Some(limit);
         }
         for t in &plan.schema.tables {
             // the tables this load wrote were created and widened as it wrote them; an existing
@@ -571,6 +580,14 @@ impl resttap_load::merge::Sql for DuckDb {
     fn sample(&self, sql: &str, context: &str) -> Result<Option<String>, LoadError> {
         use duckdb::OptionalExt;
         self.conn.query_row(sql, [], |r| r.get::<_, String>(0)).optional().map_err(werr(context))
+    }
+
+    fn before_heavy(&self) -> Result<(), LoadError> {
+        let Some(limit) = self.pending_limit.borrow_mut().take() else { return Ok(()) };
+        self.set_memory_limit(&limit)?;
+        tracing::debug!(limit = %limit, "raised DuckDB's memory limit for the commit's deletes");
+        *self.commit_limit.borrow_mut() = Some(limit);
+        Ok(())
     }
 }
 
@@ -819,6 +836,7 @@ impl Destination for DuckDb {
         }
         let result = self.commit_inner(plan);
         let limit = self.commit_limit.take();
+        self.pending_limit.take();
         let result = match result {
             Ok(report) => {
                 let t = std::time::Instant::now();

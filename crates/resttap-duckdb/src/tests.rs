@@ -273,15 +273,22 @@ fn a_commit_memory_limit_of_the_users_is_used_and_checked() {
     db.begin("sizes").unwrap();
     assert_eq!((db.rows_at_begin["items"], db.rows_at_begin["items__tags"]), (3000, 6000));
     db.abort();
+    // a merge that replaces every record deletes the older rows by side alone, under the
+    // load's limit: it needs none of the commit's (the seed's scheduled run)
+    db.set_commit_memory(Some("256KB".into()));
+    load(&mut db, WriteDisposition::Merge, &records).unwrap();
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 6000);
+    // from here a merge of half the records, whose deletes are scattered (joins with the keys)
+    let records = &records[..1500];
     // a value DuckDB cannot read: the merge stops before it deletes anything
     db.set_commit_memory(Some("lots".into()));
-    let err = load(&mut db, WriteDisposition::Merge, &records).unwrap_err().to_string();
+    let err = load(&mut db, WriteDisposition::Merge, records).unwrap_err().to_string();
     assert!(err.contains("memory limit for the commit to \"lots\""), "{err}");
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items"), 3000);
-    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 1);
+    assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds._dlt_loads"), 2);
     // too little to merge: the error says what to do, and nothing changed
     db.set_commit_memory(Some("256KB".into()));
-    let err = load(&mut db, WriteDisposition::Merge, &records).unwrap_err();
+    let err = load(&mut db, WriteDisposition::Merge, records).unwrap_err();
     assert!(matches!(err, LoadError::OutOfMemory { .. }), "{err}");
     assert!(err.to_string().contains("RESTTAP_DUCKDB_COMMIT_MEMORY") && err.to_string().contains("256KB"), "{err}");
     assert!(!err.to_string().contains("SET memory_limit"), "DuckDB's own advice is left out: {err}");
@@ -289,8 +296,12 @@ fn a_commit_memory_limit_of_the_users_is_used_and_checked() {
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 6000);
     // enough: it goes through, and the connection is back under the load's limit
     db.set_commit_memory(Some("64MB".into()));
-    load(&mut db, WriteDisposition::Merge, &records).unwrap();
+    load(&mut db, WriteDisposition::Merge, records).unwrap();
     assert_eq!(q::<i64>(&db, "SELECT count(*) FROM ds.items__tags"), 6000);
+    assert_eq!(
+        q::<i64>(&db, "SELECT count(*) FROM ds.items WHERE _dlt_load_id = (SELECT max(load_id) FROM ds._dlt_loads)"),
+        1500
+    );
     assert_eq!(q::<String>(&db, "SELECT current_setting('memory_limit')"), q::<String>(&db, "SELECT '30.5 MiB'"));
 }
 
