@@ -39,7 +39,9 @@ pub const MEMORY_LIMIT: &str = "32MB";
 /// changed failed with 128 MB ("failed to pin block": its deletes are scattered over every row
 /// group) and passed with 256 MB; at N=6,000,000 a merge of everything failed with 256 MB and
 /// passed with 1 GB. Most of the limit fills as a cache of what the deletes read, so it shows in
-/// RSS: a merge run at N=1,000,000 peaked at 317 MB.
+/// RSS: a merge run at N=1,000,000 peaked at 317 MB. The limit is set at the commit's first
+/// heavy statement only: a merge that replaces every older record deletes by row-id range under
+/// the load's limit and never raises it (resttap_load's merge plan, `delete_older`).
 pub const COMMIT_MEMORY_MIN_MB: u64 = 256;
 
 /// Bytes of DuckDB memory a deleting commit gets per row the tables it deletes from held when
