@@ -177,13 +177,18 @@ impl Merge<'_> {
 
     /// `DELETE` of `side`'s rows of `table` matching `cond` (over alias `d`).
     fn delete(&self, table: &str, side: Side, cond: &str, context: String) -> Option<Step> {
+        self.delete_as(table, side, cond, context, true)
+    }
+
+    /// [`Merge::delete`], saying whether the statement is heavy ([`Step::Run`]).
+    fn delete_as(&self, table: &str, side: Side, cond: &str, context: String, heavy: bool) -> Option<Step> {
         let t = self.rows.target(table, side)?;
         let dropped = (side == Side::New).then(|| table.to_string());
         Some(Step::Run {
             sql: format!("DELETE FROM {} AS d WHERE {}", t.table, t.matching(cond)),
             context,
             dropped,
-            heavy: true,
+            heavy,
         })
     }
 
@@ -298,11 +303,8 @@ impl Merge<'_> {
             .iter()
             .rev()
             .filter_map(|t| {
-                self.delete(&t.name, Side::Old, "TRUE", self.ctx("deleting replaced records (all older rows)"))
-            })
-            .map(|step| match step {
-                Step::Run { sql, context, dropped, .. } => Step::Run { sql, context, dropped, heavy: false },
-                other => other,
+                let context = self.ctx("deleting replaced records (all older rows)");
+                self.delete_as(&t.name, Side::Old, "TRUE", context, false)
             })
             .collect();
         vec![Step::When {

@@ -377,10 +377,10 @@ fn py_float(f: f64) -> String {
     if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 { format!("{f:.1}") } else { f.to_string() }
 }
 
-/// `value` as a cell of type `t`, or `None` when it cannot be coerced (dlt's coercion table).
 /// A record's own `_dlt_id` as dlt keeps it (`if not row_id: make one`): a truthy scalar, as
-/// text (`2` -> "2", `true` -> "True", as Python's `str`); empty text, 0, false, null, objects
-/// and lists are none, and the row gets the id resttap makes. Found by fuzzing
+/// text (`2` -> "2", `2.0` -> "2.0" by [`py_float`], `true` -> "True", as Python's `str`);
+/// empty text, 0, false, null, objects and lists are none, and the row gets the id resttap
+/// makes. Found by fuzzing
 /// (fuzz/corpus/normalizer): a number made a bigint `_dlt_id` column, and the ids made for the
 /// other rows went to a variant, leaving `_dlt_id` null.
 fn own_row_id<N: Node>(v: &N) -> Option<Cow<'_, str>> {
@@ -388,12 +388,13 @@ fn own_row_id<N: Node>(v: &N) -> Option<Cow<'_, str>> {
         Kind::Str(s) if !s.is_empty() => Some(Cow::Borrowed(s)),
         Kind::I64(i) if i != 0 => Some(Cow::Owned(i.to_string())),
         Kind::U64(u) => Some(Cow::Owned(u.to_string())),
-        Kind::F64(f) if f != 0.0 => Some(Cow::Owned(f.to_string())),
+        Kind::F64(f) if f != 0.0 => Some(Cow::Owned(py_float(f))),
         Kind::Bool(true) => Some(Cow::Borrowed("True")),
         _ => None,
     }
 }
 
+/// `value` as a cell of type `t`, or `None` when it cannot be coerced (dlt's coercion table).
 fn coerce<N: Node>(t: DataType, v: &N) -> Option<Cell<'_>> {
     let as_f64 = |k: &Kind<'_, N>| match *k {
         Kind::I64(i) => Some(i as f64),
@@ -1058,6 +1059,7 @@ impl Normalizer {
         // a required value of another type would go to a variant column, leaving the required
         // column null: dlt's load fails on the NOT NULL constraint, resttap before loading
         let mut unfit = None;
+        let table = self.schema.table(&root);
         for (node, v) in &fields {
             let r = self.required_of[*node];
             if r != u32::MAX && !v.is_null() {
@@ -1066,31 +1068,31 @@ impl Normalizer {
                     first_key = Some(v.kind());
                 }
                 self.required_seen[r as usize] = true;
-                let existing = self.schema.table(&root).and_then(|t| t.column(&self.names[*node].full));
+                let existing = table.and_then(|t| t.column(&self.names[*node].full));
                 if let Some(c) = existing.filter(|c| coerce(c.data_type, *v).is_none()) {
                     unfit.get_or_insert((r as usize, c.data_type));
                 }
             }
         }
-        let missing = self.required_seen.iter().position(|seen| !seen);
-        if missing.is_some() || unfit.is_some() {
+        let excerpt = || {
             let mut excerpt: String = record.to_json().chars().take(200).collect();
             if excerpt.len() >= 200 {
                 excerpt.push('…');
             }
-            let table = root.to_string();
-            if let Some(missing) = missing {
-                let (column, is_key) = self.required[missing].clone();
-                return Err(if is_key {
-                    NormalizeError::MissingPrimaryKey { table, column, excerpt }
-                } else {
-                    NormalizeError::MissingRequired { table, column, excerpt }
-                });
-            }
-            let (r, data_type) = unfit.expect("one of the two");
-            let (column, is_key) = self.required[r].clone();
+            excerpt
+        };
+        if let Some(missing) = self.required_seen.iter().position(|seen| !seen) {
+            let ((column, is_key), table) = (self.required[missing].clone(), root.to_string());
+            return Err(if is_key {
+                NormalizeError::MissingPrimaryKey { table, column, excerpt: excerpt() }
+            } else {
+                NormalizeError::MissingRequired { table, column, excerpt: excerpt() }
+            });
+        }
+        if let Some((r, data_type)) = unfit {
+            let ((column, is_key), table) = (self.required[r].clone(), root.to_string());
             let role = if is_key { "primary key" } else { "`nullable: false`" };
-            return Err(NormalizeError::UnfitRequired { table, column, role, data_type, excerpt });
+            return Err(NormalizeError::UnfitRequired { table, column, role, data_type, excerpt: excerpt() });
         }
         if self.policed {
             if self.root_new && self.cfg.contract.tables != ContractMode::Evolve {

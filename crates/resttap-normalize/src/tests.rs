@@ -709,6 +709,7 @@ fn an_own_dlt_id_of_any_truthy_scalar_is_kept_as_text() {
         json!({"id": 7, "_dlt_id": 0}),
         json!({"id": 8, "_dlt_id": ""}),
         json!({"id": 9, "_dlt_id": 2.5}),
+        json!({"id": 10, "_dlt_id": 2.0}),
     ] {
         n.push(&rec, &mut out).unwrap();
     }
@@ -719,7 +720,10 @@ fn an_own_dlt_id_of_any_truthy_scalar_is_kept_as_text() {
     let at = root.columns.iter().position(|c| c.name == "_dlt_id").unwrap();
     let ids = root.batch.column(at).as_string::<i32>();
     assert_eq!(ids.null_count(), 0);
-    assert_eq!([ids.value(0), ids.value(2), ids.value(3), ids.value(6)], ["2", "True", "own", "2.5"]);
+    assert_eq!(
+        [ids.value(0), ids.value(2), ids.value(3), ids.value(6), ids.value(7)],
+        ["2", "True", "own", "2.5", "2.0"]
+    );
     for made in [ids.value(1), ids.value(4), ids.value(5)] {
         assert_eq!(made.len(), 14, "{made:?}");
     }
