@@ -28,17 +28,37 @@ pub enum ConfigError {
         secrets_file.display()
     )]
     MissingSecret { name: String, key: String, env_var: String, secrets_file: PathBuf },
+    /// Several of the above, in the order found: keys and types first, then secrets.
+    #[error("{} problems in config file {}:{}", errors.len(), path.display(), errors.iter().map(|e| format!("\n  - {e}")).collect::<String>())]
+    Many { path: PathBuf, errors: Vec<ConfigError> },
     /// `secrets.toml` exists but cannot be read.
     #[error("cannot read secrets file {}: {message}", path.display())]
     SecretsFile { path: PathBuf, message: String },
 }
 
 impl ConfigError {
-    /// The config key path this error is about, if any.
+    /// The config key path this error is about, if any (of the first, for several).
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { key, .. } | ConfigError::MissingSecret { key, .. } => Some(key),
+            ConfigError::Many { errors, .. } => errors.first().and_then(ConfigError::key),
             _ => None,
+        }
+    }
+
+    /// The problems one load of `path` found, as one error: itself when there is one.
+    pub(crate) fn all(path: &std::path::Path, mut errors: Vec<ConfigError>) -> ConfigError {
+        match errors.len() {
+            1 => errors.remove(0),
+            _ => ConfigError::Many { path: path.to_path_buf(), errors },
+        }
+    }
+
+    /// Each problem this error stands for.
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Many { errors, .. } => errors.iter().collect(),
+            other => vec![other],
         }
     }
 }

@@ -101,7 +101,7 @@ pub fn load_str(
         Format::Yaml => serde_norway::from_str(text).map_err(|e| syntax(e.to_string()))?,
         Format::Toml => toml::from_str(text).map_err(|e| syntax(e.to_string()))?,
     };
-    let ctx = Ctx { path };
+    let ctx = Ctx { path, problems: Default::default() };
     if !root.is_object() {
         return Err(ctx.invalid("(top level)", "the configuration must be a mapping with `client` and `resources`"));
     }
@@ -110,30 +110,116 @@ pub fn load_str(
     {
         client.insert("base_url".into(), Value::String(url.clone()));
     }
-    prepare(&ctx, &mut root)?;
-
+    // Every problem is reported, as a compiler does: each stage goes on past what it finds
+    // (a bad key is dropped and the rest read again), and the secrets come last, so that one
+    // run names every mistyped key and wrong type before any missing secret.
+    prepare(&ctx, &mut root);
     // Every placeholder must be known, and every secret must have a value, before any request.
     let mut names = BTreeMap::new();
-    collect_placeholders(&ctx, &root, &mut String::new(), &mut names)?;
-    let secrets = secret_sources.resolve(&names)?;
-
-    let mut api: RestApiConfig =
-        serde_path_to_error::deserialize(root.clone()).map_err(|e| ctx.serde_error(&root, e))?;
-    link_parents(&ctx, &mut api)?;
-    for (i, res) in api.resources.iter_mut().enumerate() {
-        res.merge = crate::merge::resolve(&ctx, &format!("resources[{i}]"), res)?;
-        res.contract = crate::contract::resolve(&ctx, &format!("resources[{i}]"), res)?;
-        crate::columns::resolve(&ctx, &format!("resources[{i}]"), res)?;
+    collect_placeholders(&ctx, &root, &mut String::new(), &mut names);
+    let (secrets, missing) = secret_sources.resolve_all(&names);
+    let api = deserialize_repairing::<RestApiConfig>(&ctx, &mut root, "");
+    if let Some(mut api) = api {
+        link_parents(&ctx, &mut api);
+        for (i, res) in api.resources.iter_mut().enumerate() {
+            let key = format!("resources[{i}]");
+            if let Some(merge) = ctx.keep(crate::merge::resolve(&ctx, &key, res)) {
+                res.merge = merge;
+            }
+            if let Some(contract) = ctx.keep(crate::contract::resolve(&ctx, &key, res)) {
+                res.contract = contract;
+            }
+            ctx.keep(crate::columns::resolve(&ctx, &key, res));
+        }
+        validate(&ctx, &api, &secrets, missing.is_empty());
+        let mut problems = ctx.problems.into_inner();
+        problems.extend(missing);
+        return match problems.len() {
+            0 => Ok(Config { path: path.to_path_buf(), api, secrets }),
+            _ => Err(ConfigError::all(path, problems)),
+        };
     }
-    validate(&ctx, &api, &secrets)?;
-    Ok(Config { path: path.to_path_buf(), api, secrets })
+    let mut problems = ctx.problems.into_inner();
+    problems.extend(missing);
+    Err(ConfigError::all(path, problems))
+}
+
+/// Deserializes `value` as a `T`, reporting what does not fit and reading the rest again
+/// without it: an unknown key or a value of the wrong type is removed (a list element: its
+/// list), so that the next error is found too. `None` when a whole resource or the top level
+/// would have to go (what is left would say nothing useful). `prefix` is joined to the keys
+/// reported.
+fn deserialize_repairing<T: serde::de::DeserializeOwned>(ctx: &Ctx, value: &mut Value, prefix: &str) -> Option<T> {
+    let mut reported: Vec<String> = Vec::new();
+    // each round removes a value, so the rounds end; the bound is a guard
+    for _ in 0..1000 {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
+        let err = ctx.serde_error(value, e);
+        let key = err.key().unwrap_or("(top level)").to_string();
+        // A key above one already reported is missing because of that one's removal.
+        let known = reported.iter().any(|r| {
+            r == &key
+                || key == "(top level)"
+                || r.strip_prefix(key.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']))
+        });
+        if !known {
+            ctx.report(match err {
+                ConfigError::Invalid { path, key, message, suggestion } if !prefix.is_empty() => {
+                    ConfigError::Invalid { path, key: join_key(prefix, &key), message, suggestion }
+                }
+                other => other,
+            });
+            reported.push(key.clone());
+        }
+        if !remove_at(value, &key) {
+            return None;
+        }
+    }
+    None
+}
+
+/// Removes the value at a key path (an element of a list: the whole list); false for the top
+/// level and for a whole resource, which are not removed.
+fn remove_at(root: &mut Value, key: &str) -> bool {
+    let mut key = key;
+    while let Some(stripped) = key.strip_suffix(']').and_then(|k| k.rsplit_once('[')).map(|(k, _)| k) {
+        key = stripped;
+    }
+    if key.is_empty() || key == "(top level)" || key == "resources" {
+        return false;
+    }
+    let (parent, last) = match key.rsplit_once('.') {
+        Some((p, l)) => (p, l),
+        None => ("", key),
+    };
+    let parent = if parent.is_empty() { Some(root) } else { lookup_mut(root, parent) };
+    parent.and_then(Value::as_object_mut).and_then(|m| m.remove(last)).is_some()
 }
 
 pub(crate) struct Ctx<'a> {
     pub(crate) path: &'a Path,
+    /// The problems found so far, in the order found.
+    problems: std::cell::RefCell<Vec<ConfigError>>,
 }
 
 impl Ctx<'_> {
+    /// Records a problem; loading goes on, to find the others. One per key: a later stage
+    /// tripping over a value already reported says nothing new.
+    pub(crate) fn report(&self, e: ConfigError) {
+        let mut problems = self.problems.borrow_mut();
+        if e.key().is_none_or(|k| problems.iter().all(|p| p.key() != Some(k))) {
+            problems.push(e);
+        }
+    }
+
+    /// The value, or `None` with the error recorded.
+    pub(crate) fn keep<T>(&self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.report(e)).ok()
+    }
+
     pub(crate) fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
@@ -183,22 +269,34 @@ fn join_key(base: &str, field: &str) -> String {
     if base.is_empty() || base == "." || base == "(top level)" { field.to_string() } else { format!("{base}.{field}") }
 }
 
+/// The steps of a key path like `resources[2].endpoint`: each key, with the list index after it.
+fn key_parts(key: &str) -> impl Iterator<Item = (&str, Option<usize>)> {
+    key.split('.').filter(|p| !p.is_empty()).map(|part| match part.split_once('[') {
+        Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+        None => (part, None),
+    })
+}
+
 /// Finds the value at a key path like `resources[2].endpoint`.
 fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
-    let mut cur = root;
-    for part in key.split('.').filter(|p| !p.is_empty()) {
-        let (name, idx) = match part.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
-        if !name.is_empty() {
-            cur = cur.get(name)?;
+    key_parts(key).try_fold(root, |cur, (name, idx)| {
+        let cur = if name.is_empty() { cur } else { cur.get(name)? };
+        match idx {
+            Some(i) => cur.get(i),
+            None => Some(cur),
         }
-        if let Some(i) = idx {
-            cur = cur.get(i)?;
+    })
+}
+
+/// [`lookup`], for changing the value.
+fn lookup_mut<'a>(root: &'a mut Value, key: &str) -> Option<&'a mut Value> {
+    key_parts(key).try_fold(root, |cur, (name, idx)| {
+        let cur = if name.is_empty() { cur } else { cur.get_mut(name)? };
+        match idx {
+            Some(i) => cur.get_mut(i),
+            None => Some(cur),
         }
-    }
-    Some(cur)
+    })
 }
 
 /// dlt's `_merge_resource_endpoints`: resource keys replace the defaults' keys, and so do
@@ -448,7 +546,9 @@ fn expand_auth(a: &mut Value) {
     }
 }
 
-fn prepare(ctx: &Ctx, root: &mut Value) -> Result<(), ConfigError> {
+/// Applies `resource_defaults` and dlt's shorthands; what does not fit is reported and left
+/// out (a `resource_defaults` key that does not fit is not merged into any resource).
+fn prepare(ctx: &Ctx, root: &mut Value) {
     let obj = root.as_object_mut().expect("checked object");
     if let Some(client) = obj.get_mut("client").and_then(Value::as_object_mut) {
         if let Some(p) = client.get_mut("paginator") {
@@ -458,32 +558,32 @@ fn prepare(ctx: &Ctx, root: &mut Value) -> Result<(), ConfigError> {
             expand_auth(a);
         }
     }
-    let defaults = obj.get("resource_defaults").cloned();
-    if let Some(d) = &defaults {
-        let Value::Object(dm) = d else {
-            return Err(ctx.invalid("resource_defaults", "must be a mapping of resource keys"));
-        };
-        if dm.contains_key("name") {
-            return Err(ctx.invalid("resource_defaults.name", "a default cannot set `name`"));
+    let defaults = match obj.get_mut("resource_defaults") {
+        None => None,
+        Some(Value::Object(dm)) => {
+            if dm.remove("name").is_some() {
+                ctx.report(ctx.invalid("resource_defaults.name", "a default cannot set `name`"));
+            }
+            // Check the defaults on their own, so that an error names `resource_defaults`.
+            let mut probe = dm.clone();
+            probe.insert("name".into(), "resource_defaults".into());
+            ctx.keep(expand_resource(ctx, "resource_defaults", &mut probe));
+            probe.entry("endpoint").or_insert_with(|| Value::Object(Map::new()));
+            let mut probe = Value::Object(probe);
+            let fits = deserialize_repairing::<crate::model::Resource>(ctx, &mut probe, "resource_defaults").is_some();
+            let Value::Object(mut probe) = probe else { unreachable!("a mapping stays one") };
+            probe.remove("name");
+            fits.then_some(probe)
         }
-        // Check the defaults on their own, so that an error names `resource_defaults`.
-        let mut probe = dm.clone();
-        probe.insert("name".into(), "resource_defaults".into());
-        expand_resource(ctx, "resource_defaults", &mut probe)?;
-        probe.entry("endpoint").or_insert_with(|| Value::Object(Map::new()));
-        let probe = Value::Object(probe);
-        if let Err(e) = serde_path_to_error::deserialize::<_, crate::model::Resource>(probe.clone()) {
-            return Err(match ctx.serde_error(&probe, e) {
-                ConfigError::Invalid { path, key, message, suggestion } => {
-                    ConfigError::Invalid { path, key: join_key("resource_defaults", &key), message, suggestion }
-                }
-                other => other,
-            });
+        Some(_) => {
+            ctx.report(ctx.invalid("resource_defaults", "must be a mapping of resource keys"));
+            None
         }
-    }
-    let Some(resources) = obj.get_mut("resources") else { return Ok(()) };
+    };
+    let Some(resources) = obj.get_mut("resources") else { return };
     let Value::Array(list) = resources else {
-        return Err(ctx.invalid("resources", "must be a list of resources"));
+        ctx.report(ctx.invalid("resources", "must be a list of resources"));
+        return;
     };
     for (i, r) in list.iter_mut().enumerate() {
         let key = format!("resources[{i}]");
@@ -491,17 +591,12 @@ fn prepare(ctx: &Ctx, root: &mut Value) -> Result<(), ConfigError> {
             *r = serde_json::json!({ "name": name.clone(), "endpoint": { "path": name.clone() } });
         }
         let Value::Object(m) = r else {
-            return Err(ctx.invalid(&key, "a resource must be a name or a mapping with `name` and `endpoint`"));
+            ctx.report(ctx.invalid(&key, "a resource must be a name or a mapping with `name` and `endpoint`"));
+            continue;
         };
-        expand_resource(ctx, &key, m)?;
-        if let Some(Value::Object(dm)) = &defaults {
-            let mut dm = dm.clone();
-            if let Some(Value::String(p)) = dm.get("endpoint").cloned() {
-                dm.insert("endpoint".into(), serde_json::json!({ "path": p }));
-            }
-            // dlt: a write_disposition dict in the defaults becomes its parts too
-            expand_resource(ctx, "resource_defaults", &mut dm)?;
-            *m = merge_defaults(&dm, std::mem::take(m));
+        ctx.keep(expand_resource(ctx, &key, m));
+        if let Some(dm) = &defaults {
+            *m = merge_defaults(dm, std::mem::take(m));
         }
         let name = m.get("name").cloned();
         let ep = m.entry("endpoint").or_insert_with(|| Value::Object(Map::new()));
@@ -509,26 +604,23 @@ fn prepare(ctx: &Ctx, root: &mut Value) -> Result<(), ConfigError> {
             if let (false, Some(Value::String(name))) = (ep.contains_key("path"), name) {
                 ep.insert("path".into(), Value::String(name));
             }
-            bind_path_params(ctx, &key, ep)?;
+            ctx.keep(bind_path_params(ctx, &key, ep));
             single_entity_defaults(ep);
         }
     }
-    Ok(())
 }
 
-fn collect_placeholders(
-    ctx: &Ctx,
-    v: &Value,
-    key: &mut String,
-    names: &mut BTreeMap<String, String>,
-) -> Result<(), ConfigError> {
+fn collect_placeholders(ctx: &Ctx, v: &Value, key: &mut String, names: &mut BTreeMap<String, String>) {
     match v {
         Value::String(s) if s.contains('{') || s.contains('}') => {
             // expressions and selectors are not templates
             if key.ends_with("stop_condition") || key.ends_with("data_selector") {
-                return Ok(());
+                return;
             }
-            let pieces = parse_template(s).map_err(|m| ctx.invalid(key, m))?;
+            let pieces = match parse_template(s) {
+                Ok(p) => p,
+                Err(m) => return ctx.report(ctx.invalid(key, m)),
+            };
             for p in pieces {
                 if let Piece::Placeholder(ns, name) = p {
                     match ns.as_str() {
@@ -539,7 +631,7 @@ fn collect_placeholders(
                             if ["start_value", "last_value", "end_value", "initial_value"].contains(&name.as_str()) => {
                         }
                         "incremental" => {
-                            return Err(ConfigError::Invalid {
+                            ctx.report(ConfigError::Invalid {
                                 path: ctx.path.to_path_buf(),
                                 key: key.clone(),
                                 message: format!("unknown incremental value `{{incremental.{name}}}`"),
@@ -549,14 +641,14 @@ fn collect_placeholders(
                         }
                         "resources" => {
                             if !name.split_once('.').is_some_and(|(r, f)| !r.is_empty() && !f.is_empty()) {
-                                return Err(ctx.invalid(
+                                ctx.report(ctx.invalid(
                                     key,
                                     format!("`{{resources.{name}}}` must look like `{{resources.<parent>.<field>}}`"),
                                 ));
                             }
                         }
                         other => {
-                            return Err(ConfigError::Invalid {
+                            ctx.report(ConfigError::Invalid {
                                 path: ctx.path.to_path_buf(),
                                 key: key.clone(),
                                 message: format!("unknown placeholder namespace `{other}` in `{{{other}.{name}}}`"),
@@ -567,7 +659,6 @@ fn collect_placeholders(
                     }
                 }
             }
-            Ok(())
         }
         Value::Object(m) => {
             for (k, child) in m {
@@ -576,28 +667,26 @@ fn collect_placeholders(
                     key.push('.');
                 }
                 key.push_str(k);
-                collect_placeholders(ctx, child, key, names)?;
+                collect_placeholders(ctx, child, key, names);
                 key.truncate(len);
             }
-            Ok(())
         }
         Value::Array(a) => {
             for (i, child) in a.iter().enumerate() {
                 let len = key.len();
                 key.push_str(&format!("[{i}]"));
-                collect_placeholders(ctx, child, key, names)?;
+                collect_placeholders(ctx, child, key, names);
                 key.truncate(len);
             }
-            Ok(())
         }
-        _ => Ok(()),
+        _ => {}
     }
 }
 
 /// dlt's dependency graph: a resource whose requests use `{resources.<parent>.<field>}` is
 /// fetched once per record of that one parent. Checks the parent exists, is the only one, and
 /// that no chain of parents loops.
-fn link_parents(ctx: &Ctx, api: &mut RestApiConfig) -> Result<(), ConfigError> {
+fn link_parents(ctx: &Ctx, api: &mut RestApiConfig) {
     let names: Vec<String> = api.resources.iter().map(|r| r.name.clone()).collect();
     for (i, res) in api.resources.iter_mut().enumerate() {
         let key = format!("resources[{i}]");
@@ -607,7 +696,7 @@ fn link_parents(ctx: &Ctx, api: &mut RestApiConfig) -> Result<(), ConfigError> {
         match (it.next(), it.next()) {
             (None, _) => {
                 if res.include_from_parent.is_some() {
-                    return Err(ctx.invalid(
+                    ctx.report(ctx.invalid(
                         &format!("{key}.include_from_parent"),
                         format!(
                             "resource `{}` has no parent: no `{{resources.<parent>.<field>}}` in its endpoint",
@@ -617,17 +706,17 @@ fn link_parents(ctx: &Ctx, api: &mut RestApiConfig) -> Result<(), ConfigError> {
                 }
             }
             (Some(a), Some(b)) => {
-                return Err(ctx.invalid(
+                ctx.report(ctx.invalid(
                     &format!("{key}.endpoint"),
                     format!("refers to two parent resources, `{a}` and `{b}`; a resource can depend on one"),
                 ));
             }
             (Some(p), None) => {
                 if *p == res.name {
-                    return Err(ctx.invalid(&format!("{key}.endpoint"), format!("resource `{p}` refers to itself")));
+                    ctx.report(ctx.invalid(&format!("{key}.endpoint"), format!("resource `{p}` refers to itself")));
                 }
                 if !names.contains(p) {
-                    return Err(ConfigError::Invalid {
+                    ctx.report(ConfigError::Invalid {
                         path: ctx.path.to_path_buf(),
                         key: format!("{key}.endpoint"),
                         message: format!("refers to a parent resource `{p}` that is not defined"),
@@ -644,16 +733,17 @@ fn link_parents(ctx: &Ctx, api: &mut RestApiConfig) -> Result<(), ConfigError> {
         while let Some(p) = cur {
             if seen.contains(&p) {
                 seen.push(p);
-                return Err(ctx.invalid(
+                ctx.report(ctx.invalid(
                     &format!("resources[{i}].endpoint"),
                     format!("parent resources form a loop: {}", seen.join(" -> ")),
                 ));
+                // the other resources on the loop (or led into it) would say it again
+                return;
             }
             seen.push(p);
             cur = api.resources.iter().find(|r| r.name == p).and_then(|r| r.parent.as_deref());
         }
     }
-    Ok(())
 }
 
 /// `incremental.window`: a size above zero, a start to split from, and a way to send each
@@ -860,83 +950,86 @@ fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), ConfigError> {
+/// The checks the model's types do not make; each problem is reported. `secrets_complete`:
+/// every secret had a value (else a URL made from one is not checked).
+fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets, secrets_complete: bool) {
     let base = render(&api.client.base_url, secrets);
     match url::Url::parse(base.expose()) {
+        _ if !secrets_complete && api.client.base_url.contains("{secrets.") => {}
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
         Ok(u) => {
-            return Err(ctx.invalid("client.base_url", format!("must be an http or https URL, not `{}:`", u.scheme())));
+            ctx.report(ctx.invalid("client.base_url", format!("must be an http or https URL, not `{}:`", u.scheme())));
         }
         Err(e) => {
             let shown = if base.is_secret() { "(from a secret)".to_string() } else { format!("`{}`", base.expose()) };
-            return Err(ctx.invalid("client.base_url", format!("{shown} is not a valid URL: {e}")));
+            ctx.report(ctx.invalid("client.base_url", format!("{shown} is not a valid URL: {e}")));
         }
     }
     // NaN is refused too
     if api.client.timeout.is_nan() || api.client.timeout <= 0.0 {
-        return Err(ctx.invalid("client.timeout", "must be a positive number of seconds"));
+        ctx.report(ctx.invalid("client.timeout", "must be a positive number of seconds"));
     }
     if api.client.read_timeout.is_nan() || api.client.read_timeout <= 0.0 {
-        return Err(ctx.invalid("client.read_timeout", "must be a positive number of seconds"));
+        ctx.report(ctx.invalid("client.read_timeout", "must be a positive number of seconds"));
     }
     if api.client.max_response_bytes == 0 {
-        return Err(ctx.invalid("client.max_response_bytes", "must be a positive number of bytes"));
+        ctx.report(ctx.invalid("client.max_response_bytes", "must be a positive number of bytes"));
     }
     if let Some(rl) = &api.client.rate_limit {
         if rl.requests == 0 || rl.per.is_zero() {
-            return Err(ctx.invalid("client.rate_limit", "`requests` and `per` must be more than zero"));
+            ctx.report(ctx.invalid("client.rate_limit", "`requests` and `per` must be more than zero"));
         }
         if rl.burst == Some(0) {
-            return Err(ctx.invalid("client.rate_limit.burst", "must be at least 1 (or left out: the whole budget)"));
+            ctx.report(ctx.invalid("client.rate_limit.burst", "must be at least 1 (or left out: the whole budget)"));
         }
     }
     if api.client.page_concurrency == 0 {
-        return Err(ctx.invalid("client.page_concurrency", "must be at least 1 (1: one page at a time)"));
+        ctx.report(ctx.invalid("client.page_concurrency", "must be at least 1 (1: one page at a time)"));
     }
     let r = &api.client.retry;
     if [r.backoff_factor, r.max_delay].iter().any(|x| x.is_nan() || *x < 0.0) {
-        return Err(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));
+        ctx.report(ctx.invalid("client.retry", "`backoff_factor` and `max_delay` must be zero or more seconds"));
     }
     if api.client.session.is_some() {
-        return Err(
-            ctx.invalid("client.session", "is a Python requests.Session in dlt; it has no meaning in a config file")
+        ctx.report(
+            ctx.invalid("client.session", "is a Python requests.Session in dlt; it has no meaning in a config file"),
         );
     }
     if let Some(p) = &api.client.paginator {
-        check_paginator(ctx, "client.paginator", p)?;
+        ctx.keep(check_paginator(ctx, "client.paginator", p));
     }
     if let Some(a) = &api.client.auth {
-        check_auth(ctx, "client.auth", a)?;
+        ctx.keep(check_auth(ctx, "client.auth", a));
     }
     if api.resources.is_empty() {
-        return Err(ctx.invalid("resources", "lists no resource"));
+        ctx.report(ctx.invalid("resources", "lists no resource"));
     }
     let mut seen = BTreeMap::new();
     for (i, res) in api.resources.iter().enumerate() {
         let key = format!("resources[{i}]");
         if res.name.trim().is_empty() {
-            return Err(ctx.invalid(&format!("{key}.name"), "must not be empty"));
+            ctx.report(ctx.invalid(&format!("{key}.name"), "must not be empty"));
         }
         if let Some(j) = seen.insert(res.name.clone(), i) {
-            return Err(
-                ctx.invalid(&format!("{key}.name"), format!("`{}` is also the name of resources[{j}]", res.name))
+            ctx.report(
+                ctx.invalid(&format!("{key}.name"), format!("`{}` is also the name of resources[{j}]", res.name)),
             );
         }
         let ep = &res.endpoint;
         if let Some(p) = &ep.paginator {
-            check_paginator(ctx, &format!("{key}.endpoint.paginator"), p)?;
+            ctx.keep(check_paginator(ctx, &format!("{key}.endpoint.paginator"), p));
         }
         if let Some(a) = &ep.auth {
-            check_auth(ctx, &format!("{key}.endpoint.auth"), a)?;
+            ctx.keep(check_auth(ctx, &format!("{key}.endpoint.auth"), a));
         }
         if let Some(sel) = &ep.data_selector {
-            serde_json_path::JsonPath::parse(&to_jsonpath(sel)).map_err(|e| {
+            ctx.keep(serde_json_path::JsonPath::parse(&to_jsonpath(sel)).map_err(|e| {
                 ctx.invalid(&format!("{key}.endpoint.data_selector"), format!("invalid JSONPath `{sel}`: {e}"))
-            })?;
+            }));
         }
         for (k, v) in &ep.params {
             if v.is_object() || v.is_array() {
-                return Err(ctx.invalid(
+                ctx.report(ctx.invalid(
                     &format!("{key}.endpoint.params.{k}"),
                     "a query parameter must be a single value; a `type: resolve` param must be bound in the path, and \
                      a parent's field in a query parameter is written `\"{resources.<parent>.<field>}\"`",
@@ -947,34 +1040,36 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
             None | Some(Value::String(_)) => {}
             Some(Value::Object(m)) if m.values().all(|v| !v.is_object() && !v.is_array()) => {}
             Some(_) => {
-                return Err(ctx.invalid(
+                ctx.report(ctx.invalid(
                     &format!("{key}.endpoint.data"),
                     "must be a mapping of form fields with single values (sent form-encoded) or a string (sent as is)",
                 ));
             }
         }
         if ep.data.is_some() && ep.json.is_some() {
-            return Err(ctx.invalid(&format!("{key}.endpoint"), "set either `json` or `data`, not both"));
+            ctx.report(ctx.invalid(&format!("{key}.endpoint"), "set either `json` or `data`, not both"));
         }
         if let Some(steps) = &res.processing_steps {
-            crate::steps::compile(steps)
-                .map_err(|e| ctx.invalid(&format!("{key}.processing_steps{}", e.key), e.message))?;
+            ctx.keep(
+                crate::steps::compile(steps)
+                    .map_err(|e| ctx.invalid(&format!("{key}.processing_steps{}", e.key), e.message)),
+            );
         }
         if let Some(inc) = &ep.incremental {
-            serde_json_path::JsonPath::parse(&to_jsonpath(&inc.cursor_path)).map_err(|e| {
+            ctx.keep(serde_json_path::JsonPath::parse(&to_jsonpath(&inc.cursor_path)).map_err(|e| {
                 ctx.invalid(
                     &format!("{key}.endpoint.incremental.cursor_path"),
                     format!("invalid JSONPath `{}`: {e}", inc.cursor_path),
                 )
-            })?;
+            }));
             if inc.lag.is_some_and(|l| l.is_nan() || l < 0.0) {
-                return Err(ctx.invalid(&format!("{key}.endpoint.incremental.lag"), "must be zero or more"));
+                ctx.report(ctx.invalid(&format!("{key}.endpoint.incremental.lag"), "must be zero or more"));
             }
             if let Some(w) = inc.window {
-                check_window(ctx, &format!("{key}.endpoint.incremental"), res, inc, w)?;
+                ctx.keep(check_window(ctx, &format!("{key}.endpoint.incremental"), res, inc, w));
             }
         } else if uses_incremental_placeholder(res) {
-            return Err(ctx.invalid(
+            ctx.report(ctx.invalid(
                 &format!("{key}.endpoint"),
                 "uses `{incremental.…}` placeholders but has no `incremental` section",
             ));
@@ -982,7 +1077,7 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
         for (j, a) in ep.response_actions.iter().flatten().enumerate() {
             let k = format!("{key}.endpoint.response_actions[{j}]");
             if a.action != "ignore" {
-                return Err(ctx.invalid(
+                ctx.report(ctx.invalid(
                     &format!("{k}.action"),
                     format!(
                         "`{}` is not supported: only `ignore` (dlt's Python hooks have no meaning in a file)",
@@ -991,20 +1086,19 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets) -> Result<(), Con
                 ));
             }
             if a.status_code.is_none() && a.content.is_none() {
-                return Err(ctx.invalid(&k, "needs `status_code`, `content` or both"));
+                ctx.report(ctx.invalid(&k, "needs `status_code`, `content` or both"));
             }
             if a.status_code.is_some() && a.status().is_none() {
-                return Err(ctx.invalid(&format!("{k}.status_code"), "must be an HTTP status such as 404"));
+                ctx.report(ctx.invalid(&format!("{k}.status_code"), "must be an HTTP status such as 404"));
             }
         }
         if res.parent_table_name.is_some() {
-            return Err(ctx.invalid(&format!("{key}.parent_table_name"), "is not supported by resttap yet"));
+            ctx.report(ctx.invalid(&format!("{key}.parent_table_name"), "is not supported by resttap yet"));
         }
         if res.primary_key.iter().any(|k| k.trim().is_empty()) {
-            return Err(ctx.invalid(&format!("{key}.primary_key"), "column names must not be empty"));
+            ctx.report(ctx.invalid(&format!("{key}.primary_key"), "column names must not be empty"));
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -87,9 +87,12 @@ impl SecretSources {
         self.toml_path()
     }
 
-    /// Looks up every name; `names` maps each secret name to the config key that uses it first.
-    pub(crate) fn resolve(&self, names: &BTreeMap<String, String>) -> Result<Secrets, ConfigError> {
+    /// Looks up every name (`names` maps each secret name to the config key that uses it
+    /// first): the values found, and an error for each name that has none (or for a secrets
+    /// file that cannot be read, after which it is not read again).
+    pub(crate) fn resolve_all(&self, names: &BTreeMap<String, String>) -> (Secrets, Vec<ConfigError>) {
         let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
         let mut toml: Option<Option<toml::Table>> = None;
         for (name, key) in names {
             if let Some(v) = self.overrides.get(name) {
@@ -108,12 +111,17 @@ impl SecretSources {
                 Some(t) => t.clone(),
                 None => {
                     let loaded = match std::fs::read_to_string(&path) {
-                        Ok(text) => Some(
-                            text.parse::<toml::Table>()
-                                .map_err(|e| ConfigError::SecretsFile { path: path.clone(), message: e.to_string() })?,
-                        ),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                        Err(e) => return Err(ConfigError::SecretsFile { path: path.clone(), message: e.to_string() }),
+                        read => match read
+                            .map_err(|e| e.to_string())
+                            .and_then(|text| text.parse::<toml::Table>().map_err(|e| e.to_string()))
+                        {
+                            Ok(table) => Some(table),
+                            Err(message) => {
+                                errors.push(ConfigError::SecretsFile { path: path.clone(), message });
+                                None
+                            }
+                        },
                     };
                     toml = Some(loaded.clone());
                     loaded
@@ -124,17 +132,15 @@ impl SecretSources {
                 Some(v) => {
                     out.insert(name.clone(), Secret::new(v));
                 }
-                None => {
-                    return Err(ConfigError::MissingSecret {
-                        name: name.clone(),
-                        key: key.clone(),
-                        env_var: var,
-                        secrets_file: path,
-                    });
-                }
+                None => errors.push(ConfigError::MissingSecret {
+                    name: name.clone(),
+                    key: key.clone(),
+                    env_var: var,
+                    secrets_file: path,
+                }),
             }
         }
-        Ok(Secrets(out))
+        (Secrets(out), errors)
     }
 }
 
@@ -340,11 +346,15 @@ mod tests {
         let mut names = BTreeMap::new();
         names.insert("api_key".to_string(), "client.auth.token".to_string());
         names.insert("sources.rest_api.token".to_string(), "client.headers.X".to_string());
-        let s = src.resolve(&names).unwrap();
+        let (s, missing) = src.resolve_all(&names);
+        assert!(missing.is_empty(), "{missing:?}");
         assert_eq!(s.get("api_key").unwrap().expose(), "from-toml");
         assert_eq!(s.get("sources.rest_api.token").unwrap().expose(), "nested");
         names.insert("missing_one".to_string(), "client.base_url".to_string());
-        let err = src.resolve(&names).unwrap_err().to_string();
+        names.insert("missing_two".to_string(), "client.headers.Y".to_string());
+        let (_, missing) = src.resolve_all(&names);
+        assert_eq!(missing.len(), 2, "every missing name is reported: {missing:?}");
+        let err = missing[0].to_string();
         assert!(
             err.contains("MISSING_ONE") && err.contains("secrets.toml") && err.contains("client.base_url"),
             "{err}"

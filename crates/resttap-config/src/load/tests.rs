@@ -41,11 +41,68 @@ resources:
       data_selector: suggestions
 "#;
 
+/// The first problem found (a mistake can lead to others, reported after it).
 fn invalid(text: &str) -> (String, String, Option<String>) {
-    match load(text, Format::Yaml) {
-        Err(ConfigError::Invalid { key, message, suggestion, .. }) => (key, message, suggestion),
+    let e = load(text, Format::Yaml).expect_err("the configuration is invalid");
+    match e.problems()[0] {
+        ConfigError::Invalid { key, message, suggestion, .. } => (key.clone(), message.clone(), suggestion.clone()),
         other => panic!("expected Invalid, got {other:?}"),
     }
+}
+
+#[test]
+fn every_problem_is_reported_at_once_keys_and_types_before_secrets() {
+    let mut sources = sources();
+    sources.overrides.clear();
+    let text = r#"
+client:
+  base_url: https://api.example.com
+  auth: {type: bearer, token: "{secrets.api_key}"}
+  timeout: fast
+resource_defaults:
+  primary_key: id
+  write_dispositon: merge
+resources:
+  - name: forums
+    endpoint:
+      path: /v1/forums
+      data_selectr: forums
+      paginator: {type: cursor, cursor_pth: next}
+  - name: topics
+    endpoint:
+      path: /v1/topics
+      headers: {X-Other: "{secrets.other_key}"}
+      paginator: {type: offst}
+      incremental: {cursor_path: "updated_at[", initial_value: "2024-01-01T00:00:00Z"}
+"#;
+    let e = load_str(text, Format::Yaml, Path::new("test.yaml"), &Overrides::default(), &sources).unwrap_err();
+    let keys: Vec<&str> = e.problems().iter().map(|p| p.key().unwrap_or("-")).collect();
+    assert_eq!(
+        keys,
+        [
+            "resource_defaults.write_dispositon",
+            "client.timeout",
+            "resources[0].endpoint.data_selectr",
+            "resources[0].endpoint.paginator.cursor_pth",
+            "resources[1].endpoint.paginator.type",
+            "resources[1].endpoint.incremental.cursor_path",
+            "client.auth.token",
+            "resources[1].endpoint.headers.X-Other",
+        ],
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.starts_with(
+            "8 problems in config file test.yaml:\n  - test.yaml: resource_defaults.write_dispositon: unknown key"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("did you mean `write_disposition`?") && text.contains("did you mean `offset`?"), "{text}");
+    assert!(text.contains("API_KEY") && text.contains("OTHER_KEY"), "{text}");
+    // one problem is reported as itself, as before
+    let one = load(&SEED_YAML.replace("data_selector: forums", "data_selectr: forums"), Format::Yaml).unwrap_err();
+    assert!(matches!(one, ConfigError::Invalid { .. }), "{one:?}");
 }
 
 #[test]
