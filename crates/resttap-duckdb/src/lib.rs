@@ -19,7 +19,9 @@ use std::sync::Arc;
 use duckdb::Connection;
 use resttap_load::dlt::{self, SystemRows};
 pub use resttap_load::{ColumnInfo, TableInfo};
-use resttap_load::{CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableReport};
+use resttap_load::{
+    CommitReport, Destination, LoadError, LoadInfo, LoadPlan, LoadRows, PipelineState, ResourceLoad, TableReport,
+};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Precision, Schema, Table, WriteDisposition, cols};
 
@@ -278,6 +280,65 @@ impl DuckDb {
                 .map_err(werr(format!("counting rows of {}", t.name)))? as u64;
         }
         Ok(tables)
+    }
+
+    /// Every load of `_dlt_loads`, newest first, with its rows per data table (a `GROUP BY
+    /// _dlt_load_id` of each table that has the column); empty without `_dlt_loads`.
+    pub fn loads(&self) -> Result<Vec<LoadInfo>, LoadError> {
+        let ctx = "reading _dlt_loads";
+        if !self.system_table_exists(dlt::LOADS, ctx)? {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT load_id, coalesce(schema_name, ''), status, epoch_us(inserted_at) FROM {} \
+             ORDER BY inserted_at DESC, load_id DESC",
+            self.q(dlt::LOADS)
+        );
+        let mut stmt = self.conn.prepare(&sql).map_err(werr(ctx))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(werr(ctx))?;
+        let mut loads = Vec::new();
+        for row in rows {
+            let (load_id, schema_name, status, micros) = row.map_err(werr(ctx))?;
+            let inserted_at = resttap_schema::timestamp::format_timestamp(micros);
+            loads.push(LoadInfo { load_id, schema_name, status, inserted_at, tables: Vec::new() });
+        }
+        let listing = "listing the tables with _dlt_load_id";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = ? AND column_name = ? \
+                 ORDER BY table_name",
+            )
+            .map_err(werr(listing))?;
+        let tables: Vec<String> = stmt
+            .query_map([self.dataset.as_str(), cols::LOAD_ID], |r| r.get::<_, String>(0))
+            .map_err(werr(listing))?
+            .collect::<Result<_, _>>()
+            .map_err(werr(listing))?;
+        let index: HashMap<String, usize> = loads.iter().enumerate().map(|(i, l)| (l.load_id.clone(), i)).collect();
+        for table in tables.iter().filter(|t| !dlt::SYSTEM_TABLES.contains(&t.as_str())) {
+            let ctx = format!("counting the rows of each load in {}.{table}", self.dataset);
+            let sql = format!(
+                "SELECT {id}, count(*) FROM {q} WHERE {id} IS NOT NULL GROUP BY {id}",
+                id = ident(cols::LOAD_ID),
+                q = self.q(table)
+            );
+            let mut stmt = self.conn.prepare(&sql).map_err(werr(&ctx))?;
+            let counts =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(werr(&ctx))?;
+            for c in counts {
+                let (load_id, n) = c.map_err(werr(&ctx))?;
+                if let Some(&i) = index.get(&load_id) {
+                    loads[i].tables.push(LoadRows { table: table.clone(), rows: n.max(0) as u64 });
+                }
+            }
+        }
+        resttap_load::sort_loads(&mut loads);
+        Ok(loads)
     }
 
     /// Whether the dataset's schema exists in the file. Asked once by each step of a start that
@@ -680,6 +741,10 @@ impl Destination for DuckDb {
 
     fn describe(&mut self) -> Result<Vec<TableInfo>, LoadError> {
         DuckDb::describe(self)
+    }
+
+    fn loads(&mut self) -> Result<Vec<LoadInfo>, LoadError> {
+        DuckDb::loads(self)
     }
 
     fn existing_schema(&mut self) -> Result<Schema, LoadError> {

@@ -58,6 +58,8 @@ pub struct Counters {
     pub records: AtomicU64,
     pub retries: AtomicU64,
     pub bytes: AtomicU64,
+    /// Microseconds the resource's requests waited for their turns under rate limits.
+    pub rate_limit_us: AtomicU64,
 }
 
 /// One page of records.
@@ -66,6 +68,21 @@ pub struct Page {
     pub records: Vec<Value>,
     /// The URL it came from (secrets redacted).
     pub url: String,
+}
+
+/// What [`Extractor::probe`] found on a resource's first page.
+#[derive(Debug)]
+pub struct Probe {
+    /// The HTTP status.
+    pub status: u16,
+    /// The URL the page came from (secrets redacted; after redirects).
+    pub url: String,
+    /// The page's records.
+    pub records: Vec<Value>,
+    /// The next page's URL (secrets redacted), if the paginator would ask for one.
+    pub next_page: Option<String>,
+    /// What auto-detection chose (data selector, paginator), as in [`Extractor::detected`].
+    pub detected: Vec<String>,
 }
 
 /// dlt's `join_url`: the base with exactly one `/` before the path; an absolute path wins.
@@ -456,7 +473,11 @@ fn spawn_fetch(client: &Client, req: &RequestSpec, counters: &Arc<Counters>) -> 
             counters.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("retrying request {} of {} in {:.1} s: {}", n.retry, n.url, n.delay.as_secs_f64(), n.reason);
         };
-        client.send(&req, &on_retry).await
+        let sent = client.send(&req, &on_retry).await;
+        if let Ok(r) = &sent {
+            counters.rate_limit_us.fetch_add(r.rate_limit_wait.as_micros() as u64, Ordering::Relaxed);
+        }
+        sent
     })
 }
 
@@ -575,16 +596,21 @@ impl Extractor {
         Ok(())
     }
 
-    /// The next page, or `None` after the last one.
-    pub async fn next_page(&mut self) -> Result<Option<Page>, ExtractError> {
-        let Some((req, resp, shown)) = self.receive().await? else { return Ok(None) };
-        let mut body: Value = parse_body(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
+    /// Without a configured data selector, detects it on the first page, as dlt does.
+    fn detect_selector(&mut self, body: &Value) {
         if let Selector::Detect = self.selector {
-            let path = detect(&body);
+            let path = detect(body);
             let shown_path = if path.is_empty() { "$".to_string() } else { path.join(".") };
             self.detected.push(format!("data_selector `{shown_path}`"));
             self.selector = Selector::Keys(path);
         }
+    }
+
+    /// The next page, or `None` after the last one.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, ExtractError> {
+        let Some((req, resp, shown)) = self.receive().await? else { return Ok(None) };
+        let mut body: Value = parse_body(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
+        self.detect_selector(&body);
         let n = count_records(&self.selector, &body);
         self.advance(&req, &resp, &shown, &body, n)?;
         // as in `next_page_borrowed`: the next request goes out before the caller gets the records
@@ -594,6 +620,41 @@ impl Extractor {
             tracing::warn!(resource = %self.resource, url = %shown, "the data selector matched nothing or null: empty page");
         }
         Ok(Some(Page { records, url: shown }))
+    }
+
+    /// The first response alone, for `resttap check`: its status and records, the data
+    /// selector (detected if not configured) and whether the paginator would ask for another
+    /// page. No second request is sent. `None` when `response_actions` ignore the response.
+    pub async fn probe(mut self) -> Result<Option<Probe>, ExtractError> {
+        let Some((req, resp, shown)) = self.receive().await? else { return Ok(None) };
+        let mut body: Value = parse_body(&resp.body).map_err(|e| self.json_error(&resp, &shown, e))?;
+        self.detect_selector(&body);
+        let n = count_records(&self.selector, &body);
+        let mut detected: Option<Detected> = None;
+        let page = PageView { body: &body, headers: &resp.headers, records: n, url: &resp.url };
+        let next = self.paginator.next(&req, &page, &mut detected).map_err(|source| ExtractError::Paginate {
+            resource: self.resource.clone(),
+            url: shown.clone(),
+            source,
+        })?;
+        if let Some(d) = detected {
+            self.detected.push(format!("paginator {}", d.0));
+        }
+        let next_page = next.map(|r| {
+            let mut url = r.url.clone();
+            if !r.query.is_empty() {
+                url.query_pairs_mut().extend_pairs(&r.query);
+            }
+            self.client.redactor().redact(url.as_str())
+        });
+        let (records, _) = take_records(&self.selector, &mut body);
+        Ok(Some(Probe {
+            status: resp.status.as_u16(),
+            url: shown,
+            records,
+            next_page,
+            detected: std::mem::take(&mut self.detected),
+        }))
     }
 
     /// The key path to the records when it is a plain one (`data.items`), which

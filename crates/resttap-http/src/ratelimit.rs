@@ -185,11 +185,13 @@ impl Limiter {
                 Some(d) => tokio::time::sleep(d).await,
             }
         }
-        let waited = started.elapsed();
+        let mut waited = started.elapsed();
         if waited > Duration::from_millis(1) {
             self.waited_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        } else {
+            waited = Duration::ZERO;
         }
-        Turn { limiter: self, host: host.to_string(), done: false }
+        Turn { limiter: self, host: host.to_string(), done: false, waited }
     }
 
     /// Takes a turn at `now` (`None`), or says how long to wait before asking again.
@@ -304,6 +306,8 @@ pub struct Turn<'a> {
     limiter: &'a Limiter,
     host: String,
     done: bool,
+    /// How long the request waited for this turn.
+    pub waited: Duration,
 }
 
 impl Turn<'_> {

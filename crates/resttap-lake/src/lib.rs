@@ -44,7 +44,10 @@ use deltalake_core::protocol::SaveMode;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use resttap_load::dlt::{self, SystemRows};
-use resttap_load::{ColumnInfo, CommitReport, Destination, LoadError, LoadPlan, PipelineState, TableInfo, TableReport};
+use resttap_load::{
+    ColumnInfo, CommitReport, Destination, LoadError, LoadInfo, LoadPlan, LoadRows, PipelineState, TableInfo,
+    TableReport,
+};
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, Schema, TableFormat, WriteDisposition, cols};
 use serde::{Deserialize, Serialize};
@@ -655,6 +658,113 @@ impl Lake {
             .and_then(|s| dlt::schema_from_stored(&s).or_else(|| serde_json::from_str::<Schema>(&s).ok())))
     }
 
+    /// Every data table with the keys of its live files: a Delta table's files in its current
+    /// version, a plain table's listed Parquet files (as [`Lake::tables`] finds them).
+    fn table_files(&self) -> Result<Vec<(String, Vec<Path>)>, LoadError> {
+        let mut out = Vec::new();
+        let mut dirs = self.list_dirs("")?;
+        dirs.sort();
+        for dir in dirs {
+            if dir.starts_with("_dlt_") || dir == CONTROL {
+                continue;
+            }
+            let ctx = || format!("reading the table {}/{dir}", self.describe_dataset());
+            let keys: Vec<Path> = if self.list_dirs(&dir)?.iter().any(|d| d == "_delta_log") {
+                let (_, Some(t)) = self.delta_table(&dir)? else { continue };
+                delta::files(&t)
+                    .map_err(|e| write_err(ctx(), e))?
+                    .into_iter()
+                    .map(|(rel, _, _, _)| self.key(&format!("{dir}/{rel}")))
+                    .collect()
+            } else {
+                let mut names: Vec<String> =
+                    self.list_files(&dir)?.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".parquet")).collect();
+                names.sort();
+                names.iter().map(|n| self.key(&format!("{dir}/{n}"))).collect()
+            };
+            if !keys.is_empty() {
+                out.push((dir, keys));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of each load in the files `keys` of `table`, by `_dlt_load_id` (only that
+    /// column is read).
+    fn rows_per_load(&self, table: &str, keys: &[Path]) -> Result<HashMap<String, u64>, LoadError> {
+        use arrow::array::{Array, AsArray};
+        let ctx = format!("counting the rows of each load in {}/{table}", self.describe_dataset());
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for key in keys {
+            for b in files::read(&self.rt, &self.store, key, Some(&[cols::LOAD_ID]), self.local())
+                .map_err(|e| write_err(&ctx, e))?
+            {
+                let b = b.map_err(|e| write_err(&ctx, e))?;
+                let Some(col) = b.column_by_name(cols::LOAD_ID) else { continue };
+                // dlt's files may hold it as a large or view string, or dictionary-encoded
+                let col =
+                    arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).map_err(|e| write_err(&ctx, e))?;
+                let ids = col.as_string::<i32>();
+                for i in 0..ids.len() {
+                    if ids.is_valid(i) {
+                        let id = ids.value(i);
+                        match counts.get_mut(id) {
+                            Some(n) => *n += 1,
+                            None => {
+                                counts.insert(id.to_string(), 1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Every load of `_dlt_loads/` (dlt's jsonl files), with its rows per data table.
+    fn load_infos(&self) -> Result<Vec<LoadInfo>, LoadError> {
+        let mut loads = Vec::new();
+        let mut names: Vec<String> =
+            self.list_files(dlt::LOADS)?.into_iter().map(|(n, _)| n).filter(|n| n.ends_with(".jsonl")).collect();
+        names.sort();
+        for name in names {
+            let rel = format!("{}/{name}", dlt::LOADS);
+            let text = self.read_text(&rel)?;
+            let ctx = || format!("reading {}/{rel}", self.describe_dataset());
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| write_err(ctx(), e))?;
+                let text_of = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(String::from);
+                let load_id = text_of("load_id").ok_or_else(|| write_err(ctx(), "no `load_id` field"))?;
+                let inserted_at = text_of("inserted_at").unwrap_or_default();
+                // dlt writes `2026-12-02T01:09:24.636759+00:00`; shown as the SQL destinations show it
+                let inserted_at = resttap_schema::timestamp::parse_timestamp(&inserted_at)
+                    .map_or(inserted_at, resttap_schema::timestamp::format_timestamp);
+                loads.push(LoadInfo {
+                    load_id,
+                    schema_name: text_of("schema_name").unwrap_or_default(),
+                    status: v.get("status").and_then(serde_json::Value::as_i64).unwrap_or(dlt::LOAD_STATUS_DONE),
+                    inserted_at,
+                    tables: Vec::new(),
+                });
+            }
+        }
+        if loads.is_empty() {
+            return Ok(loads);
+        }
+        let index: HashMap<String, usize> = loads.iter().enumerate().map(|(i, l)| (l.load_id.clone(), i)).collect();
+        for (table, keys) in self.table_files()? {
+            let mut counts: Vec<(String, u64)> = self.rows_per_load(&table, &keys)?.into_iter().collect();
+            counts.sort();
+            for (load_id, rows) in counts {
+                if let Some(&i) = index.get(&load_id) {
+                    loads[i].tables.push(LoadRows { table: table.clone(), rows });
+                }
+            }
+        }
+        resttap_load::sort_loads(&mut loads);
+        Ok(loads)
+    }
+
     /// Every data table: name, columns, rows.
     fn tables(&self) -> Result<Vec<(String, Vec<Column>, u64)>, LoadError> {
         let mut out = Vec::new();
@@ -747,6 +857,10 @@ impl Destination for Lake {
             out.push(TableInfo { name, rows, columns });
         }
         Ok(out)
+    }
+
+    fn loads(&mut self) -> Result<Vec<LoadInfo>, LoadError> {
+        self.load_infos()
     }
 
     fn existing_schema(&mut self) -> Result<Schema, LoadError> {

@@ -158,6 +158,42 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
 }
 
+/// A load the dataset records (dlt's `_dlt_loads`), for `resttap loads` and `resttap info`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoadInfo {
+    pub load_id: String,
+    /// `_dlt_loads.schema_name` (`rest_api`; empty when the row has none).
+    pub schema_name: String,
+    /// `_dlt_loads.status`: [`dlt::LOAD_STATUS_DONE`] (0) for a completed load.
+    pub status: i64,
+    /// When the load was recorded (`_dlt_loads.inserted_at`), RFC 3339 in UTC.
+    pub inserted_at: String,
+    /// The rows of each data table whose `_dlt_load_id` is this load's, by table name (tables
+    /// without any left out). These are the rows of the load **still in the table**: a later
+    /// `merge` or `replace` may have removed some of what the load inserted. Only tables with a
+    /// `_dlt_load_id` column count: root tables; nested tables (`<table>__<field>`) have none,
+    /// as in dlt, and are not listed.
+    pub tables: Vec<LoadRows>,
+}
+
+/// Rows of one load in one table ([`LoadInfo::tables`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoadRows {
+    pub table: String,
+    pub rows: u64,
+}
+
+/// Orders loads newest first — by `inserted_at` (RFC 3339 in UTC, as [`LoadInfo`] has it), then
+/// by load id as a number — and each load's tables by name.
+pub fn sort_loads(loads: &mut [LoadInfo]) {
+    let id = |l: &LoadInfo| l.load_id.parse::<f64>().unwrap_or(f64::NEG_INFINITY);
+    let at = |l: &LoadInfo| resttap_schema::timestamp::parse_timestamp(&l.inserted_at).unwrap_or(i64::MIN);
+    loads.sort_by(|a, b| at(b).cmp(&at(a)).then(id(b).total_cmp(&id(a))));
+    for l in loads {
+        l.tables.sort_by(|a, b| a.table.cmp(&b.table));
+    }
+}
+
 /// A place a dataset lives. Implementations: DuckDB (`resttap-duckdb`), PostgreSQL
 /// (`resttap-postgres`). See the crate's documentation for the contract.
 pub trait Destination: Send {
@@ -167,6 +203,12 @@ pub trait Destination: Send {
     /// Every table of the dataset (system tables included) with its columns, as the
     /// destination types them, and its row count; empty when the dataset does not exist.
     fn describe(&mut self) -> Result<Vec<TableInfo>, LoadError>;
+
+    /// Every load the dataset records in `_dlt_loads`, newest first, tables by name ([`sort_loads`]),
+    /// each with its rows per data table (counted by `_dlt_load_id`, root tables only: the rows
+    /// of the load still there, see [`LoadInfo::tables`]); empty when the dataset has no loads or does not exist.
+    /// Reads only.
+    fn loads(&mut self) -> Result<Vec<LoadInfo>, LoadError>;
 
     /// The tables and columns the dataset already has (dlt's `_dlt_*` tables left out), so
     /// that the normalizer keeps column types and sends changed types to variant columns.

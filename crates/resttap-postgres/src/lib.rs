@@ -40,7 +40,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
 use resttap_load::dlt::{self, SystemRows};
 use resttap_load::{
-    ColumnInfo, CommitReport, Destination, LoadError, LoadPlan, PipelineState, ResourceLoad, TableInfo, TableReport,
+    ColumnInfo, CommitReport, Destination, LoadError, LoadInfo, LoadPlan, LoadRows, PipelineState, ResourceLoad,
+    TableInfo, TableReport,
 };
 use resttap_normalize::TableBatch;
 use resttap_schema::{Column, DataType, Precision, Schema, Table, WriteDisposition, cols};
@@ -889,6 +890,57 @@ impl Destination for Postgres {
             out.push(TableInfo { name, rows, columns });
         }
         Ok(out)
+    }
+
+    fn loads(&mut self) -> Result<Vec<LoadInfo>, LoadError> {
+        if !self.table_exists(dlt::LOADS)? {
+            return Ok(Vec::new());
+        }
+        let ctx = format!("reading _dlt_loads ({})", self.location);
+        let sql = format!(
+            "SELECT load_id::text, coalesce(schema_name, '')::text, status::bigint, \
+             round(extract(epoch FROM inserted_at) * 1000000)::bigint FROM {} ORDER BY inserted_at DESC, load_id DESC",
+            self.q(dlt::LOADS)
+        );
+        let rows = self.block(self.client.query(&sql, &[])).map_err(werr(&ctx))?;
+        let mut loads: Vec<LoadInfo> = rows
+            .iter()
+            .map(|r| LoadInfo {
+                load_id: r.get(0),
+                schema_name: r.get(1),
+                status: r.get(2),
+                inserted_at: resttap_schema::timestamp::format_timestamp(r.get(3)),
+                tables: Vec::new(),
+            })
+            .collect();
+        let listing = format!("listing the tables with _dlt_load_id ({})", self.location);
+        let tables: Vec<String> = self
+            .block(self.client.query(
+                "SELECT table_name::text FROM information_schema.columns WHERE table_schema = $1 AND column_name = $2 \
+                 ORDER BY table_name",
+                &[&self.dataset, &cols::LOAD_ID],
+            ))
+            .map_err(werr(listing))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let index: HashMap<String, usize> = loads.iter().enumerate().map(|(i, l)| (l.load_id.clone(), i)).collect();
+        for table in tables.iter().filter(|t| !dlt::SYSTEM_TABLES.contains(&t.as_str())) {
+            let ctx = format!("counting the rows of each load in {}.{table} ({})", self.dataset, self.location);
+            let sql = format!(
+                "SELECT {id}::text, count(*) FROM {q} WHERE {id} IS NOT NULL GROUP BY {id}",
+                id = ident(cols::LOAD_ID),
+                q = self.q(table)
+            );
+            for r in self.block(self.client.query(&sql, &[])).map_err(werr(ctx))? {
+                let (load_id, n): (String, i64) = (r.get(0), r.get(1));
+                if let Some(&i) = index.get(&load_id) {
+                    loads[i].tables.push(LoadRows { table: table.clone(), rows: n.max(0) as u64 });
+                }
+            }
+        }
+        resttap_load::sort_loads(&mut loads);
+        Ok(loads)
     }
 
     fn existing_schema(&mut self) -> Result<Schema, LoadError> {

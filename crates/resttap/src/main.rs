@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use resttap::destinations::{DestinationSpec, Purpose};
 use resttap::pipeline::{self, RunError, RunOptions};
-use resttap::progress::Progress;
+use resttap::progress::{self, Progress};
 use resttap::report;
 use resttap_config::{ConfigError, Overrides, SecretSources};
 
@@ -15,11 +15,41 @@ use resttap_config::{ConfigError, Overrides, SecretSources};
 #[command(
     name = "resttap",
     version,
-    about = "Load REST APIs into DuckDB or PostgreSQL from a dlt rest_api_source configuration"
+    about = "Load REST APIs into DuckDB, PostgreSQL or a lake (Parquet, Delta) from a dlt rest_api_source configuration"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// No progress lines and no summary: only warnings, errors and the exit status.
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// `json`: every line on stderr is a JSON object (the run's start, each resource's
+    /// progress and completion with counts and timings, retries and other log lines, errors),
+    /// and a run's summary is one on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How a run reports.
+#[derive(Clone, Copy)]
+struct Output {
+    quiet: bool,
+    json: bool,
+    heartbeat: std::time::Duration,
+}
+
+/// `--heartbeat`: a duration above zero (`30s`, `5m`, `PT1M`).
+fn heartbeat(text: &str) -> Result<std::time::Duration, String> {
+    match resttap_config::duration::parse_duration(text)? {
+        d if d.is_zero() => Err("must be longer than zero".into()),
+        d => Ok(d),
+    }
 }
 
 #[derive(clap::Args)]
@@ -69,12 +99,71 @@ enum Command {
         /// `incremental.window`s, loaded by append or merge; others are refused.
         #[arg(long, value_name = "N|DURATION", value_parser = resttap::loader::CheckpointEvery::parse)]
         checkpoint_every: Option<resttap::loader::CheckpointEvery>,
+        /// When stderr is not a terminal, a line saying what is still running every so long.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = heartbeat)]
+        heartbeat: std::time::Duration,
+    },
+    /// Check CONFIG: validate it, then request each resource's first page (a child resource's:
+    /// for its parent's first record) and show the records, the data selector and paginator,
+    /// and the tables and columns a first load would create. Writes nothing anywhere. Exit
+    /// status 0, 1 if a request failed, 2 for a configuration error.
+    Check {
+        /// The configuration (.yaml/.yml, .json or .toml).
+        config: PathBuf,
+        /// Use this base URL instead of the config's `client.base_url`.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Validate only: no request is made.
+        #[arg(long)]
+        offline: bool,
+        /// Only these resources (comma-separated); their parents are requested to feed them.
+        #[arg(long, value_delimiter = ',')]
+        resources: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a configuration for an OpenAPI 3.0/3.1 spec's list endpoints (YAML or JSON spec):
+    /// data selectors, paginators, primary keys, auth and parent/child resources, as
+    /// dlt-init-openapi does. Lists the endpoints it could not map, with the reason.
+    Init {
+        /// The spec file.
+        #[arg(long, value_name = "SPEC")]
+        openapi: PathBuf,
+        /// Write the configuration here (a .yaml file) instead of to stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The API's base URL [default: the spec's first server].
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the destination's tables with their columns, types and nullability.
     Schema {
         #[command(flatten)]
         target: Target,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the dataset's loads, newest first: load id, time, status (0 = done), schema, and the
+    /// rows of each load still in each root table (a later merge or replace may have removed some;
+    /// nested tables have no _dlt_load_id).
+    Loads {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the pipeline: destination, dataset, tables with their rows, the newest load, and the
+    /// position of each incremental resource.
+    Info {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -127,6 +216,11 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Print a shell completion script: `resttap completions bash > ~/.local/share/bash-completion/completions/resttap`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
     /// Serve the mock API on a free port and load the seed configuration into demo.duckdb.
     Demo {
         /// Records in the two large resources.
@@ -149,16 +243,7 @@ mod memory;
 const SEED_CONFIG: &str = include_str!("../../../examples/analytics-api.yaml");
 
 fn print_error(e: &dyn std::error::Error) {
-    let mut msg = format!("error: {e}");
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !msg.contains(&s) {
-            msg.push_str(&format!("\n  caused by: {s}"));
-        }
-        cur = c.source();
-    }
-    eprintln!("{msg}");
+    eprintln!("error: {}", resttap::error_chain(e));
 }
 
 /// Pipeline, dataset and destination from the options; a usage error is printed and becomes
@@ -176,28 +261,63 @@ fn target(t: &Target, default_pipeline: Option<&str>) -> Result<(String, String,
     })
 }
 
-async fn run_and_report(config: resttap_config::Config, opts: RunOptions) -> ExitCode {
-    let mut progress = None;
-    let result = pipeline::run(config, opts, |p| progress = Some(Progress::start(p))).await;
-    if let Some(p) = progress {
+async fn run_and_report(config: resttap_config::Config, opts: RunOptions, out: Output) -> ExitCode {
+    if out.json && !out.quiet {
+        let resources: Vec<&str> =
+            config.api.resources.iter().filter(|r| r.selected).map(|r| r.name.as_str()).collect();
+        let start = serde_json::json!({
+            "event": "run_start",
+            "pipeline": opts.pipeline,
+            "dataset": opts.dataset,
+            "destination": opts.destination.describe(),
+            "config": config.path,
+            "resources": resources,
+        });
+        eprintln!("{start}");
+    }
+    let mode = progress::Mode::choose(out.quiet, out.json);
+    let mut shown = None;
+    let result =
+        pipeline::run(config, opts, |p, client| shown = Some(Progress::start(p, client, mode, out.heartbeat))).await;
+    if let Some(p) = shown {
         p.finish();
     }
     match result {
         Ok(summary) => {
             for d in &summary.detections {
-                eprintln!("warning: {d}");
+                if out.json {
+                    eprintln!("{}", serde_json::json!({"event": "warning", "message": d}));
+                } else {
+                    eprintln!("warning: {d}");
+                }
             }
-            print!("{}", report::summary(&summary));
+            if out.json {
+                println!("{}", report::summary_json(&summary));
+            } else if !out.quiet {
+                print!("{}", report::summary(&summary));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            print_error(&e);
-            match &e {
-                RunError::Load(resttap_load::LoadError::Locked { .. }) => {}
-                RunError::AfterCheckpoints { committed, last_load_id, .. } => eprintln!(
+            let committed = match &e {
+                RunError::Load(resttap_load::LoadError::Locked { .. }) => None,
+                RunError::AfterCheckpoints { committed, last_load_id, .. } => Some(format!(
                     "{committed} checkpoint(s) were committed before the failure, the last as load {last_load_id}; what came after it was not: run again to resume from there"
-                ),
-                _ => eprintln!("nothing was committed: the dataset is as the last successful run left it"),
+                )),
+                _ => Some("nothing was committed: the dataset is as the last successful run left it".into()),
+            };
+            if out.json {
+                let event = serde_json::json!({
+                    "event": "error",
+                    "message": resttap::error_chain(&e),
+                    "committed": committed,
+                });
+                eprintln!("{event}");
+            } else {
+                print_error(&e);
+                if let Some(c) = committed {
+                    eprintln!("{c}");
+                }
             }
             ExitCode::FAILURE
         }
@@ -265,6 +385,71 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
     tokio::task::spawn_blocking(f).await.map_err(|e| format!("internal error: {e}"))?
 }
 
+/// `resttap init --openapi`: the configuration to stdout or FILE, what was left out and the
+/// secrets to set to stderr. Exit 2 for a spec that cannot be used or a FILE that exists.
+fn init_command(spec: &Path, output: Option<&Path>, base_url: Option<String>, force: bool) -> ExitCode {
+    let usage = |m: String| {
+        eprintln!("error: {m}");
+        ExitCode::from(2)
+    };
+    if let Some(out) = output
+        && out.exists()
+        && !force
+    {
+        return usage(format!("{} exists: pass --force to replace it", out.display()));
+    }
+    let text = match std::fs::read_to_string(spec) {
+        Ok(t) => t,
+        Err(e) => return usage(format!("cannot read the spec {}: {e}", spec.display())),
+    };
+    let generated = match resttap_openapi::generate(&text, &resttap_openapi::Options { base_url }) {
+        Ok(g) => g,
+        Err(e) => return usage(format!("{}: {}", spec.display(), resttap::error_chain(&e))),
+    };
+    match output {
+        Some(out) => {
+            if let Err(e) = std::fs::write(out, &generated.yaml) {
+                eprintln!("error: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{}", generated.yaml),
+    }
+    for s in &generated.skipped {
+        eprintln!("skipped {}: {}", s.method_path, s.reason);
+    }
+    eprintln!(
+        "{} resource(s){}, {} endpoint(s) skipped",
+        generated.resources.len(),
+        output.map(|o| format!(" written to {}", o.display())).unwrap_or_default(),
+        generated.skipped.len()
+    );
+    for name in &generated.secrets {
+        eprintln!(
+            "set the secret `{name}`: the environment variable {} or `{name}` in .dlt/secrets.toml",
+            resttap_config::env_var_name(name)
+        );
+    }
+    let shown = output.map_or("CONFIG".to_string(), |o| o.display().to_string());
+    eprintln!("next: `resttap check {shown}` requests each resource's first page and shows what a run would load");
+    ExitCode::SUCCESS
+}
+
+/// The configuration at `path`, with `--base-url` and `--resources` applied; a configuration
+/// error is printed and becomes exit status 2.
+fn load_config(
+    path: &Path,
+    base_url: Option<String>,
+    resources: &[String],
+) -> Result<resttap_config::Config, ExitCode> {
+    let mut cfg =
+        resttap_config::load_file(path, &Overrides { base_url }, &SecretSources::default()).map_err(config_error)?;
+    if !resources.is_empty() {
+        cfg.select_resources(resources).map_err(config_error)?;
+    }
+    Ok(cfg)
+}
+
 fn config_error(e: ConfigError) -> ExitCode {
     print_error(&e);
     ExitCode::from(2)
@@ -276,6 +461,7 @@ fn config_error(e: ConfigError) -> ExitCode {
 const BATCH_ROWS: usize = 2048;
 
 async fn main_inner(cli: Cli) -> ExitCode {
+    let out = Output { quiet: cli.quiet, json: cli.log_format == LogFormat::Json, heartbeat: progress::HEARTBEAT };
     match cli.command {
         Command::Run {
             config,
@@ -286,21 +472,18 @@ async fn main_inner(cli: Cli) -> ExitCode {
             page_concurrency,
             resources,
             checkpoint_every,
+            heartbeat,
         } => {
+            let out = Output { heartbeat, ..out };
             let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
             let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            let mut cfg = match resttap_config::load_file(&config, &Overrides { base_url }, &SecretSources::default()) {
+            let mut cfg = match load_config(&config, base_url, &resources) {
                 Ok(c) => c,
-                Err(e) => return config_error(e),
+                Err(code) => return code,
             };
-            if !resources.is_empty()
-                && let Err(e) = cfg.select_resources(&resources)
-            {
-                return config_error(e);
-            }
             if let Some(n) = page_concurrency {
                 cfg.api.client.page_concurrency = usize::from(n);
             }
@@ -317,8 +500,53 @@ async fn main_inner(cli: Cli) -> ExitCode {
                     only,
                     checkpoint: checkpoint_every,
                 },
+                out,
             )
             .await
+        }
+        Command::Init { openapi, output, base_url, force } => {
+            init_command(&openapi, output.as_deref(), base_url, force)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "resttap", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Check { config, base_url, offline, resources, json } => {
+            let mut cfg = match load_config(&config, base_url, &resources) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if offline {
+                let names: Vec<&str> = cfg.api.resources.iter().map(|r| r.name.as_str()).collect();
+                println!("{}: valid; {} resource(s): {}", config.display(), names.len(), names.join(", "));
+                return ExitCode::SUCCESS;
+            }
+            // the selected resources, and the parents that feed them
+            let mut names: Vec<String> =
+                cfg.api.resources.iter().filter(|r| r.selected).map(|r| r.name.clone()).collect();
+            let mut i = 0;
+            while let Some(n) = names.get(i) {
+                let parent = cfg.api.resources.iter().find(|r| &r.name == n).and_then(|r| r.parent.clone());
+                if let Some(p) = parent.filter(|p| !names.contains(p)) {
+                    names.push(p);
+                }
+                i += 1;
+            }
+            cfg.api.resources.retain(|r| names.contains(&r.name));
+            let checks = match resttap::check::check(&cfg).await {
+                Ok(c) => c,
+                Err(e) => {
+                    print_error(&e);
+                    return ExitCode::FAILURE;
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks).expect("serializable"));
+            } else {
+                print!("{}", report::check(&checks));
+            }
+            if checks.iter().any(|c| c.failed()) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         Command::Schema { target: t, json } => {
             let (_, dataset, destination) = match target(&t, None) {
@@ -338,6 +566,38 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 print!("{}", report::schema_table(&tables));
             }
             ExitCode::SUCCESS
+        }
+        Command::Loads { target: t, json } => {
+            let (_, dataset, destination) = match target(&t, None) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            match blocking(move || resttap::inspect::loads_command(&destination, &dataset, json)).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Info { target: t, json } => {
+            let (pipeline, dataset, destination) = match target(&t, None) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            match blocking(move || resttap::inspect::info_command(&destination, &pipeline, &dataset, json)).await {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::State { target: t, reset, resource } => {
             let (pipeline, dataset, destination) = match target(&t, None) {
@@ -436,10 +696,10 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 only: false,
                 checkpoint: None,
             };
-            let code = run_and_report(cfg, opts).await;
-            if code == ExitCode::SUCCESS {
+            let code = run_and_report(cfg, opts, out).await;
+            if code == ExitCode::SUCCESS && !out.quiet && !out.json {
                 eprintln!(
-                    "next: `resttap schema --pipeline demo --destination duckdb:{shown}` lists the tables; in DuckDB, \
+                    "next: `resttap info --pipeline demo --destination duckdb:{shown}` shows the dataset, `resttap schema ...` its columns; in DuckDB, \
                      `SELECT * FROM demo_dataset.suggestions` (tables are <dataset>.<table>, nested lists <table>__<field>, \
                      dlt's columns _dlt_load_id and _dlt_id on every row)"
                 );
@@ -452,13 +712,16 @@ async fn main_inner(cli: Cli) -> ExitCode {
 fn main() -> ExitCode {
     memory::tune();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTTAP_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        .with_target(false);
+    if cli.log_format == LogFormat::Json {
+        logs.json().flatten_event(true).with_current_span(false).init();
+    } else {
         // colour for a terminal only: a file or a pipe gets plain text
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(main_inner(cli))
 }

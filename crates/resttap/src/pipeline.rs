@@ -103,6 +103,15 @@ pub enum RunError {
 pub struct ResourceProgress {
     pub name: String,
     pub counters: Arc<Counters>,
+    /// Set when the resource has fetched everything: how long it took.
+    finished: Arc<std::sync::OnceLock<Duration>>,
+}
+
+impl ResourceProgress {
+    /// How long the resource took to fetch everything, once it has.
+    pub fn done(&self) -> Option<Duration> {
+        self.finished.get().copied()
+    }
 }
 
 /// What one resource did in a run.
@@ -487,14 +496,7 @@ async fn run_resource(
     source: Source,
     children: Vec<mpsc::Sender<Value>>,
 ) -> Result<ResourceOutcome, RunError> {
-    let table = normalize_table_name(res.table());
-    let mut primary_key: Vec<String> = res.primary_key.iter().map(|k| normalize_path(k)).collect();
-    for (col, hint) in res.columns.iter().flatten() {
-        let col = normalize_path(col);
-        if hint.primary_key == Some(true) && !primary_key.contains(&col) {
-            primary_key.push(col);
-        }
-    }
+    let (table, primary_key) = table_and_key(&res);
     let wd = res.write_disposition;
     if wd == WriteDisposition::Merge && primary_key.is_empty() && res.selected {
         tracing::warn!(resource = %res.name, "write_disposition merge without primary_key: rows are appended, as dlt does");
@@ -514,24 +516,9 @@ async fn run_resource(
     tx.send(Msg::Start { resource: res.name.clone(), load, reply }).await.map_err(loader_gone)?;
     let load_id = load_id.await.map_err(loader_gone)?;
     let (row_ids, validity) = resttap_load::merge::row_ids(&res.merge, wd == WriteDisposition::Merge, &load_id);
-    let normalizer = res.selected.then(|| {
-        Normalizer::new(
-            NormalizerConfig {
-                table: table.clone(),
-                write_disposition: wd,
-                primary_key: primary_key.clone(),
-                max_nesting: res.max_table_nesting,
-                load_id,
-                batch_rows,
-                hints: column_hints(&res),
-                nested_hints: nested_hints(&res, &table),
-                row_ids,
-                validity,
-                contract: res.contract.unwrap_or_default(),
-            },
-            &existing,
-        )
-    });
+    let normalizer = res
+        .selected
+        .then(|| Normalizer::new(normalizer_config(&res, load_id, batch_rows, row_ids, validity), &existing));
     if let Some(e) = normalizer.as_ref().and_then(Normalizer::refuses_root) {
         return Err(RunError::Normalize { resource: res.name.clone(), source: e });
     }
@@ -669,6 +656,44 @@ async fn run_resource(
     Ok(ResourceOutcome { name: res.name.clone(), detections })
 }
 
+/// A resource's root table and primary key (its `primary_key` and the columns hinted
+/// `primary_key: true`), normalized as dlt names columns.
+pub(crate) fn table_and_key(res: &Resource) -> (String, Vec<String>) {
+    let table = normalize_table_name(res.table());
+    let mut primary_key: Vec<String> = res.primary_key.iter().map(|k| normalize_path(k)).collect();
+    for (col, hint) in res.columns.iter().flatten() {
+        let col = normalize_path(col);
+        if hint.primary_key == Some(true) && !primary_key.contains(&col) {
+            primary_key.push(col);
+        }
+    }
+    (table, primary_key)
+}
+
+/// How a resource's records become rows: its table, key, nesting, hints and contract.
+pub(crate) fn normalizer_config(
+    res: &Resource,
+    load_id: Arc<str>,
+    batch_rows: usize,
+    row_ids: resttap_normalize::RowIds,
+    validity: Option<resttap_normalize::Validity>,
+) -> NormalizerConfig {
+    let (table, primary_key) = table_and_key(res);
+    NormalizerConfig {
+        nested_hints: nested_hints(res, &table),
+        table,
+        write_disposition: res.write_disposition,
+        primary_key,
+        max_nesting: res.max_table_nesting,
+        load_id,
+        batch_rows,
+        hints: column_hints(res),
+        row_ids,
+        validity,
+        contract: res.contract.unwrap_or_default(),
+    }
+}
+
 /// Whether a resource's pages can be normalized straight from their text (see
 /// [`Extractor::next_page_borrowed`]): only the incremental filter and the normalizer read its
 /// records (no processing steps or children), its data selector is a plain key path, and no
@@ -742,7 +767,7 @@ fn nested_hints(res: &Resource, table: &str) -> Vec<(String, Vec<resttap_normali
 pub async fn run(
     config: Config,
     opts: RunOptions,
-    progress: impl FnOnce(&[ResourceProgress]),
+    progress: impl FnOnce(&[ResourceProgress], &Client),
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let mut config = config;
@@ -832,9 +857,13 @@ pub async fn run(
     }
     let shared: Vec<ResourceProgress> = active
         .iter()
-        .map(|r| ResourceProgress { name: r.name.clone(), counters: Arc::new(Counters::default()) })
+        .map(|r| ResourceProgress {
+            name: r.name.clone(),
+            counters: Arc::new(Counters::default()),
+            finished: Arc::default(),
+        })
         .collect();
-    progress(&shared);
+    progress(&shared, &client);
     // one bounded channel per parent → child edge
     let mut senders: HashMap<String, Vec<mpsc::Sender<Value>>> = HashMap::new();
     let mut receivers: HashMap<String, mpsc::Receiver<Value>> = HashMap::new();
@@ -848,10 +877,11 @@ pub async fn run(
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (res, p) in active.into_iter().zip(shared.iter()) {
-        let (client, config, counters, existing, clock, tx) = (
+        let (client, config, counters, finished, existing, clock, tx) = (
             client.clone(),
             Arc::clone(&config),
             Arc::clone(&p.counters),
+            Arc::clone(&p.finished),
             Arc::clone(&existing),
             Arc::clone(&clock),
             tx.clone(),
@@ -869,7 +899,11 @@ pub async fn run(
                 Some(l) => Some(l.acquire_owned().await.map_err(|e| RunError::Internal(e.to_string()))?),
                 None => None,
             };
-            run_resource(client, config, res, counters, existing, clock, batch_rows, tx, prior, source, children).await
+            let outcome =
+                run_resource(client, config, res, counters, existing, clock, batch_rows, tx, prior, source, children)
+                    .await?;
+            let _ = finished.set(started.elapsed());
+            Ok(outcome)
         });
     }
     drop(tx);

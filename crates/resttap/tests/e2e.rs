@@ -368,8 +368,15 @@ fn demo_runs_end_to_end() {
     assert_ok(&out);
     let (_, stderr) = text(&out);
     // the next command to look at the data, which works as printed
-    let hint = format!("resttap schema --pipeline demo --destination duckdb:{}", s.path("demo.duckdb").display());
+    let hint = format!("resttap info --pipeline demo --destination duckdb:{}", s.path("demo.duckdb").display());
     assert!(stderr.contains(&hint) && stderr.contains("SELECT * FROM demo_dataset.suggestions"), "{stderr}");
+    let info = std::process::Command::new(bin())
+        .args(["info", "--pipeline", "demo", "--destination"])
+        .arg(format!("duckdb:{}", s.path("demo.duckdb").display()))
+        .output()
+        .unwrap();
+    assert_ok(&info);
+    assert!(text(&info).0.contains("suggestions"), "{}", text(&info).0);
     let schema = std::process::Command::new(bin())
         .args(["schema", "--pipeline", "demo", "--destination"])
         .arg(format!("duckdb:{}", s.path("demo.duckdb").display()))
