@@ -101,7 +101,7 @@ pub fn load_str(
         Format::Yaml => serde_norway::from_str(text).map_err(|e| syntax(e.to_string()))?,
         Format::Toml => toml::from_str(text).map_err(|e| syntax(e.to_string()))?,
     };
-    let ctx = Ctx { path, problems: Default::default() };
+    let ctx = Ctx { path, problems: Default::default(), stand_ins: Default::default() };
     if !root.is_object() {
         return Err(ctx.invalid("(top level)", "the configuration must be a mapping with `client` and `resources`"));
     }
@@ -114,14 +114,22 @@ pub fn load_str(
     // (a bad key is dropped and the rest read again), and the secrets come last, so that one
     // run names every mistyped key and wrong type before any missing secret.
     prepare(&ctx, &mut root);
-    // Every placeholder must be known, and every secret must have a value, before any request.
+    let api = deserialize_repairing::<RestApiConfig>(&ctx, &mut root, "");
+    // Every placeholder must be known, and every secret must have a value, before any request
+    // (read from what is left: a key reported unknown asks for no secret).
     let mut names = BTreeMap::new();
     collect_placeholders(&ctx, &root, &mut String::new(), &mut names);
     let (secrets, missing) = secret_sources.resolve_all(&names);
-    let api = deserialize_repairing::<RestApiConfig>(&ctx, &mut root, "");
     if let Some(mut api) = api {
+        // what stands in for a part that had to go is not checked further
+        let stood_in = ctx.stand_ins.take();
+        let skip: Vec<usize> =
+            stood_in.iter().filter_map(|k| k.strip_prefix("resources[")?.strip_suffix(']')?.parse().ok()).collect();
         link_parents(&ctx, &mut api);
         for (i, res) in api.resources.iter_mut().enumerate() {
+            if skip.contains(&i) {
+                continue;
+            }
             let key = format!("resources[{i}]");
             if let Some(merge) = ctx.keep(crate::merge::resolve(&ctx, &key, res)) {
                 res.merge = merge;
@@ -131,7 +139,9 @@ pub fn load_str(
             }
             ctx.keep(crate::columns::resolve(&ctx, &key, res));
         }
-        validate(&ctx, &api, &secrets, missing.is_empty());
+        let checks =
+            Checks { secrets_complete: missing.is_empty(), client: !stood_in.iter().any(|k| k == "client"), skip };
+        validate(&ctx, &api, &secrets, &checks);
         let mut problems = ctx.problems.into_inner();
         problems.extend(missing);
         return match problems.len() {
@@ -146,9 +156,9 @@ pub fn load_str(
 
 /// Deserializes `value` as a `T`, reporting what does not fit and reading the rest again
 /// without it: an unknown key or a value of the wrong type is removed (a list element: its
-/// list), so that the next error is found too. `None` when a whole resource or the top level
-/// would have to go (what is left would say nothing useful). `prefix` is joined to the keys
-/// reported.
+/// list), so that the next error is found too; `client` or a whole resource that cannot be
+/// read is replaced by a stand-in ([`Ctx::stand_ins`]) so that the others still are. `None`
+/// when the top level itself does not fit. `prefix` is joined to the keys reported.
 fn deserialize_repairing<T: serde::de::DeserializeOwned>(ctx: &Ctx, value: &mut Value, prefix: &str) -> Option<T> {
     let mut reported: Vec<String> = Vec::new();
     // each round removes a value, so the rounds end; the bound is a guard
@@ -174,21 +184,51 @@ fn deserialize_repairing<T: serde::de::DeserializeOwned>(ctx: &Ctx, value: &mut 
             });
             reported.push(key.clone());
         }
-        if !remove_at(value, &key) {
+        if !remove_at(value, &key) && !stand_in(ctx, value, &key) {
             return None;
         }
     }
     None
 }
 
+/// Replaces `client` or `resources[i]` by a minimal valid value (a resource keeps its name, so
+/// that its children still find it), recording the key; false for any other key.
+fn stand_in(ctx: &Ctx, root: &mut Value, key: &str) -> bool {
+    let value = if key == "client" {
+        serde_json::json!({ "base_url": "http://stand-in.invalid" })
+    } else if let Some(i) = key.strip_prefix("resources[").and_then(|k| k.strip_suffix(']')?.parse::<usize>().ok()) {
+        let name = lookup(root, key).and_then(|r| r.get("name")).and_then(Value::as_str).map(String::from);
+        serde_json::json!({ "name": name.unwrap_or_else(|| format!("resources[{i}]")), "endpoint": { "path": "/" } })
+    } else {
+        return false;
+    };
+    let Some(slot) = lookup_mut(root, key) else { return false };
+    if *slot == value {
+        return false;
+    }
+    *slot = value;
+    ctx.stand_ins.borrow_mut().push(key.to_string());
+    true
+}
+
+/// Which checks [`validate`] makes.
+struct Checks {
+    /// Every secret had a value (else a URL made from one is not checked).
+    secrets_complete: bool,
+    /// `client` was read (not a stand-in).
+    client: bool,
+    /// Resources that are stand-ins.
+    skip: Vec<usize>,
+}
+
 /// Removes the value at a key path (an element of a list: the whole list); false for the top
-/// level and for a whole resource, which are not removed.
+/// level, `client` and a whole resource, which are not removed ([`stand_in`]).
 fn remove_at(root: &mut Value, key: &str) -> bool {
     let mut key = key;
     while let Some(stripped) = key.strip_suffix(']').and_then(|k| k.rsplit_once('[')).map(|(k, _)| k) {
         key = stripped;
     }
-    if key.is_empty() || key == "(top level)" || key == "resources" {
+    if key.is_empty() || key == "(top level)" || key == "resources" || key == "client" {
         return false;
     }
     let (parent, last) = match key.rsplit_once('.') {
@@ -203,6 +243,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) path: &'a Path,
     /// The problems found so far, in the order found.
     problems: std::cell::RefCell<Vec<ConfigError>>,
+    /// The keys whose values were replaced by stand-ins (see [`stand_in`]).
+    stand_ins: std::cell::RefCell<Vec<String>>,
 }
 
 impl Ctx<'_> {
@@ -592,6 +634,8 @@ fn prepare(ctx: &Ctx, root: &mut Value) {
         }
         let Value::Object(m) = r else {
             ctx.report(ctx.invalid(&key, "a resource must be a name or a mapping with `name` and `endpoint`"));
+            *r = serde_json::json!({ "name": key.clone(), "endpoint": { "path": "/" } });
+            ctx.stand_ins.borrow_mut().push(key);
             continue;
         };
         ctx.keep(expand_resource(ctx, &key, m));
@@ -950,12 +994,18 @@ fn check_auth(ctx: &Ctx, key: &str, a: &AuthConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The checks the model's types do not make; each problem is reported. `secrets_complete`:
-/// every secret had a value (else a URL made from one is not checked).
-fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets, secrets_complete: bool) {
+/// The checks the model's types do not make; each problem is reported.
+fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets, checks: &Checks) {
+    if checks.client {
+        validate_client(ctx, api, secrets, checks);
+    }
+    validate_resources(ctx, api, &checks.skip);
+}
+
+fn validate_client(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets, checks: &Checks) {
     let base = render(&api.client.base_url, secrets);
     match url::Url::parse(base.expose()) {
-        _ if !secrets_complete && api.client.base_url.contains("{secrets.") => {}
+        _ if !checks.secrets_complete && api.client.base_url.contains("{secrets.") => {}
         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
         Ok(u) => {
             ctx.report(ctx.invalid("client.base_url", format!("must be an http or https URL, not `{}:`", u.scheme())));
@@ -1001,11 +1051,17 @@ fn validate(ctx: &Ctx, api: &RestApiConfig, secrets: &Secrets, secrets_complete:
     if let Some(a) = &api.client.auth {
         ctx.keep(check_auth(ctx, "client.auth", a));
     }
+}
+
+fn validate_resources(ctx: &Ctx, api: &RestApiConfig, skip: &[usize]) {
     if api.resources.is_empty() {
         ctx.report(ctx.invalid("resources", "lists no resource"));
     }
     let mut seen = BTreeMap::new();
     for (i, res) in api.resources.iter().enumerate() {
+        if skip.contains(&i) {
+            continue;
+        }
         let key = format!("resources[{i}]");
         if res.name.trim().is_empty() {
             ctx.report(ctx.invalid(&format!("{key}.name"), "must not be empty"));

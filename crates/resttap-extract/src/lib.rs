@@ -473,10 +473,8 @@ fn spawn_fetch(client: &Client, req: &RequestSpec, counters: &Arc<Counters>) -> 
             counters.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("retrying request {} of {} in {:.1} s: {}", n.retry, n.url, n.delay.as_secs_f64(), n.reason);
         };
-        let sent = client.send(&req, &on_retry).await;
-        if let Ok(r) = &sent {
-            counters.rate_limit_us.fetch_add(r.rate_limit_wait.as_micros() as u64, Ordering::Relaxed);
-        }
+        let (sent, waited) = resttap_http::ratelimit::measure_wait(client.send(&req, &on_retry)).await;
+        counters.rate_limit_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         sent
     })
 }
@@ -640,13 +638,7 @@ impl Extractor {
         if let Some(d) = detected {
             self.detected.push(format!("paginator {}", d.0));
         }
-        let next_page = next.map(|r| {
-            let mut url = r.url.clone();
-            if !r.query.is_empty() {
-                url.query_pairs_mut().extend_pairs(&r.query);
-            }
-            self.client.redactor().redact(url.as_str())
-        });
+        let next_page = next.map(|r| self.client.redactor().redact(r.full_url().as_str()));
         let (records, _) = take_records(&self.selector, &mut body);
         Ok(Some(Probe {
             status: resp.status.as_u16(),

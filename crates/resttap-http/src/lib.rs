@@ -113,8 +113,6 @@ pub struct Response {
     pub body: Bytes,
     /// The URL that was requested, query included.
     pub url: Url,
-    /// How long this hop waited for its turns under rate limits, its retries included.
-    pub rate_limit_wait: Duration,
 }
 
 /// Why a request failed for good.
@@ -557,7 +555,6 @@ impl Client {
     ) -> Result<Sent, HttpError> {
         let shown = self.redactor.redact(url.as_str());
         let mut attempt: u32 = 0;
-        let mut waited = Duration::ZERO;
         loop {
             attempt += 1;
             let mut builder = match hop.method {
@@ -583,7 +580,6 @@ impl Client {
             }
             let host = format!("{}:{}", url.host_str().unwrap_or(""), url.port_or_known_default().unwrap_or(0));
             let turn = self.limiter.acquire(&host).await;
-            waited += turn.waited;
             let outcome = match builder.send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -627,13 +623,7 @@ impl Client {
             match outcome {
                 Ok((status, resp_headers, body)) if status.is_success() => {
                     // the URL without the credentials' query: paginators read it, messages show it
-                    return Ok(Sent::Done(Response {
-                        status,
-                        headers: resp_headers,
-                        body,
-                        url: hop.url.clone(),
-                        rate_limit_wait: waited,
-                    }));
+                    return Ok(Sent::Done(Response { status, headers: resp_headers, body, url: hop.url.clone() }));
                 }
                 Ok((status, resp_headers, body)) if status.is_redirection() => {
                     let location = resp_headers.get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok());

@@ -158,6 +158,22 @@ const RESET_MARGIN: Duration = Duration::from_millis(20);
 /// Added to a declared `per`: requests sent `per` apart may arrive closer together.
 const DECLARED_MARGIN: Duration = Duration::from_millis(10);
 
+tokio::task_local! {
+    /// The wait of the requests sent inside [`measure_wait`]'s future, in microseconds.
+    static WAITED: std::cell::Cell<u64>;
+}
+
+/// Runs `f` and says how long the requests it sent waited for their turns under rate limits:
+/// every attempt, redirect hop and token request, failed ones included.
+pub async fn measure_wait<F: std::future::Future>(f: F) -> (F::Output, Duration) {
+    WAITED
+        .scope(std::cell::Cell::new(0), async {
+            let out = f.await;
+            (out, Duration::from_micros(WAITED.with(std::cell::Cell::get)))
+        })
+        .await
+}
+
 impl Limiter {
     pub fn new(declared: Option<RateLimitConfig>) -> Self {
         Limiter { declared, ..Default::default() }
@@ -185,13 +201,14 @@ impl Limiter {
                 Some(d) => tokio::time::sleep(d).await,
             }
         }
-        let mut waited = started.elapsed();
+        let waited = started.elapsed();
         if waited > Duration::from_millis(1) {
-            self.waited_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
-        } else {
-            waited = Duration::ZERO;
+            let us = waited.as_micros() as u64;
+            self.waited_us.fetch_add(us, Ordering::Relaxed);
+            // outside a measured future there is nothing to add to
+            let _ = WAITED.try_with(|w| w.set(w.get() + us));
         }
-        Turn { limiter: self, host: host.to_string(), done: false, waited }
+        Turn { limiter: self, host: host.to_string(), done: false }
     }
 
     /// Takes a turn at `now` (`None`), or says how long to wait before asking again.
@@ -306,8 +323,6 @@ pub struct Turn<'a> {
     limiter: &'a Limiter,
     host: String,
     done: bool,
-    /// How long the request waited for this turn.
-    pub waited: Duration,
 }
 
 impl Turn<'_> {

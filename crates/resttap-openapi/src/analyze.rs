@@ -394,7 +394,8 @@ fn base_url(root: &Value, opts: &Options) -> Result<String, OpenApiError> {
             url = url.replace(&format!("{{{k}}}"), &value);
         }
     }
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    // a variable the server object does not declare leaves a brace: not a URL to send to
+    if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(['{', '}']) {
         return Err(OpenApiError::RelativeBaseUrl(url));
     }
     Ok(url.trim_end_matches('/').to_string())

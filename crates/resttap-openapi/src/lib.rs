@@ -79,7 +79,7 @@ pub enum OpenApiError {
     NoBaseUrl,
     /// The spec's first server URL is relative.
     #[error(
-        "the spec's server URL `{0}` is not an absolute http(s) URL: pass the API's base URL (`--base-url https://api.example.com/...`)"
+        "the spec's server URL `{0}` is not an absolute http(s) URL (or has a variable the spec does not declare): pass the API's base URL (`--base-url https://api.example.com/...`)"
     )]
     RelativeBaseUrl(String),
     /// No GET endpoint returns a list of records.

@@ -69,7 +69,7 @@ pub(crate) fn resource_config(plan: &Plan, r: &ResourcePlan, shared: Option<&Val
     }
     for (k, v) in r.fixed_path.iter().chain(r.params.iter()) {
         let v = match v {
-            Value::String(s) => Value::String(s.replace('{', "{{").replace('}', "}}")),
+            Value::String(s) => Value::String(literal(s)),
             other => other.clone(),
         };
         params.insert(k.clone(), v);
@@ -78,7 +78,7 @@ pub(crate) fn resource_config(plan: &Plan, r: &ResourcePlan, shared: Option<&Val
         ep.insert("params".into(), Value::Object(params));
     }
     if !r.headers.is_empty() {
-        let h: Map<String, Value> = r.headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let h: Map<String, Value> = r.headers.iter().map(|(k, v)| (k.clone(), json!(literal(v)))).collect();
         ep.insert("headers".into(), Value::Object(h));
     }
     ep.insert("data_selector".into(), json!(selector(&r.data_path)));
@@ -243,6 +243,11 @@ fn scalar(s: &str) -> String {
 
 fn key(k: &str) -> String {
     scalar(k)
+}
+
+/// A value sent as written: braces doubled, as the configuration's templates read them.
+fn literal(s: &str) -> String {
+    s.replace('{', "{{").replace('}', "}}")
 }
 
 #[cfg(test)]

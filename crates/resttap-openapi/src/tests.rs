@@ -183,6 +183,22 @@ fn base_url_option_wins_and_missing_one_is_an_error() {
     assert!(e.to_string().contains("--base-url"));
     let relative = FORUMS.replace("https://{region}.example.com/v1", "/api");
     assert!(matches!(generate(&relative, &Options::default()), Err(OpenApiError::RelativeBaseUrl(u)) if u == "/api"));
+    // a server variable the spec does not declare is not sent as a placeholder
+    let undeclared = FORUMS.replace(", variables: {region: {default: eu}}", "");
+    assert!(
+        matches!(generate(&undeclared, &Options::default()), Err(OpenApiError::RelativeBaseUrl(u)) if u.contains("{region}"))
+    );
+}
+
+#[test]
+fn braces_in_header_defaults_are_sent_as_written() {
+    let spec = FORUMS.replace(
+        "parameters: [{$ref: '#/components/parameters/cursor'}]",
+        "parameters: [{$ref: '#/components/parameters/cursor'}, {name: X-Filter, in: header, required: true, schema: {type: string, default: '{\"a\": 1}'}}]",
+    );
+    let g = generate(&spec, &Options::default()).unwrap();
+    let cfg = parsed(&g);
+    assert_eq!(resource(&cfg, "forums")["endpoint"]["headers"]["X-Filter"], "{{\"a\": 1}}", "{}", g.yaml);
 }
 
 #[test]

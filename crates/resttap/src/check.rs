@@ -41,6 +41,7 @@ pub enum Outcome {
     Page {
         status: u16,
         url: String,
+        /// The records on the page (after `processing_steps`, before the incremental filter).
         records: usize,
         /// The next page's URL, if the paginator would ask for one.
         next_page: Option<String>,

@@ -265,34 +265,24 @@ impl Info<'_> {
         let head = ["resource", "cursor", "last_value", "initial_value", "hashes"];
         let w: Vec<usize> =
             (0..5).map(|i| lines.iter().map(|l| l[i].len()).max().unwrap_or(0).max(head[i].len())).collect();
-        let _ = writeln!(
-            out,
-            "  {:<a$}  {:<b$}  {:<c$}  {:<d$}  {}",
-            head[0],
-            head[1],
-            head[2],
-            head[3],
-            head[4],
-            a = w[0],
-            b = w[1],
-            c = w[2],
-            d = w[3]
-        );
-        for l in &lines {
-            let _ = writeln!(
-                out,
-                "  {:<a$}  {:<b$}  {:<c$}  {:<d$}  {:>e$}",
-                l[0],
-                l[1],
-                l[2],
-                l[3],
-                l[4],
+        let row = |cells: [&str; 5]| {
+            format!(
+                "  {:<a$}  {:<b$}  {:<c$}  {:<d$}  {:>e$}\n",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
                 a = w[0],
                 b = w[1],
                 c = w[2],
                 d = w[3],
                 e = w[4]
-            );
+            )
+        };
+        out.push_str(&row(head));
+        for l in &lines {
+            out.push_str(&row([&l[0], &l[1], &l[2], &l[3], &l[4]]));
         }
         out
     }

@@ -20,9 +20,6 @@ use resttap_config::{ConfigError, Overrides, SecretSources};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// No progress lines and no summary: only warnings, errors and the exit status.
-    #[arg(long, global = true)]
-    quiet: bool,
     /// `json`: every line on stderr is a JSON object (the run's start, each resource's
     /// progress and completion with counts and timings, retries and other log lines, errors),
     /// and a run's summary is one on stdout.
@@ -102,6 +99,9 @@ enum Command {
         /// When stderr is not a terminal, a line saying what is still running every so long.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = heartbeat)]
         heartbeat: std::time::Duration,
+        /// No progress lines and no summary: only warnings, errors and the exit status.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Check CONFIG: validate it, then request each resource's first page (a child resource's:
     /// for its parent's first record) and show the records, the data selector and paginator,
@@ -229,6 +229,9 @@ enum Command {
         /// Where to write.
         #[arg(long, default_value = "demo.duckdb")]
         output: PathBuf,
+        /// No progress lines and no summary: only warnings, errors and the exit status.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -242,8 +245,33 @@ mod memory;
 /// The seed configuration shipped in examples/, used by `resttap demo`.
 const SEED_CONFIG: &str = include_str!("../../../examples/analytics-api.yaml");
 
+/// `--log-format json`: what is said on stderr is said as JSON objects.
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Says `message` on stderr: as is, or as `{"event": event, "message": ...}`.
+fn say(event: &str, message: &str) {
+    if json_logs() {
+        eprintln!("{}", serde_json::json!({ "event": event, "message": message }));
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Says an error on stderr (`error: ...`, or an `error` event).
+fn say_error(message: &str) {
+    if json_logs() {
+        say("error", message);
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
 fn print_error(e: &dyn std::error::Error) {
-    eprintln!("error: {}", resttap::error_chain(e));
+    say_error(&resttap::error_chain(e));
 }
 
 /// Pipeline, dataset and destination from the options; a usage error is printed and becomes
@@ -256,7 +284,7 @@ fn target(t: &Target, default_pipeline: Option<&str>) -> Result<(String, String,
         Ok((pipeline, dataset, dest))
     };
     resolve().map_err(|m| {
-        eprintln!("error: {m}");
+        say_error(&m);
         ExitCode::from(2)
     })
 }
@@ -270,7 +298,7 @@ async fn run_and_report(config: resttap_config::Config, opts: RunOptions, out: O
             "pipeline": opts.pipeline,
             "dataset": opts.dataset,
             "destination": opts.destination.describe(),
-            "config": config.path,
+            "config": config.path.display().to_string(),
             "resources": resources,
         });
         eprintln!("{start}");
@@ -291,10 +319,10 @@ async fn run_and_report(config: resttap_config::Config, opts: RunOptions, out: O
                     eprintln!("warning: {d}");
                 }
             }
-            if out.json {
-                println!("{}", report::summary_json(&summary));
-            } else if !out.quiet {
-                print!("{}", report::summary(&summary));
+            match (out.quiet, out.json) {
+                (true, _) => {}
+                (false, true) => println!("{}", report::summary_json(&summary)),
+                (false, false) => print!("{}", report::summary(&summary)),
             }
             ExitCode::SUCCESS
         }
@@ -389,7 +417,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
 /// secrets to set to stderr. Exit 2 for a spec that cannot be used or a FILE that exists.
 fn init_command(spec: &Path, output: Option<&Path>, base_url: Option<String>, force: bool) -> ExitCode {
     let usage = |m: String| {
-        eprintln!("error: {m}");
+        say_error(&m);
         ExitCode::from(2)
     };
     if let Some(out) = output
@@ -409,29 +437,30 @@ fn init_command(spec: &Path, output: Option<&Path>, base_url: Option<String>, fo
     match output {
         Some(out) => {
             if let Err(e) = std::fs::write(out, &generated.yaml) {
-                eprintln!("error: cannot write {}: {e}", out.display());
+                say_error(&format!("cannot write {}: {e}", out.display()));
                 return ExitCode::FAILURE;
             }
         }
         None => print!("{}", generated.yaml),
     }
     for s in &generated.skipped {
-        eprintln!("skipped {}: {}", s.method_path, s.reason);
+        say("skipped", &format!("skipped {}: {}", s.method_path, s.reason));
     }
-    eprintln!(
-        "{} resource(s){}, {} endpoint(s) skipped",
-        generated.resources.len(),
-        output.map(|o| format!(" written to {}", o.display())).unwrap_or_default(),
-        generated.skipped.len()
-    );
+    let written = output.map(|o| format!(" written to {}", o.display())).unwrap_or_default();
+    let n = (generated.resources.len(), generated.skipped.len());
+    say("generated", &format!("{} resource(s){written}, {} endpoint(s) skipped", n.0, n.1));
     for name in &generated.secrets {
-        eprintln!(
-            "set the secret `{name}`: the environment variable {} or `{name}` in .dlt/secrets.toml",
-            resttap_config::env_var_name(name)
+        let var = resttap_config::env_var_name(name);
+        say(
+            "secret",
+            &format!("set the secret `{name}`: the environment variable {var} or `{name}` in .dlt/secrets.toml"),
         );
     }
     let shown = output.map_or("CONFIG".to_string(), |o| o.display().to_string());
-    eprintln!("next: `resttap check {shown}` requests each resource's first page and shows what a run would load");
+    say(
+        "next",
+        &format!("next: `resttap check {shown}` requests each resource's first page and shows what a run would load"),
+    );
     ExitCode::SUCCESS
 }
 
@@ -461,7 +490,9 @@ fn config_error(e: ConfigError) -> ExitCode {
 const BATCH_ROWS: usize = 2048;
 
 async fn main_inner(cli: Cli) -> ExitCode {
-    let out = Output { quiet: cli.quiet, json: cli.log_format == LogFormat::Json, heartbeat: progress::HEARTBEAT };
+    let json = cli.log_format == LogFormat::Json;
+    JSON_LOGS.store(json, std::sync::atomic::Ordering::Relaxed);
+    let out = Output { quiet: false, json, heartbeat: progress::HEARTBEAT };
     match cli.command {
         Command::Run {
             config,
@@ -473,8 +504,9 @@ async fn main_inner(cli: Cli) -> ExitCode {
             resources,
             checkpoint_every,
             heartbeat,
+            quiet,
         } => {
-            let out = Output { heartbeat, ..out };
+            let out = Output { heartbeat, quiet, ..out };
             let stem = config.file_stem().and_then(|s| s.to_str()).map(String::from);
             let (pipeline, dataset, destination) = match target(&t, stem.as_deref()) {
                 Ok(x) => x,
@@ -519,7 +551,12 @@ async fn main_inner(cli: Cli) -> ExitCode {
             };
             if offline {
                 let names: Vec<&str> = cfg.api.resources.iter().map(|r| r.name.as_str()).collect();
-                println!("{}: valid; {} resource(s): {}", config.display(), names.len(), names.join(", "));
+                if json {
+                    let valid = serde_json::json!({ "config": config.display().to_string(), "valid": true, "resources": names });
+                    println!("{valid}");
+                } else {
+                    println!("{}: valid; {} resource(s): {}", config.display(), names.len(), names.join(", "));
+                }
                 return ExitCode::SUCCESS;
             }
             // the selected resources, and the parents that feed them
@@ -556,7 +593,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
             let tables = match blocking(move || schema_command(&destination, &dataset)).await {
                 Ok(t) => t,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    say_error(&e.to_string());
                     return ExitCode::FAILURE;
                 }
             };
@@ -578,7 +615,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    say_error(&e.to_string());
                     ExitCode::FAILURE
                 }
             }
@@ -594,7 +631,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    say_error(&e.to_string());
                     ExitCode::FAILURE
                 }
             }
@@ -612,7 +649,7 @@ async fn main_inner(cli: Cli) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    say_error(&e.to_string());
                     ExitCode::FAILURE
                 }
             }
@@ -656,12 +693,13 @@ async fn main_inner(cli: Cli) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    say_error(&e.to_string());
                     ExitCode::FAILURE
                 }
             }
         }
-        Command::Demo { records, output } => {
+        Command::Demo { records, output, quiet } => {
+            let out = Output { quiet, ..out };
             let opts = resttap_mock::MockOptions { records, ..Default::default() };
             let token = opts.token.clone();
             let (addr, _server) = match resttap_mock::spawn("127.0.0.1:0".parse().expect("valid address"), opts).await {
@@ -671,7 +709,9 @@ async fn main_inner(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            eprintln!("mock API serving on http://{addr}");
+            if !quiet {
+                say("mock_api", &format!("mock API serving on http://{addr}"));
+            }
             let mut secrets = SecretSources::default();
             secrets.overrides.insert("api_key".into(), resttap_config::Secret::new(token));
             let overrides = Overrides { base_url: Some(format!("http://{addr}")) };

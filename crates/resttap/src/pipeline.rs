@@ -103,7 +103,9 @@ pub enum RunError {
 pub struct ResourceProgress {
     pub name: String,
     pub counters: Arc<Counters>,
-    /// Set when the resource has fetched everything: how long it took.
+    /// When the run set out to fetch it (it may wait for its turn, `--concurrency`).
+    pub since: Instant,
+    /// Set when the resource has fetched everything: how long it took since `since`.
     finished: Arc<std::sync::OnceLock<Duration>>,
 }
 
@@ -860,6 +862,7 @@ pub async fn run(
         .map(|r| ResourceProgress {
             name: r.name.clone(),
             counters: Arc::new(Counters::default()),
+            since: Instant::now(),
             finished: Arc::default(),
         })
         .collect();
@@ -877,11 +880,12 @@ pub async fn run(
     let limit = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (res, p) in active.into_iter().zip(shared.iter()) {
-        let (client, config, counters, finished, existing, clock, tx) = (
+        let (client, config, counters, finished, since, existing, clock, tx) = (
             client.clone(),
             Arc::clone(&config),
             Arc::clone(&p.counters),
             Arc::clone(&p.finished),
+            p.since,
             Arc::clone(&existing),
             Arc::clone(&clock),
             tx.clone(),
@@ -902,7 +906,7 @@ pub async fn run(
             let outcome =
                 run_resource(client, config, res, counters, existing, clock, batch_rows, tx, prior, source, children)
                     .await?;
-            let _ = finished.set(started.elapsed());
+            let _ = finished.set(since.elapsed());
             Ok(outcome)
         });
     }

@@ -55,10 +55,10 @@ pub struct Progress {
 }
 
 /// One resource's figures at a moment.
-fn figures(r: &ResourceProgress, since: Instant) -> serde_json::Value {
+fn figures(r: &ResourceProgress) -> serde_json::Value {
     let c = &r.counters;
     let records = c.records.load(Relaxed);
-    let secs = r.done().unwrap_or_else(|| since.elapsed()).as_secs_f64();
+    let secs = r.done().unwrap_or_else(|| r.since.elapsed()).as_secs_f64();
     serde_json::json!({
         "resource": r.name,
         "pages": c.pages.load(Relaxed),
@@ -77,6 +77,8 @@ struct Lines {
     reported: Vec<bool>,
     json: bool,
     started: Instant,
+    /// Set by [`Progress::finish`]: the task says nothing more (it may be past its sleep).
+    stopped: bool,
 }
 
 impl Lines {
@@ -87,7 +89,7 @@ impl Lines {
                 continue;
             }
             *reported = true;
-            let f = figures(r, self.started);
+            let f = figures(r);
             if self.json {
                 let mut f = f;
                 f["event"] = "resource_done".into();
@@ -116,7 +118,7 @@ impl Lines {
                 "event": "progress",
                 "elapsed_s": (elapsed * 10.0).round() / 10.0,
                 "rate_limit_wait_s": (waited * 10.0).round() / 10.0,
-                "running": running.iter().map(|r| figures(r, self.started)).collect::<Vec<_>>(),
+                "running": running.iter().map(|r| figures(r)).collect::<Vec<_>>(),
             });
             eprintln!("{event}");
         } else {
@@ -136,13 +138,14 @@ impl Progress {
         let started = Instant::now();
         match mode {
             Mode::Quiet => Progress { multi: None, task: None, lines: None },
-            Mode::Terminal => Self::terminal(resources, client, started),
+            Mode::Terminal => Self::terminal(resources, client),
             Mode::Lines | Mode::Json => {
                 let lines = Arc::new(Mutex::new(Lines {
                     resources: resources.to_vec(),
                     reported: vec![false; resources.len()],
                     json: mode == Mode::Json,
                     started,
+                    stopped: false,
                 }));
                 let (client, shared) = (client.clone(), Arc::clone(&lines));
                 let task = tokio::spawn(async move {
@@ -150,6 +153,9 @@ impl Progress {
                     loop {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         let mut l = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                        if l.stopped {
+                            return;
+                        }
                         l.finished();
                         if Instant::now() >= beat {
                             l.heartbeat(&client);
@@ -162,7 +168,7 @@ impl Progress {
         }
     }
 
-    fn terminal(resources: &[ResourceProgress], client: &Client, started: Instant) -> Progress {
+    fn terminal(resources: &[ResourceProgress], client: &Client) -> Progress {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg}").expect("valid template");
         let width = resources.iter().map(|r| r.name.len()).max().unwrap_or(0);
@@ -179,7 +185,7 @@ impl Progress {
         let task = tokio::spawn(async move {
             loop {
                 for (bar, r) in &bars {
-                    let f = figures(r, started);
+                    let f = figures(r);
                     let state = if r.done().is_some() { "done" } else { "" };
                     bar.set_message(format!(
                         "{:>6} pages {:>9} records {:>8}/s {:>4} retries {:>8.1} MB {:>6.1} s rate-limited {state}",
@@ -212,7 +218,9 @@ impl Progress {
             let _ = m.clear();
         }
         if let Some(lines) = &self.lines {
-            lines.lock().unwrap_or_else(PoisonError::into_inner).finished();
+            let mut l = lines.lock().unwrap_or_else(PoisonError::into_inner);
+            l.stopped = true;
+            l.finished();
         }
     }
 }

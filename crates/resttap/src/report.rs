@@ -118,8 +118,8 @@ pub fn check(checks: &[ResourceCheck]) -> String {
         let parent = c.parent.as_ref().map(|p| format!(" (for the first record of `{p}`)")).unwrap_or_default();
         match &c.outcome {
             Outcome::Page { status, url, records, next_page, tables, refused } => {
-                let loaded = if c.loaded { "" } else { "; not loaded (selected: false), it feeds its children" };
-                let _ = writeln!(out, "{}: HTTP {status}, {records} record(s){parent}{loaded}", c.name);
+                let loaded = if c.loaded { "" } else { "; not loaded, only requested to feed its children" };
+                let _ = writeln!(out, "{}: HTTP {status}, {records} record(s) on the page{parent}{loaded}", c.name);
                 let _ = writeln!(out, "  request        {url}");
                 let _ = writeln!(out, "  data selector  {}", c.data_selector);
                 let next =

@@ -61,7 +61,10 @@ fn check_makes_one_request_per_resource_shows_what_a_run_would_make_and_writes_n
     let out = resttap(s.dir.path(), &["check", config.to_str().unwrap(), "--base-url", &mock.url]);
     assert_ok(&out);
     let (stdout, _) = text(&out);
-    assert!(stdout.contains("forums: HTTP 200, ") && stdout.contains("  table forums__tags"), "{stdout}");
+    assert!(
+        stdout.contains("forums: HTTP 200, 5 record(s) on the page") && stdout.contains("  table forums__tags"),
+        "{stdout}"
+    );
     assert!(stdout.contains("6 resource(s) checked, 0 failed; nothing was written"), "{stdout}");
     assert_eq!(files_in(s.dir.path()), ["seed.yaml"]);
 }
@@ -179,6 +182,9 @@ fn progress_off_a_terminal_is_plain_lines_per_resource_and_a_heartbeat() {
     let out = run(&seed_config(), &mock, &s.db(), TOKEN, &["--quiet"]);
     assert_ok(&out);
     assert_eq!(text(&out), (String::new(), String::new()));
+    let out = run(&seed_config(), &mock, &s.db(), TOKEN, &["--quiet", "--log-format", "json"]);
+    assert_ok(&out);
+    assert_eq!(text(&out), (String::new(), String::new()));
 }
 
 #[test]
@@ -218,6 +224,38 @@ fn log_format_json_makes_every_line_a_json_object() {
     assert_eq!(last["event"], "error");
     assert!(last["message"].as_str().unwrap().contains("HTTP 401"), "{last}");
     assert!(last["committed"].as_str().unwrap().contains("nothing was committed"), "{last}");
+}
+
+#[test]
+fn json_logs_cover_configuration_errors_and_each_resources_rate_limit_waits() {
+    let s = Scratch::new();
+    s.write("bad.yaml", &std::fs::read_to_string(seed_config()).unwrap().replacen("cursor_path:", "cursor_pth:", 1));
+    let out = resttap(s.dir.path(), &["run", "bad.yaml", "--log-format", "json", "--destination", "duckdb:x.duckdb"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.is_empty(), "{stdout}");
+    let lines: Vec<Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert_eq!(lines[0]["event"], "error");
+    assert!(lines[0]["message"].as_str().unwrap().contains("cursor_pth"), "{stderr}");
+    // a rate limit the API announces: each resource's wait, and the run's
+    let mock =
+        Mock::start(&["--records", "100", "--page-size", "10", "--rate-limit", "10", "--rate-limit-per-ms", "300"]);
+    let out = run(&seed_config(), &mock, &s.db(), TOKEN, &["--log-format", "json"]);
+    assert_ok(&out);
+    let (stdout, stderr) = text(&out);
+    let waited: f64 = stderr
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "resource_done")
+        .map(|e| e["rate_limit_wait_s"].as_f64().unwrap())
+        .sum();
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let total = summary["rate_limit_wait_s"].as_f64().unwrap();
+    assert!(total > 0.5, "the run waited on the rate limit: {summary}");
+    // the resources' waits are the run's, up to rounding (0.05 s each)
+    assert!((waited - total).abs() <= 0.4, "resources {waited} s, run {total} s");
 }
 
 #[test]

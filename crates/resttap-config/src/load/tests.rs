@@ -100,6 +100,34 @@ resources:
     );
     assert!(text.contains("did you mean `write_disposition`?") && text.contains("did you mean `offset`?"), "{text}");
     assert!(text.contains("API_KEY") && text.contains("OTHER_KEY"), "{text}");
+    // a required key of the wrong type, a resource without a name or that is not a mapping:
+    // the part stands in, and the others are still read
+    let text = r#"
+client:
+  base_url: 5
+resources:
+  - name: [x]
+    endpoint: /a
+  - 7
+  - name: c
+    endpoint: {path: /c, data_selectr: x}
+  - name: d
+    endpoint: {path: /d, headerz: {X: "{secrets.never_asked}"}}
+"#;
+    let e = load_str(text, Format::Yaml, Path::new("test.yaml"), &Overrides::default(), &sources).unwrap_err();
+    let keys: Vec<&str> = e.problems().iter().map(|p| p.key().unwrap_or("-")).collect();
+    assert_eq!(
+        keys,
+        [
+            "resources[1]",
+            "client.base_url",
+            "resources[0].name",
+            "resources[2].endpoint.data_selectr",
+            "resources[3].endpoint.headerz"
+        ],
+        "{e}"
+    );
+    assert!(!e.to_string().contains("never_asked"), "a key reported unknown asks for no secret: {e}");
     // one problem is reported as itself, as before
     let one = load(&SEED_YAML.replace("data_selector: forums", "data_selectr: forums"), Format::Yaml).unwrap_err();
     assert!(matches!(one, ConfigError::Invalid { .. }), "{one:?}");
