@@ -837,13 +837,8 @@ impl Destination for DuckDb {
             self.existing_at_begin.clear();
             self.rows_at_begin.clear();
         }
-        // a staging schema left by resttap 0.1's first builds is dropped too
         self.conn
-            .execute_batch(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {ds}; DROP SCHEMA IF EXISTS {st} CASCADE;",
-                ds = ident(&self.dataset),
-                st = ident(&format!("{}_staging", self.dataset))
-            ))
+            .execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {};", ident(&self.dataset)))
             .map_err(werr("preparing the load"))?;
         // everything from here to the commit is one transaction: rows are written in place and
         // appear, with everything else, at COMMIT or never

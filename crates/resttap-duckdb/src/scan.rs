@@ -14,8 +14,10 @@
 //! takes them out (a statement binds once); a ticket dropped unused takes them out too.
 
 // The one place where resttap writes DuckDB's vectors itself: `string_t`s built by hand (the
-// C API's setter would copy), and the fixed-width values copied in place.
-#![allow(unsafe_code)]
+// C API's setter would copy), and the fixed-width values copied in place. Unsafe code is
+// allowed in the three functions that do it (`write_column`, `write_bytes`, `copy`), each
+// write bounded by the vector's capacity as DuckDB reports it (`duckdb_vector_size()`,
+// through `FlatVector::capacity`), which `write_column` asserts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,10 +32,6 @@ use resttap_schema::{Column, DataType};
 
 /// The table function's name.
 pub(crate) const FUNCTION: &str = "resttap_batches";
-
-/// Rows per DuckDB vector (DuckDB's `STANDARD_VECTOR_SIZE`, which the C API reports); a longer
-/// batch is handed over in slices of this many rows.
-const VECTOR_ROWS: usize = 2048;
 
 static REGISTRY: LazyLock<Mutex<HashMap<u64, Staged>>> = LazyLock::new(Default::default);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -124,7 +122,10 @@ impl VTab for BatchScan {
             output.set_len(0);
             return Ok(());
         };
-        let len = (batch.num_rows() - start).min(VECTOR_ROWS);
+        // a longer batch is handed over in slices of a vector's capacity (DuckDB's
+        // STANDARD_VECTOR_SIZE, which it reports)
+        let capacity = (0..batch.num_columns()).map(|i| output.flat_vector(i).capacity()).min().unwrap_or(0);
+        let len = (batch.num_rows() - start).min(capacity);
         *next = if start + len >= batch.num_rows() { (b + 1, 0) } else { (b, start + len) };
         for (i, (column, c)) in batch.columns().iter().zip(staged.columns.iter()).enumerate() {
             let column = column.slice(start, len);
@@ -139,10 +140,13 @@ impl VTab for BatchScan {
     }
 }
 
-/// Writes `column` (at most [`VECTOR_ROWS`] values) into `out`, whose type [`logical_type`] of
+/// Writes `column` (at most `out.capacity()` values) into `out`, whose type [`logical_type`] of
 /// `t` is.
+#[allow(unsafe_code)]
 fn write_column(out: &mut FlatVector<'_>, column: &dyn Array, t: DataType) -> Result<(), String> {
     let len = column.len();
+    // what every write below relies on
+    assert!(len <= out.capacity(), "{len} rows do not fit a DuckDB vector of {}", out.capacity());
     match t {
         DataType::Text | DataType::Json | DataType::Decimal(_) | DataType::Wei => {
             let strings = column.as_string_opt::<i32>().ok_or("a text column is not Utf8")?;
@@ -180,6 +184,7 @@ fn write_column(out: &mut FlatVector<'_>, column: &dyn Array, t: DataType) -> Re
 
 /// Writes `len` values, given by Arrow `offsets` into `values`, into a VARCHAR or BLOB vector
 /// (both hold `string_t`s).
+#[allow(unsafe_code)]
 fn write_bytes(out: &mut FlatVector<'_>, offsets: &[i32], values: &[u8], len: usize) {
     // SAFETY: a VARCHAR or BLOB vector's data is `len` (<= its capacity) `string_t`s; each one
     // written here is a whole value: inlined (<= 12 bytes, zero-padded, as DuckDB
@@ -203,8 +208,10 @@ fn write_bytes(out: &mut FlatVector<'_>, offsets: &[i32], values: &[u8], len: us
     }
 }
 
+#[allow(unsafe_code)]
 fn copy<T: Copy>(out: &mut FlatVector<'_>, values: &[T]) {
     // SAFETY: `T` is the vector's physical type (i64 for BIGINT, TIMESTAMPTZ and TIME, f64 for
-    // DOUBLE, i32 for DATE), and `values` has at most VECTOR_ROWS (= its capacity) elements
+    // DOUBLE, i32 for DATE), and `values` has at most the vector's capacity of elements
+    // (asserted by `write_column`, its only caller; `FlatVector::copy` checks it too)
     unsafe { out.copy(values) }
 }

@@ -408,6 +408,20 @@ fn schema_command(spec: &DestinationSpec, dataset: &str) -> Result<Vec<resttap_l
     Ok(tables)
 }
 
+/// A command's text on stdout, or its error; the exit status.
+fn printed(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            say_error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a blocking destination command off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
     tokio::task::spawn_blocking(f).await.map_err(|e| format!("internal error: {e}"))?
@@ -609,50 +623,23 @@ async fn main_inner(cli: Cli) -> ExitCode {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            match blocking(move || resttap::inspect::loads_command(&destination, &dataset, json)).await {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    say_error(&e.to_string());
-                    ExitCode::FAILURE
-                }
-            }
+            printed(blocking(move || resttap::inspect::loads_command(&destination, &dataset, json)).await)
         }
         Command::Info { target: t, json } => {
             let (pipeline, dataset, destination) = match target(&t, None) {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            match blocking(move || resttap::inspect::info_command(&destination, &pipeline, &dataset, json)).await {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    say_error(&e.to_string());
-                    ExitCode::FAILURE
-                }
-            }
+            printed(blocking(move || resttap::inspect::info_command(&destination, &pipeline, &dataset, json)).await)
         }
         Command::State { target: t, reset, resource } => {
             let (pipeline, dataset, destination) = match target(&t, None) {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            let result =
-                blocking(move || state_command(&destination, &pipeline, &dataset, reset, resource.as_deref())).await;
-            match result {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    say_error(&e.to_string());
-                    ExitCode::FAILURE
-                }
-            }
+            printed(
+                blocking(move || state_command(&destination, &pipeline, &dataset, reset, resource.as_deref())).await,
+            )
         }
         Command::MockApi { args } => match args.run().await {
             Ok(()) => ExitCode::SUCCESS,
